@@ -1,0 +1,344 @@
+//! Contradictions a policy must not contain. Each check explains itself in
+//! the message, because the person reading it is fixing a file at 3 a.m.
+
+use super::{DownstreamPolicy, Policy, PolicyProblem, StagePolicy};
+use crate::outcome::{Certainty, FailureClass};
+use crate::stage::Stage;
+use std::time::Duration;
+
+pub(super) fn validate(policy: &Policy) -> Vec<PolicyProblem> {
+    let mut problems = Vec::new();
+    let mut problem = |key: String, why: String| problems.push(PolicyProblem::new(key, why));
+
+    if policy.lease.ttl.is_zero() {
+        problem("lease.ttl".into(), "must be longer than zero".into());
+    }
+    if policy.fulfilment.stall_after < policy.fulfilment.poll_interval {
+        problem(
+            "fulfilment.stall_after".into(),
+            format!(
+                "({}) is shorter than fulfilment.poll_interval ({}): a shipment would be called stalled before it is first polled",
+                show(policy.fulfilment.stall_after),
+                show(policy.fulfilment.poll_interval)
+            ),
+        );
+    }
+
+    let most_attempts = Stage::ALL
+        .iter()
+        .map(|&s| (s, policy.downstream(s).retry.max_attempts))
+        .max_by_key(|&(_, n)| n);
+    if let Some((stage, attempts)) = most_attempts
+        && policy.broker.delivery_limit <= attempts
+    {
+        problem(
+            "broker.delivery_limit".into(),
+            format!(
+                "({}) must exceed the most attempts the policy makes for one delivery (downstreams.{stage}.retry.max_attempts = {attempts}); otherwise the broker dead-letters messages the policy still means to retry",
+                policy.broker.delivery_limit
+            ),
+        );
+    }
+
+    for stage in Stage::ALL {
+        let sp = policy.stage(stage);
+        let dp = policy.downstream(stage);
+        for (key, why) in check_stage(stage, sp, dp) {
+            problem(format!("stages.{stage}.{key}"), why);
+        }
+        for (key, why) in check_downstream(policy, stage, sp, dp) {
+            problem(format!("downstreams.{stage}.{key}"), why);
+        }
+    }
+    problems
+}
+
+fn check_stage(stage: Stage, sp: &StagePolicy, dp: &DownstreamPolicy) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    match sp.delay_tiers.first() {
+        None => out.push(("delay_tiers".into(), "must list at least one delay".into())),
+        Some(first) => {
+            if first.is_zero() {
+                out.push((
+                    "delay_tiers".into(),
+                    "delays must be longer than zero".into(),
+                ));
+            }
+            if let Some(pair) = sp.delay_tiers.windows(2).find(|w| w[0] >= w[1]) {
+                out.push((
+                    "delay_tiers".into(),
+                    format!(
+                        "must be strictly increasing, but {} is followed by {} (one queue per tier; equal or shrinking tiers are a typo)",
+                        show(pair[0]),
+                        show(pair[1])
+                    ),
+                ));
+            }
+            if sp.ambiguity_window < *first {
+                out.push((
+                    "ambiguity_window".into(),
+                    format!(
+                        "({}) is shorter than the first re-check (delay_tiers[0] = {}): an unknown outcome would be escalated before it is ever re-checked",
+                        show(sp.ambiguity_window),
+                        show(*first)
+                    ),
+                ));
+            }
+        }
+    }
+    if sp.deadline < sp.ambiguity_window {
+        out.push((
+            "deadline".into(),
+            format!(
+                "({}) is shorter than ambiguity_window ({}): the stuck-order sweep would escalate orders the policy is still waiting on",
+                show(sp.deadline),
+                show(sp.ambiguity_window)
+            ),
+        ));
+    }
+    if sp.retry_unknown && !dp.idempotent && !dp.status_query {
+        out.push((
+            "retry_unknown".into(),
+            format!(
+                "is true, but downstreams.{stage} is neither idempotent nor has a status query: re-sending after an unknown outcome could repeat the side effect (set retry_unknown = false to escalate instead)"
+            ),
+        ));
+    }
+    if sp.status_poll.limit > 0 && !dp.status_query {
+        out.push((
+            "status_poll.limit".into(),
+            format!(
+                "is {}, but downstreams.{stage}.status_query is false: there is nothing to poll",
+                sp.status_poll.limit
+            ),
+        ));
+    }
+    out
+}
+
+fn check_downstream(
+    policy: &Policy,
+    stage: Stage,
+    sp: &StagePolicy,
+    dp: &DownstreamPolicy,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut check = |ok: bool, key: &str, why: String| {
+        if !ok {
+            out.push((key.to_owned(), why));
+        }
+    };
+    check(
+        !dp.connect_timeout.is_zero(),
+        "connect_timeout",
+        "must be longer than zero".into(),
+    );
+    check(
+        !dp.request_timeout.is_zero(),
+        "request_timeout",
+        "must be longer than zero".into(),
+    );
+    let worst = worst_delivery_time(sp, dp);
+    check(
+        worst <= policy.lease.ttl,
+        "request_timeout",
+        format!(
+            "× retry.max_attempts ({}) plus backoff and status polls lets one delivery take {} — longer than lease.ttl ({}), so a second worker could take the lease mid-call",
+            dp.retry.max_attempts,
+            show(worst),
+            show(policy.lease.ttl)
+        ),
+    );
+    check(
+        dp.retry.max_attempts >= 1,
+        "retry.max_attempts",
+        "must be at least 1 (the first attempt counts)".into(),
+    );
+    check(
+        dp.retry.base <= dp.retry.cap,
+        "retry.base",
+        format!(
+            "({}) is longer than retry.cap ({})",
+            show(dp.retry.base),
+            show(dp.retry.cap)
+        ),
+    );
+    check(
+        (0.0..=1.0).contains(&dp.budget.ratio),
+        "budget.ratio",
+        format!("({}) must be between 0 and 1", dp.budget.ratio),
+    );
+    check(
+        !dp.budget.window.is_zero(),
+        "budget.window",
+        "must be longer than zero".into(),
+    );
+    check(
+        !dp.breaker.window.is_zero(),
+        "breaker.window",
+        "must be longer than zero".into(),
+    );
+    check(
+        dp.breaker.min_calls >= 1,
+        "breaker.min_calls",
+        "must be at least 1".into(),
+    );
+    check(
+        dp.breaker.half_open_calls >= 1,
+        "breaker.half_open_calls",
+        "must be at least 1".into(),
+    );
+    for (key, rate) in [
+        ("breaker.failure_rate", dp.breaker.failure_rate),
+        ("breaker.slow_call_rate", dp.breaker.slow_call_rate),
+    ] {
+        check(
+            rate > 0.0 && rate <= 1.0,
+            key,
+            format!("({rate}) must be above 0 and at most 1"),
+        );
+    }
+    check(
+        !dp.classify.is_empty(),
+        "classify",
+        "must hold at least one rule".into(),
+    );
+    for (i, rule) in dp.classify.iter().enumerate() {
+        check(
+            !(rule.class == FailureClass::Success && rule.certainty == Certainty::NotApplied),
+            &format!("classify[{i}]"),
+            "class success with certainty not_applied contradicts itself".into(),
+        );
+    }
+
+    // A key must outlive every way the fleet can still use it: re-checks
+    // until the ambiguity window, the stuck sweep, and operator replays.
+    let (horizon, horizon_key) = [
+        (
+            sp.ambiguity_window,
+            format!("stages.{stage}.ambiguity_window"),
+        ),
+        (sp.deadline, format!("stages.{stage}.deadline")),
+        (
+            policy.exceptions.replay_window,
+            "exceptions.replay_window".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .max_by_key(|(d, _)| *d)
+    .expect("three candidates");
+    check(
+        dp.key_retention >= horizon,
+        "key_retention",
+        format!(
+            "({}) is shorter than {horizon_key} ({}): a retry or replay could reuse a key the downstream has forgotten and repeat the side effect",
+            show(dp.key_retention),
+            show(horizon)
+        ),
+    );
+    out
+}
+
+/// The longest one delivery can spend calling the downstream: every attempt
+/// timing out, every backoff at its cap-limited size, every status poll.
+fn worst_delivery_time(sp: &StagePolicy, dp: &DownstreamPolicy) -> Duration {
+    let per_call = dp.connect_timeout + dp.request_timeout;
+    let attempts = per_call * dp.retry.max_attempts;
+    let backoffs: Duration = (1..dp.retry.max_attempts)
+        .map(|n| dp.retry.backoff(n))
+        .sum();
+    let polls = (per_call + sp.status_poll.interval) * sp.status_poll.limit;
+    attempts + backoffs + polls
+}
+
+fn show(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::parse;
+
+    fn keys(text: &str) -> Vec<String> {
+        match parse(text, "t.toml") {
+            Ok(_) => vec![],
+            Err(e) => e.problems.into_iter().map(|p| p.key).collect(),
+        }
+    }
+
+    #[test]
+    fn retrying_unknown_outcomes_needs_idempotency_or_a_status_query() {
+        let text = "[downstreams.inventory]\nidempotent = false\nstatus_query = false\n[stages.inventory.status_poll]\nlimit = 0\n";
+        assert_eq!(keys(text), ["stages.inventory.retry_unknown"]);
+        let fixed = format!("{text}[stages.inventory]\nretry_unknown = false\n");
+        assert!(keys(&fixed).is_empty());
+    }
+
+    #[test]
+    fn a_delivery_longer_than_the_lease_is_refused() {
+        let text = "[downstreams.payment]\nrequest_timeout = \"20s\"\n";
+        assert_eq!(keys(text), ["downstreams.payment.request_timeout"]);
+    }
+
+    #[test]
+    fn delay_tiers_must_be_non_empty_and_increasing() {
+        assert!(
+            keys("[stages.shipping]\ndelay_tiers = []\n")
+                .contains(&"stages.shipping.delay_tiers".to_owned())
+        );
+        assert_eq!(
+            keys("[stages.shipping]\ndelay_tiers = [\"5s\", \"5s\"]\n"),
+            ["stages.shipping.delay_tiers"]
+        );
+    }
+
+    #[test]
+    fn the_ambiguity_window_must_cover_the_first_recheck() {
+        assert_eq!(
+            keys("[stages.payment]\nambiguity_window = \"1s\"\n"),
+            ["stages.payment.ambiguity_window"]
+        );
+    }
+
+    #[test]
+    fn the_delivery_limit_must_exceed_the_policy_attempts() {
+        assert_eq!(
+            keys("[broker]\ndelivery_limit = 3\n"),
+            ["broker.delivery_limit"]
+        );
+    }
+
+    #[test]
+    fn key_retention_must_outlive_retries_and_replays() {
+        assert_eq!(
+            keys("[downstreams.payment]\nkey_retention = \"1h\"\n"),
+            ["downstreams.payment.key_retention"]
+        );
+    }
+
+    #[test]
+    fn the_deadline_must_not_cut_the_ambiguity_window_short() {
+        assert_eq!(
+            keys("[stages.inventory]\ndeadline = \"10m\"\n"),
+            ["stages.inventory.deadline"]
+        );
+    }
+
+    #[test]
+    fn rates_and_rules_are_checked() {
+        let text = "[downstreams.shipping]\nbudget = { ratio = 1.5, window = \"10s\", min_per_window = 3 }\nclassify = [{ status = \"2xx\", class = \"success\", certainty = \"not_applied\" }]\n";
+        assert_eq!(
+            keys(text),
+            [
+                "downstreams.shipping.budget.ratio",
+                "downstreams.shipping.classify[0]"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let text = "[broker]\ndelivery_limit = 1\n[stages.payment]\ndelay_tiers = []\n[downstreams.payment]\nkey_retention = \"1m\"\n";
+        assert_eq!(keys(text).len(), 3);
+    }
+}
