@@ -106,7 +106,7 @@ pub struct OrderCancel {
 /// A message from the ingress exchange, once valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
-    Placed(OrderPlaced),
+    Placed(Box<OrderPlaced>),
     Cancel(OrderCancel),
 }
 
@@ -139,7 +139,9 @@ pub struct Invalid {
 pub fn parse_inbound(bytes: &[u8]) -> Result<Inbound, Invalid> {
     let value = parse_json(bytes)?;
     match value.get("schema").and_then(Value::as_str) {
-        Some(ORDER_PLACED_V1) => parse_order_placed_value(value).map(Inbound::Placed),
+        Some(ORDER_PLACED_V1) => {
+            parse_order_placed_value(value).map(|order| Inbound::Placed(Box::new(order)))
+        }
         Some(ORDER_CANCEL_V1) => parse_order_cancel_value(value).map(Inbound::Cancel),
         _ => Err(Invalid {
             problems: vec![Problem {

@@ -17,6 +17,7 @@ use crate::stage::Stage;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 /// The built-in default policy, as TOML.
@@ -242,9 +243,12 @@ impl fmt::Display for PolicyId {
 }
 
 impl Policy {
-    /// The built-in default policy.
+    /// The built-in default policy (parsed once per process).
     pub fn default_policy() -> Policy {
-        parse(DEFAULT_TOML, "built-in default").expect("the built-in default policy is valid")
+        static DEFAULT: LazyLock<Policy> = LazyLock::new(|| {
+            parse(DEFAULT_TOML, "built-in default").expect("the built-in default policy is valid")
+        });
+        DEFAULT.clone()
     }
 
     /// The naive baseline: same timeouts, but blanket retries and rollback.
