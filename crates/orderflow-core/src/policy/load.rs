@@ -3,7 +3,6 @@
 
 use super::{DEFAULT_TOML, Policy, validate};
 use std::fmt;
-use std::path::Path;
 use toml::{Table, Value};
 
 /// One problem in a policy, at a dotted key (`stages.payment.delay_tiers`).
@@ -14,7 +13,7 @@ pub struct PolicyProblem {
 }
 
 impl PolicyProblem {
-    pub(super) fn new(key: impl Into<String>, why: impl Into<String>) -> PolicyProblem {
+    pub fn new(key: impl Into<String>, why: impl Into<String>) -> PolicyProblem {
         PolicyProblem {
             key: key.into(),
             why: why.into(),
@@ -44,16 +43,6 @@ impl fmt::Display for PolicyError {
         }
         Ok(())
     }
-}
-
-/// Reads and checks a policy file.
-pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
-    let source_name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
-        source_name: source_name.clone(),
-        problems: vec![PolicyProblem::new("(file)", format!("cannot read: {e}"))],
-    })?;
-    parse(&text, &source_name)
 }
 
 /// Parses policy TOML over the default and checks it.

@@ -10,7 +10,7 @@
 mod load;
 mod validate;
 
-pub use load::{PolicyError, PolicyProblem, load_file, parse};
+pub use load::{PolicyError, PolicyProblem, parse};
 
 use crate::outcome::ClassifyRule;
 use crate::stage::Stage;

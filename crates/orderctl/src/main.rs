@@ -1,0 +1,21 @@
+//! `orderctl`: parse the command line, run one command, map its result to
+//! the documented exit codes (0 ok, 1 operation failed, 2 bad usage or
+//! input, 3 refused as unsafe).
+
+mod cli;
+mod policy_cmd;
+mod policy_source;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Policy(command) => policy_cmd::run(command),
+        cli::Command::States => {
+            print!("{}", orderflow_core::state::mermaid_diagram());
+            ExitCode::SUCCESS
+        }
+    }
+}
