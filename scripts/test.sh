@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: services up, then formatting, lints and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
