@@ -1,0 +1,221 @@
+//! Typed calls of the three APIs (docs/downstream-api.md). Every mutating
+//! call carries its deterministic idempotency key.
+
+use crate::key::IdempotencyKey;
+use crate::transport::{Answer, Downstream, Error};
+use orderflow_core::Stage;
+use orderflow_core::message::{LineItem, OrderId, ShippingAddress};
+use orderflow_core::outcome::CallKind;
+use orderflow_core::policy::Policy;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub reservation_id: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub payment_id: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    pub shipment_id: String,
+    pub status: String,
+    #[serde(default)]
+    pub exception_code: Option<String>,
+}
+
+pub struct InventoryApi(pub Downstream);
+pub struct PaymentApi(pub Downstream);
+pub struct ShippingApi(pub Downstream);
+
+impl InventoryApi {
+    pub fn new(base_url: &str, policy: &Policy) -> Result<InventoryApi, Error> {
+        Downstream::new(
+            Stage::Inventory,
+            base_url,
+            policy.downstream(Stage::Inventory),
+        )
+        .map(InventoryApi)
+    }
+
+    pub async fn reserve(
+        &self,
+        key: &IdempotencyKey,
+        order_id: &OrderId,
+        items: &[LineItem],
+    ) -> Answer<Reservation> {
+        let items: Vec<_> = items
+            .iter()
+            .map(|i| json!({"sku": i.sku, "quantity": i.quantity}))
+            .collect();
+        let body = json!({"order_id": order_id, "items": items});
+        self.0
+            .call(
+                "inventory.reserve",
+                CallKind::Action,
+                Method::POST,
+                "v1/reservations",
+                Some(key.as_str()),
+                Some(&body),
+            )
+            .await
+    }
+
+    /// Status query: the reservation made with `key`, if any.
+    pub async fn status_of(&self, key: &IdempotencyKey) -> Answer<Reservation> {
+        let path = format!("v1/reservations/by-key/{key}");
+        self.0
+            .call(
+                "inventory.status",
+                CallKind::Status,
+                Method::GET,
+                &path,
+                None,
+                None,
+            )
+            .await
+    }
+
+    pub async fn commit(&self, key: &IdempotencyKey, reservation_id: &str) -> Answer<Reservation> {
+        let path = format!("v1/reservations/{reservation_id}/commit");
+        self.0
+            .call(
+                "inventory.commit",
+                CallKind::Action,
+                Method::POST,
+                &path,
+                Some(key.as_str()),
+                None,
+            )
+            .await
+    }
+
+    pub async fn release(&self, key: &IdempotencyKey, reservation_id: &str) -> Answer<Reservation> {
+        let path = format!("v1/reservations/{reservation_id}/release");
+        self.0
+            .call(
+                "inventory.release",
+                CallKind::Action,
+                Method::POST,
+                &path,
+                Some(key.as_str()),
+                None,
+            )
+            .await
+    }
+}
+
+impl PaymentApi {
+    pub fn new(base_url: &str, policy: &Policy) -> Result<PaymentApi, Error> {
+        Downstream::new(Stage::Payment, base_url, policy.downstream(Stage::Payment)).map(PaymentApi)
+    }
+
+    pub async fn charge(
+        &self,
+        key: &IdempotencyKey,
+        order_id: &OrderId,
+        amount: u64,
+        currency: &str,
+        payment_token: &str,
+    ) -> Answer<Payment> {
+        let body = json!({
+            "order_id": order_id, "amount": amount, "currency": currency, "payment_token": payment_token
+        });
+        self.0
+            .call(
+                "payment.charge",
+                CallKind::Action,
+                Method::POST,
+                "v1/payments",
+                Some(key.as_str()),
+                Some(&body),
+            )
+            .await
+    }
+
+    /// Status query: the charge made with `key`, if any.
+    pub async fn payment(&self, key: &IdempotencyKey) -> Answer<Payment> {
+        let path = format!("v1/payments/by-key/{key}");
+        self.0
+            .call(
+                "payment.status",
+                CallKind::Status,
+                Method::GET,
+                &path,
+                None,
+                None,
+            )
+            .await
+    }
+
+    pub async fn refund(&self, key: &IdempotencyKey, payment_id: &str) -> Answer<Payment> {
+        let path = format!("v1/payments/{payment_id}/refund");
+        self.0
+            .call(
+                "payment.refund",
+                CallKind::Action,
+                Method::POST,
+                &path,
+                Some(key.as_str()),
+                None,
+            )
+            .await
+    }
+}
+
+impl ShippingApi {
+    pub fn new(base_url: &str, policy: &Policy) -> Result<ShippingApi, Error> {
+        Downstream::new(
+            Stage::Shipping,
+            base_url,
+            policy.downstream(Stage::Shipping),
+        )
+        .map(ShippingApi)
+    }
+
+    pub async fn create(
+        &self,
+        key: &IdempotencyKey,
+        order_id: &OrderId,
+        address: &ShippingAddress,
+        items: &[LineItem],
+    ) -> Answer<Shipment> {
+        let items: Vec<_> = items
+            .iter()
+            .map(|i| json!({"sku": i.sku, "quantity": i.quantity}))
+            .collect();
+        let body = json!({"order_id": order_id, "address": address, "items": items});
+        self.0
+            .call(
+                "shipping.create",
+                CallKind::Action,
+                Method::POST,
+                "v1/shipments",
+                Some(key.as_str()),
+                Some(&body),
+            )
+            .await
+    }
+
+    /// Status query: the shipment made with `key`, if any, and its progress.
+    pub async fn shipment(&self, key: &IdempotencyKey) -> Answer<Shipment> {
+        let path = format!("v1/shipments/by-key/{key}");
+        self.0
+            .call(
+                "shipping.status",
+                CallKind::Status,
+                Method::GET,
+                &path,
+                None,
+                None,
+            )
+            .await
+    }
+}

@@ -1,0 +1,20 @@
+//! # orderflow-downstream
+//!
+//! The fleet's side of the three downstream APIs it does not own.
+//!
+//! # Layout
+//! - [`key`]: deterministic idempotency keys (order + stage + operation).
+//! - [`transport`]: one API over HTTP — timeouts from the policy, every
+//!   result classified into class + certainty by the policy's rules,
+//!   metrics per downstream, endpoint and class.
+//! - [`breaker`]: a circuit breaker per downstream and process.
+//! - [`api`]: typed calls of the inventory, payment and shipping APIs.
+
+pub mod api;
+pub mod breaker;
+pub mod key;
+pub mod transport;
+
+pub use api::{InventoryApi, PaymentApi, ShippingApi};
+pub use key::{IdempotencyKey, Operation};
+pub use transport::{Answer, Downstream};
