@@ -1,0 +1,137 @@
+//! Orders by state, for operators: one sorted set per state, scored by the
+//! time of the order's latest move.
+//!
+//! The sets span orders, so in Redis Cluster they live in other slots than
+//! the orders: they cannot be written by an order's script. Each write
+//! therefore syncs the index with a separate command right after the
+//! order's script (see `Store::transition`). A crash in between leaves the
+//! index one step behind, and two near-simultaneous moves of one order can
+//! land their index updates out of order; so every sync sets the order's
+//! membership as a whole (add to its state, remove from every other one),
+//! readers check members against the record, and `reindex_order` repairs
+//! one order from its record.
+
+use crate::Store;
+use crate::error::Error;
+use crate::keys::Keys;
+use crate::parse::{parse_num, parse_order_id, parse_state, timestamp};
+use jiff::Timestamp;
+use orderflow_core::OrderState;
+use orderflow_core::message::OrderId;
+use std::collections::BTreeMap;
+
+/// One order in a state's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub order_id: OrderId,
+    /// When the order entered the state.
+    pub updated_at: Timestamp,
+}
+
+/// Queues commands that make the order a member of exactly `current`'s set
+/// (none if the order is gone).
+pub(crate) fn sync_into(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    order_id: &OrderId,
+    current: Option<(OrderState, u64)>,
+) {
+    for state in OrderState::ALL {
+        match current {
+            Some((current, at_ms)) if current == state => {
+                pipe.cmd("ZADD")
+                    .arg(keys.index(state))
+                    .arg(at_ms)
+                    .arg(order_id.as_str())
+                    .ignore();
+            }
+            _ => {
+                pipe.cmd("ZREM")
+                    .arg(keys.index(state))
+                    .arg(order_id.as_str())
+                    .ignore();
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Up to `limit` orders in `state`, longest there first. Entries whose
+    /// record says otherwise (a lagging index) are repaired and left out,
+    /// so fewer than `limit` may come back while more exist.
+    pub async fn orders_in_state(
+        &self,
+        state: OrderState,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, Error> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let key = self.keys.index(state);
+        let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(limit - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn())
+            .await?;
+        let mut ids = Vec::with_capacity(members.len());
+        for (member, _) in &members {
+            ids.push(parse_order_id(&key, member)?);
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGET").arg(self.keys.state(id)).arg("state");
+        }
+        let actual: Vec<Option<String>> = pipe.query_async(&mut self.conn()).await?;
+        let mut entries = Vec::with_capacity(ids.len());
+        for ((order_id, (_, score)), actual) in ids.into_iter().zip(members).zip(actual) {
+            if actual.as_deref() == Some(state.as_str()) {
+                entries.push(IndexEntry {
+                    updated_at: timestamp(&key, score as u64)?,
+                    order_id,
+                });
+            } else {
+                self.reindex_order(&order_id).await?;
+            }
+        }
+        Ok(entries)
+    }
+
+    /// How many orders each state's index holds. Cheap (one `ZCARD` per
+    /// state); may be off by the few entries a crash left behind.
+    pub async fn count_by_state(&self) -> Result<BTreeMap<OrderState, u64>, Error> {
+        let mut pipe = redis::pipe();
+        for state in OrderState::ALL {
+            pipe.cmd("ZCARD").arg(self.keys.index(state));
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut self.conn()).await?;
+        Ok(OrderState::ALL.into_iter().zip(counts).collect())
+    }
+
+    /// Makes the index agree with the order's record; returns the state it
+    /// was indexed under (`None`: no such order, removed from the index).
+    pub async fn reindex_order(&self, order_id: &OrderId) -> Result<Option<OrderState>, Error> {
+        let key = self.keys.state(order_id);
+        let (state, at_ms): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(&key)
+            .arg("state")
+            .arg("updated_at_ms")
+            .query_async(&mut self.conn())
+            .await?;
+        let current = match state {
+            Some(state) => Some((
+                parse_state(&key, Some(&state))?,
+                parse_num(&key, at_ms.as_ref())?,
+            )),
+            None => None,
+        };
+        let mut pipe = redis::pipe();
+        sync_into(&mut pipe, &self.keys, order_id, current);
+        pipe.query_async::<()>(&mut self.conn()).await?;
+        Ok(current.map(|(state, _)| state))
+    }
+}

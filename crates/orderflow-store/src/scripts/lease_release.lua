@@ -1,0 +1,8 @@
+-- Drops a lease, only for its holder (same token and fencing number).
+-- KEYS: lease. ARGV: token, fencing. Returns 1 if released.
+local holder = redis.call('HMGET', KEYS[1], 'token', 'fencing')
+if holder[1] == ARGV[1] and holder[2] == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0

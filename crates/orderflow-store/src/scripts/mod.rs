@@ -1,0 +1,40 @@
+//! The Lua scripts, one file each. Redis scripts cannot call each other, so
+//! the shared helpers (`time.lua`, `audit.lua`) are prepended as text.
+//! Every script touches only the keys it is given, and those are either all
+//! keys of one order (one hash slot) or a single fleet-wide key, so every
+//! script also runs on Redis Cluster.
+
+use redis::Script;
+
+const TIME: &str = include_str!("time.lua");
+const AUDIT: &str = include_str!("audit.lua");
+
+pub(crate) struct Scripts {
+    pub(crate) create: Script,
+    pub(crate) transition: Script,
+    pub(crate) note: Script,
+    pub(crate) lease_acquire: Script,
+    pub(crate) lease_renew: Script,
+    pub(crate) lease_release: Script,
+    pub(crate) schedule_in: Script,
+    pub(crate) claim_due: Script,
+    pub(crate) finish_claim: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Scripts {
+        let with_audit = |body: &str| Script::new(&[TIME, AUDIT, body].join("\n"));
+        let with_time = |body: &str| Script::new(&[TIME, body].join("\n"));
+        Scripts {
+            create: with_audit(include_str!("create.lua")),
+            transition: with_audit(include_str!("transition.lua")),
+            note: with_audit(include_str!("note.lua")),
+            lease_acquire: Script::new(include_str!("lease_acquire.lua")),
+            lease_renew: Script::new(include_str!("lease_renew.lua")),
+            lease_release: Script::new(include_str!("lease_release.lua")),
+            schedule_in: with_time(include_str!("schedule_in.lua")),
+            claim_due: with_time(include_str!("claim_due.lua")),
+            finish_claim: Script::new(include_str!("finish_claim.lua")),
+        }
+    }
+}
