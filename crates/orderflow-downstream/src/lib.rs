@@ -9,12 +9,16 @@
 //!   metrics per downstream, endpoint and class.
 //! - [`breaker`]: a circuit breaker per downstream and process.
 //! - [`api`]: typed calls of the inventory, payment and shipping APIs.
+//! - [`resolve`]: one logical operation run to a decision — in-process
+//!   retries within the fleet-wide retry budget, status queries and polls.
 
 pub mod api;
 pub mod breaker;
 pub mod key;
+pub mod resolve;
 pub mod transport;
 
 pub use api::{InventoryApi, PaymentApi, ShippingApi};
 pub use key::{IdempotencyKey, Operation};
+pub use resolve::{Resolution, Start, resolve};
 pub use transport::{Answer, Downstream};

@@ -79,6 +79,10 @@ impl Keys {
     }
 
     /// Due times of one kind of schedule (sorted set, score = due ms).
+    pub(crate) fn budget(&self, downstream: Stage) -> String {
+        format!("{}:budget:{downstream}", self.ns)
+    }
+
     pub(crate) fn schedule(&self, kind: ScheduleKind) -> String {
         format!("{}:schedule:{}", self.ns, kind.as_str())
     }

@@ -20,6 +20,7 @@
 //! - [`audit`]: the per-order and fleet-wide audit streams.
 //! - [`index`]: orders by state, for operators.
 //! - [`schedule`]: due-time schedules and the replica-safe claim.
+//! - [`budget`]: the fleet-wide retry budget per downstream.
 //!
 //! # Keys
 //! ```text
@@ -32,6 +33,7 @@
 //! {ns}:audit                              stream: fleet-wide copy, capped
 //! {ns}:index:<state>                      sorted set: order ids by updated_at ms
 //! {ns}:schedule:<kind>                    sorted set: order ids by due ms
+//! {ns}:budget:<downstream>                hash: first attempts and retries per second
 //! ```
 //!
 //! # What is atomic
@@ -49,6 +51,7 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod budget;
 pub mod error;
 pub mod index;
 mod keys;
@@ -59,6 +62,7 @@ pub mod schedule;
 mod scripts;
 
 pub use audit::AuditEntry;
+pub use budget::Budget;
 pub use error::{Error, ErrorClass};
 pub use index::IndexEntry;
 pub use keys::DEFAULT_NAMESPACE;

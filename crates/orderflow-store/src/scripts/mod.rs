@@ -19,6 +19,7 @@ pub(crate) struct Scripts {
     pub(crate) schedule_in: Script,
     pub(crate) claim_due: Script,
     pub(crate) finish_claim: Script,
+    pub(crate) budget: Script,
 }
 
 impl Scripts {
@@ -35,6 +36,7 @@ impl Scripts {
             schedule_in: with_time(include_str!("schedule_in.lua")),
             claim_due: with_time(include_str!("claim_due.lua")),
             finish_claim: Script::new(include_str!("finish_claim.lua")),
+            budget: with_time(include_str!("budget.lua")),
         }
     }
 }

@@ -6,6 +6,7 @@
 mod common;
 
 mod audit_index;
+mod budget;
 mod connection;
 mod leases;
 mod orders;

@@ -1,0 +1,155 @@
+//! One logical downstream operation, run to a decision: call, classify,
+//! `decide`, and while the decision is "retry now" or "query status", do
+//! that and decide again. Whatever else the policy decides (proceed, defer,
+//! park, fail, compensate, block, escalate) is returned for the worker to
+//! act on.
+//!
+//! Retries spend the downstream's fleet-wide budget; a refused spend is
+//! re-decided as "budget spent", which applies the stage's overload
+//! behaviour instead of a retry.
+
+use crate::transport::{Answer, Downstream};
+use orderflow_core::decide::{BudgetState, DecisionContext, Ruling, decide};
+use orderflow_core::{Certainty, Decision, Policy};
+use orderflow_store::Store;
+use rand::RngExt;
+use std::future::Future;
+use std::time::Duration;
+
+/// How the delivery starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Send the operation: a first attempt, or a deferred re-attempt (which
+    /// spends budget like any retry).
+    Act,
+    /// Ask by key first: a parked `*_pending` order being re-checked.
+    Query,
+}
+
+/// The decision reached and how it was reached.
+#[derive(Debug)]
+pub struct Resolution<T> {
+    pub ruling: Ruling,
+    /// The last answer the decision was made on.
+    pub answer: Answer<T>,
+    /// The context of that decision (attempts, queried, budget, breaker).
+    pub context: DecisionContext,
+    /// Operation calls sent in this run (status queries not counted).
+    pub calls: u32,
+}
+
+/// Runs the operation to a decision. `base` carries what the caller knows
+/// (stage, deferrals, elapsed, capabilities, order facts); its outcome is
+/// replaced by each answer.
+pub async fn resolve<T, A, AF, Q, QF>(
+    policy: &Policy,
+    store: &Store,
+    downstream: &Downstream,
+    mut ctx: DecisionContext,
+    start: Start,
+    mut act: A,
+    mut query: Q,
+) -> Result<Resolution<T>, orderflow_store::Error>
+where
+    A: FnMut() -> AF,
+    AF: Future<Output = Answer<T>>,
+    Q: FnMut() -> QF,
+    QF: Future<Output = Answer<T>>,
+{
+    let stage = ctx.stage;
+    let dp = policy.downstream(stage);
+    let poll = &policy.stage(stage).status_poll;
+    let mut calls = 0;
+
+    let mut answer = match start {
+        Start::Query => {
+            ctx.queried = true;
+            poll_status(&mut query, poll.limit, poll.interval).await
+        }
+        Start::Act if ctx.deferrals == 0 => {
+            store.record_first_attempt(stage, &dp.budget).await?;
+            calls += 1;
+            act().await
+        }
+        Start::Act => {
+            if store.try_spend_retry(stage, &dp.budget).await?.granted {
+                calls += 1;
+                act().await
+            } else {
+                // Not sent: decide on what is known, with the budget spent.
+                ctx.budget = BudgetState::Spent;
+                budget_refusal()
+            }
+        }
+    };
+
+    loop {
+        ctx.outcome = answer.outcome.clone();
+        ctx.breaker = downstream.breaker().state();
+        let ruling = decide(policy, &ctx);
+        match ruling.decision {
+            Decision::RetryAfter { delay } => {
+                if !store.try_spend_retry(stage, &dp.budget).await?.granted {
+                    ctx.budget = BudgetState::Spent;
+                    continue;
+                }
+                tokio::time::sleep(jittered(delay, dp.retry.jitter)).await;
+                ctx.attempt += 1;
+                ctx.queried = false;
+                calls += 1;
+                answer = act().await;
+            }
+            Decision::QueryStatus => {
+                ctx.queried = true;
+                answer = poll_status(&mut query, poll.limit, poll.interval).await;
+            }
+            _ => {
+                return Ok(Resolution {
+                    ruling,
+                    answer,
+                    context: ctx,
+                    calls,
+                });
+            }
+        }
+    }
+}
+
+/// Asks by key, and asks again while the answer stays unknown, up to
+/// `limit` times `interval` apart.
+async fn poll_status<T, Q, QF>(query: &mut Q, limit: u32, interval: Duration) -> Answer<T>
+where
+    Q: FnMut() -> QF,
+    QF: Future<Output = Answer<T>>,
+{
+    let mut answer = query().await;
+    for _ in 1..limit {
+        if answer.outcome.certainty != Certainty::Unknown {
+            break;
+        }
+        tokio::time::sleep(interval).await;
+        answer = query().await;
+    }
+    answer
+}
+
+/// A re-attempt the budget refused: nothing was sent.
+fn budget_refusal<T>() -> Answer<T> {
+    let mut outcome = orderflow_core::outcome::TransportFailure::BreakerOpen.outcome();
+    outcome.code = Some("retry_budget_spent".into());
+    Answer {
+        outcome,
+        body: None,
+        latency: Duration::ZERO,
+    }
+}
+
+/// "Equal jitter": half the delay fixed, half random, so a fleet that failed
+/// together does not retry together.
+fn jittered(delay: Duration, jitter: bool) -> Duration {
+    if !jitter || delay.is_zero() {
+        return delay;
+    }
+    let half = delay / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}

@@ -1,0 +1,199 @@
+//! Retries cannot amplify an overload, and an unknown charge is resolved by
+//! asking, not by charging again: the resolve loop against the simulator and
+//! the real Redis (the budget's keys expire by themselves after 2 windows).
+
+use downstream_sim::{Endpoint, Ledger, Profile};
+use orderflow_core::decide::DecisionContext;
+use orderflow_core::message::{LineItem, OrderId};
+use orderflow_core::{Decision, Outcome, Policy, Stage};
+use orderflow_downstream::{IdempotencyKey, InventoryApi, Operation, PaymentApi, Start, resolve};
+use orderflow_store::Store;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+struct Sim {
+    base: String,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Sim {
+    async fn start(profile: &str) -> Sim {
+        let profile = Profile::from_toml(profile).expect("test profile is valid");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(downstream_sim::run(listener, profile, async {
+            let _ = stopped.await;
+        }));
+        Sim { base, _stop: stop }
+    }
+
+    async fn ledger(&self) -> Ledger {
+        reqwest::get(format!("{}/_ledger", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+async fn store() -> Store {
+    let url = std::env::var("ORDERFLOW_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let ns = format!("test-{}", uuid::Uuid::new_v4());
+    Store::connect(&url, &ns).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot reach Redis at {url}: {e}\nStart it with: redis-server --daemonize yes --port 6379 --save \"\" --appendonly no"
+        )
+    })
+}
+
+/// A first attempt; `resolve` replaces the outcome with each answer.
+fn first_attempt(policy: &Policy, stage: Stage) -> DecisionContext {
+    let placeholder = Outcome::new(
+        orderflow_core::FailureClass::Success,
+        orderflow_core::Certainty::Unknown,
+    );
+    DecisionContext::first_attempt(policy, stage, placeholder)
+}
+
+fn items() -> Vec<LineItem> {
+    vec![LineItem {
+        sku: "SKU-1".into(),
+        quantity: 1,
+        unit_price: 100,
+    }]
+}
+
+#[tokio::test]
+async fn at_a_50_percent_failure_rate_retries_stay_within_the_budget() {
+    let sim =
+        Sim::start("seed = 11\n[faults.\"inventory.reserve\"]\nunavailable_503 = 0.5\n").await;
+    let mut policy = Policy::default_policy();
+    let dp = &mut policy.downstreams.inventory;
+    dp.retry.base = Duration::from_millis(1);
+    dp.retry.cap = Duration::from_millis(2);
+    dp.budget.ratio = 0.1;
+    dp.budget.min_per_window = 2;
+    dp.budget.window = Duration::from_secs(60);
+    // Measure the budget alone: the breaker would otherwise cut calls too.
+    dp.breaker.min_calls = u32::MAX;
+    let store = store().await;
+    let api = InventoryApi::new(&sim.base, &policy).unwrap();
+
+    let lines = items();
+    let operations = 200u64;
+    let mut proceeded = 0;
+    for n in 0..operations {
+        let id = OrderId::parse(&format!("o-{n}")).unwrap();
+        let key = IdempotencyKey::new(&id, Operation::Reserve);
+        let ctx = first_attempt(&policy, Stage::Inventory);
+        let resolution = resolve(
+            &policy,
+            &store,
+            &api.0,
+            ctx,
+            Start::Act,
+            || api.reserve(&key, &id, &lines),
+            || api.status_of(&key),
+        )
+        .await
+        .unwrap();
+        if resolution.ruling.decision == Decision::Proceed {
+            proceeded += 1;
+        }
+    }
+    let calls = sim.ledger().await.calls_to(Endpoint::InventoryReserve);
+    let bound = operations as f64 * 1.1 + 2.0;
+    println!(
+        "{calls} reserve calls for {operations} operations ({proceeded} reserved); bound {bound}"
+    );
+    assert!(
+        (calls as f64) <= bound,
+        "{calls} calls exceed 1 + ratio per operation"
+    );
+    assert!(calls > operations, "some retries were made");
+    assert!(
+        proceeded > operations / 3,
+        "about half succeed at first: {proceeded}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_charge_on_a_non_idempotent_api_is_queried_not_repeated() {
+    let sim = Sim::start(
+        "[payment]\nidempotent = false\n[faults.\"payment.charge\"]\ntimeout_after_apply = 1.0\nhang_ms = 2000\n",
+    )
+    .await;
+    let mut policy = Policy::default_policy();
+    policy.downstreams.payment.idempotent = false;
+    policy.downstreams.payment.request_timeout = Duration::from_millis(200);
+    let store = store().await;
+    let api = PaymentApi::new(&sim.base, &policy).unwrap();
+    let id = OrderId::parse("o-nonidem").unwrap();
+    let key = IdempotencyKey::new(&id, Operation::Charge);
+    let ctx = first_attempt(&policy, Stage::Payment);
+    let resolution = resolve(
+        &policy,
+        &store,
+        &api.0,
+        ctx,
+        Start::Act,
+        || api.charge(&key, &id, 500, "EUR", "tok_ok"),
+        || api.payment(&key),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        resolution.ruling.decision,
+        Decision::Proceed,
+        "the status query found the charge"
+    );
+    assert_eq!(resolution.calls, 1);
+    let ledger = sim.ledger().await;
+    assert_eq!(ledger.payments.len(), 1, "no second charge");
+    assert_eq!(ledger.calls_to(Endpoint::PaymentCharge), 1);
+    assert!(
+        resolution
+            .answer
+            .body
+            .is_some_and(|p| p.payment_id.starts_with("pay"))
+    );
+}
+
+#[tokio::test]
+async fn the_naive_policy_charges_twice_where_the_stage_aware_one_does_not() {
+    let sim = Sim::start(
+        "[payment]\nidempotent = false\n[faults.\"payment.charge\"]\ntimeout_after_apply = 1.0\nhang_ms = 2000\n",
+    )
+    .await;
+    let mut policy = Policy::naive();
+    policy.downstreams.payment.idempotent = false;
+    policy.downstreams.payment.request_timeout = Duration::from_millis(200);
+    let store = store().await;
+    let api = PaymentApi::new(&sim.base, &policy).unwrap();
+    let id = OrderId::parse("o-naive").unwrap();
+    let key = IdempotencyKey::new(&id, Operation::Charge);
+    let ctx = first_attempt(&policy, Stage::Payment);
+    let resolution = resolve(
+        &policy,
+        &store,
+        &api.0,
+        ctx,
+        Start::Act,
+        || api.charge(&key, &id, 500, "EUR", "tok_ok"),
+        || api.payment(&key),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        resolution.ruling.decision,
+        Decision::Compensate { .. }
+    ));
+    assert!(
+        sim.ledger().await.payments.len() > 1,
+        "the baseline double-charges"
+    );
+}

@@ -1,0 +1,106 @@
+use crate::common::TestNs;
+use orderflow_core::Stage;
+use orderflow_core::policy::BudgetPolicy;
+use std::time::Duration;
+
+fn policy(ratio: f64, min_per_window: u32) -> BudgetPolicy {
+    BudgetPolicy {
+        ratio,
+        window: Duration::from_secs(10),
+        min_per_window,
+    }
+}
+
+#[tokio::test]
+async fn retries_are_bounded_by_the_ratio_of_first_attempts() {
+    let t = TestNs::new().await;
+    let policy = policy(0.1, 0);
+    for _ in 0..50 {
+        t.store
+            .record_first_attempt(Stage::Payment, &policy)
+            .await
+            .unwrap();
+    }
+    let mut granted = 0;
+    for _ in 0..20 {
+        if t.store
+            .try_spend_retry(Stage::Payment, &policy)
+            .await
+            .unwrap()
+            .granted
+        {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 5, "10% of 50 first attempts");
+    assert_eq!(
+        t.store
+            .budget_left(Stage::Payment, &policy)
+            .await
+            .unwrap()
+            .left,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_quiet_downstream_still_gets_the_minimum() {
+    let t = TestNs::new().await;
+    let policy = policy(0.1, 3);
+    let grants: Vec<bool> = {
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            out.push(
+                t.store
+                    .try_spend_retry(Stage::Inventory, &policy)
+                    .await
+                    .unwrap()
+                    .granted,
+            );
+        }
+        out
+    };
+    assert_eq!(grants, [true, true, true, false]);
+}
+
+#[tokio::test]
+async fn the_budget_is_shared_by_every_worker_and_kept_per_downstream() {
+    let t = TestNs::new().await;
+    let other_worker = t.connect().await;
+    let policy = policy(0.5, 0);
+    for _ in 0..4 {
+        t.store
+            .record_first_attempt(Stage::Shipping, &policy)
+            .await
+            .unwrap();
+    }
+    assert!(
+        other_worker
+            .try_spend_retry(Stage::Shipping, &policy)
+            .await
+            .unwrap()
+            .granted
+    );
+    assert!(
+        t.store
+            .try_spend_retry(Stage::Shipping, &policy)
+            .await
+            .unwrap()
+            .granted
+    );
+    assert!(
+        !other_worker
+            .try_spend_retry(Stage::Shipping, &policy)
+            .await
+            .unwrap()
+            .granted
+    );
+    assert!(
+        !t.store
+            .try_spend_retry(Stage::Payment, &policy)
+            .await
+            .unwrap()
+            .granted,
+        "payment has no first attempts"
+    );
+}
