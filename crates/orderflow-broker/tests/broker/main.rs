@@ -1,0 +1,10 @@
+//! Integration tests against the real RabbitMQ (see `common` for how each
+//! test gets its own namespace). One binary, so the tests run in parallel
+//! and share the helpers.
+
+mod common;
+mod consuming;
+mod publishing;
+mod reconnect;
+mod shutdown;
+mod topology;
