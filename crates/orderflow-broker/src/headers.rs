@@ -44,7 +44,8 @@ const TYPED: [&str; 9] = [
 ];
 
 /// What travels with a message besides its body.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Meta {
     pub message_id: Option<String>,
     pub correlation_id: Option<String>,

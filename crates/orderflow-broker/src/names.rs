@@ -74,6 +74,12 @@ impl Names {
         format!("{}.events", self.namespace)
     }
 
+    /// Holds every customer event (bound with `#`), so an event is never
+    /// unroutable even before any subscriber has bound a queue of its own.
+    pub fn events_queue(&self) -> String {
+        format!("{}.events.all", self.namespace)
+    }
+
     /// The work queue a stage's workers consume.
     pub fn work_queue(&self, stage: Stage) -> String {
         format!("{}.{stage}", self.namespace)

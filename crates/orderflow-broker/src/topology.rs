@@ -36,6 +36,10 @@ pub struct DelayQueue {
     pub queue: String,
 }
 
+/// The events queue keeps the newest this many events; older ones make way
+/// (a retention buffer for subscribers, not an archive).
+pub const EVENTS_RETAINED: i64 = 100_000;
+
 /// Everything [`declare`] creates for one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopologySpec {
@@ -121,6 +125,13 @@ impl TopologySpec {
             dead_letter_to(&mut work, &stage.exceptions);
             queues.push((stage.work.clone(), work));
         }
+        let mut events = quorum();
+        events.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(EVENTS_RETAINED),
+        );
+        events.insert("x-overflow".into(), text("drop-head"));
+        queues.push((self.names.events_queue(), events));
         for stage in &self.stages {
             queues.push((stage.exceptions.clone(), quorum()));
             for delay in &stage.delays {
@@ -209,6 +220,19 @@ async fn declare_on(channel: &Channel, spec: &TopologySpec) -> Result<(), Error>
                 },
             })?;
     }
+    let (events, events_queue) = (spec.names.events_exchange(), spec.names.events_queue());
+    channel
+        .queue_bind(
+            events_queue.as_str().into(),
+            events.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(Error::amqp(format!(
+            "binding `{events_queue}` to `{events}`"
+        )))?;
     let orders = spec.names.orders_exchange();
     let inventory = &spec.stage(Stage::Inventory).work;
     for key in [ORDER_PLACED, ORDER_CANCEL] {
@@ -346,9 +370,10 @@ mod tests {
     fn every_stage_has_work_exception_and_delay_queues() {
         let spec = spec();
         let names = spec.queue_names();
-        // 3 work + 3 exception + 5 + 2 + 5 delay queues.
-        assert_eq!(names.len(), 18);
+        // 3 work + events + 3 exception + 5 + 2 + 5 delay queues.
+        assert_eq!(names.len(), 19);
         assert!(names.contains(&"ns.shipping.exceptions".to_owned()));
+        assert!(names.contains(&"ns.events.all".to_owned()));
         assert_eq!(
             spec.exchange_names(),
             ["ns.orders".to_owned(), "ns.events".to_owned()]
