@@ -187,6 +187,38 @@ impl Store {
             .await?)
     }
 
+    /// Deletes every key of this namespace; returns how many. For tests and
+    /// for retiring a namespace, never for a live fleet.
+    pub async fn purge_namespace(&self) -> Result<u64, Error> {
+        let pattern = format!("{}:*", self.keys.namespace());
+        let mut conn = self.conn();
+        let mut cursor = 0u64;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                // One DEL per key: in a cluster the keys live in many slots.
+                for key in &keys {
+                    deleted += redis::cmd("DEL")
+                        .arg(key)
+                        .query_async::<u64>(&mut conn)
+                        .await?;
+                }
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
     /// The manager is a cheap handle; commands need it mutably.
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()

@@ -1,0 +1,26 @@
+//! # orderflow-runtime
+//!
+//! The stage loop every orderflow worker runs, on the broker and the store:
+//! nothing is acknowledged before its effect is recorded, a crash at any
+//! point is recovered by redelivery, duplicates are absorbed.
+//!
+//! # Layout
+//! - [`runner`]: [`StageRunner`], the broker handler that settles every
+//!   delivery in one place, around a stage's [`StageLogic`].
+//! - [`effect`]: [`Effect`] — the state move and messages a logic asks for —
+//!   and their rendering into messages with deterministic ids.
+//! - [`step`]: the message a stage sends to the next.
+//! - [`crash`]: the named crash points, as `fail` failpoints.
+//! - [`keyed`]: one delivery per order at a time inside a process.
+//! - `patience`: waiting out a Redis outage without acknowledging anything.
+
+pub mod crash;
+pub mod effect;
+pub mod keyed;
+mod patience;
+pub mod runner;
+pub mod step;
+
+pub use effect::{Effect, Emission, Planned};
+pub use runner::{Admission, Env, Error, Job, StageLogic, StageRunner};
+pub use step::StepMessage;

@@ -1,0 +1,498 @@
+//! The per-delivery stage loop (DESIGN.md §3), the one place a delivery is
+//! settled:
+//!
+//! 1. admit: decode and validate; malformed → exception queue, ack;
+//! 2. lock the order in this process, take its stage lease in the store
+//!    (held elsewhere → an overlapping duplicate: defer it, never run it
+//!    alongside);
+//! 3. an idempotency record for this message → re-emit what it recorded, ack
+//!    (a crash between the state write and the publish);
+//! 4. run the stage's logic (downstream calls, `decide`) → an [`Effect`];
+//! 5. write state + audit + the rendered messages by compare-and-set, fenced
+//!    by the lease;
+//! 6. publish each message, awaiting its confirm;
+//! 7. ack.
+//!
+//! A crash anywhere leaves the message unacknowledged; its redelivery finds
+//! either nothing written (and runs again: downstream calls carry the same
+//! idempotency key) or the record (and re-emits it). The crash points are
+//! named in [`crate::crash`].
+
+use crate::crash;
+use crate::effect::{Effect, Emission, RenderContext, Rendered, render};
+use crate::keyed::KeyedLocks;
+use crate::patience::patiently;
+use crate::step::StepMessage;
+use orderflow_broker::{Handler, Incoming, Meta, Outgoing, Publisher, Settlement, TopologySpec};
+use orderflow_core::message::{Invalid, OrderId};
+use orderflow_core::{Policy, PolicyId, Stage};
+use orderflow_store::{ErrorClass, Note, OrderRecord, Store, Transition};
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, warn};
+
+/// What every stage's logic gets to work with.
+#[derive(Clone)]
+pub struct Env {
+    pub store: Store,
+    pub policy: Arc<Policy>,
+    pub policy_id: PolicyId,
+    pub spec: Arc<TopologySpec>,
+    /// Who acts in audit entries, e.g. `payment-worker@host/1234`.
+    pub actor: String,
+}
+
+/// The delivery being worked on, as the logic sees it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub message_id: String,
+    pub correlation_id: String,
+    pub meta: Meta,
+    /// Runs of this stage for the order, this one included. Counted in the
+    /// store, so a crash or a fresh copy never starts it again.
+    pub runs: u32,
+    /// Epoch ms of the stage's first attempt (carried by deferred copies).
+    pub first_attempt_at_ms: i64,
+    pub elapsed: Duration,
+}
+
+/// What a delivery is about, once decoded.
+#[derive(Debug)]
+pub enum Admission {
+    /// Work on this order.
+    Order(OrderId),
+    /// Nothing to do (a duplicate absorbed): acknowledge.
+    Absorbed,
+    /// Unreadable or invalid: park it as it came, never retry it.
+    Malformed(Invalid),
+    /// Valid but refused for an order (a conflicting duplicate): park it as
+    /// it came, with a reason.
+    Refused {
+        order_id: OrderId,
+        reason: String,
+        detail: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("store: {0}")]
+    Store(#[from] orderflow_store::Error),
+    #[error("broker: {0}")]
+    Broker(#[from] orderflow_broker::Error),
+}
+
+/// A stage's own behaviour; the runner does everything around it.
+pub trait StageLogic: Send + Sync + 'static {
+    fn stage(&self) -> Stage;
+
+    /// Decodes a delivery. The default reads a step message for this stage;
+    /// the inventory stage also takes producers' messages here.
+    fn admit(
+        &self,
+        delivery: &Incoming,
+        env: &Env,
+    ) -> impl Future<Output = Result<Admission, Error>> + Send {
+        let _ = env;
+        let stage = self.stage();
+        let admission = match StepMessage::parse(delivery.body(), stage) {
+            Ok(step) => Admission::Order(step.order_id),
+            Err(invalid) => Admission::Malformed(invalid),
+        };
+        async move { Ok(admission) }
+    }
+
+    /// The stage's work for an order whose lease this worker holds.
+    fn run(
+        &self,
+        order: &OrderRecord,
+        job: &Job,
+        env: &Env,
+    ) -> impl Future<Output = Result<Effect, Error>> + Send;
+}
+
+/// How many times a delivery re-reads and re-decides when other writers
+/// keep moving its order, before it goes back to the queue.
+const CAS_ATTEMPTS: u32 = 5;
+
+/// Runs a [`StageLogic`] as a broker [`Handler`].
+pub struct StageRunner<L> {
+    logic: L,
+    env: Env,
+    locks: KeyedLocks,
+    /// This process's lease token.
+    token: String,
+}
+
+impl<L: StageLogic> StageRunner<L> {
+    pub fn new(logic: L, env: Env) -> StageRunner<L> {
+        StageRunner {
+            logic,
+            env,
+            locks: KeyedLocks::default(),
+            token: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    async fn settle(
+        &self,
+        delivery: &Incoming,
+        publisher: &Publisher,
+    ) -> Result<Settlement, Error> {
+        let stage = self.logic.stage();
+        let order_id = match self.logic.admit(delivery, &self.env).await? {
+            Admission::Order(order_id) => order_id,
+            Admission::Absorbed => return Ok(Settlement::Ack),
+            Admission::Malformed(invalid) => {
+                publisher
+                    .publish(self.malformed(delivery, &invalid))
+                    .await?;
+                metrics::counter!("orderflow_malformed_total", "stage" => stage.as_str())
+                    .increment(1);
+                return Ok(Settlement::Ack);
+            }
+            Admission::Refused {
+                order_id,
+                reason,
+                detail,
+            } => {
+                let parked = Emission::Exception {
+                    reason,
+                    outcome: None,
+                    detail: Some(detail),
+                    keep_original: true,
+                };
+                self.publish_unrecorded(&order_id, delivery, &[parked], 0, publisher)
+                    .await?;
+                return Ok(Settlement::Ack);
+            }
+        };
+
+        let _in_process = self.locks.lock(&order_id).await;
+        let store = &self.env.store;
+        let ttl = self.env.policy.lease.ttl;
+        let lease = patiently("acquire lease", || {
+            store.acquire_lease(&order_id, stage, &self.token, ttl)
+        })
+        .await?;
+        let Some(lease) = lease else {
+            // Another worker runs this order's stage right now.
+            metrics::counter!("orderflow_lease_conflicts_total", "stage" => stage.as_str())
+                .increment(1);
+            let (body, meta) = (delivery.body().to_vec(), delivery.meta().clone());
+            let queue = &self.env.spec.delay_queue(stage, 0).queue;
+            publisher
+                .publish(Outgoing::to_queue(queue, body, meta))
+                .await?;
+            return Ok(Settlement::Ack);
+        };
+        let keeper = store.keep_alive(&lease, ttl);
+        let settled = self
+            .settle_leased(&order_id, lease.fencing, delivery, publisher)
+            .await;
+        keeper.stop();
+        // Best effort: an unreleased lease expires by itself.
+        if let Err(err) = store.release(&lease).await {
+            debug!(error = %err, "lease not released; it will expire");
+        }
+        settled
+    }
+
+    async fn settle_leased(
+        &self,
+        order_id: &OrderId,
+        fencing: u64,
+        delivery: &Incoming,
+        publisher: &Publisher,
+    ) -> Result<Settlement, Error> {
+        let stage = self.logic.stage();
+        let store = &self.env.store;
+        let step = record_step(delivery);
+        if let Some(recorded) = patiently("read record", || {
+            store.get_step_result(order_id, stage, &step)
+        })
+        .await?
+        {
+            self.publish_recorded(recorded, publisher).await?;
+            return Ok(Settlement::Ack);
+        }
+        let runs = patiently("count attempt", || store.incr_attempt(order_id, stage)).await?;
+
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(order) = patiently("read order", || store.get_order(order_id)).await? else {
+                // The store lost the order (a Redis without persistence was
+                // restarted?): a person must look.
+                let parked = Emission::Exception {
+                    reason: "order_not_found".into(),
+                    outcome: None,
+                    detail: Some("the store has no record of this order".into()),
+                    keep_original: true,
+                };
+                self.publish_unrecorded(order_id, delivery, &[parked], runs, publisher)
+                    .await?;
+                return Ok(Settlement::Ack);
+            };
+            let job = self.job(delivery, &order, runs);
+            let effect = self.logic.run(&order, &job, &self.env).await?;
+            crash::point(crash::AFTER_DOWNSTREAM);
+
+            let sequence = match effect.transition {
+                Some(_) => format!("v{}", order.version + 1),
+                None => format!("r{runs}"),
+            };
+            let rendered = render(
+                &effect.emissions,
+                &self.render_context(order_id, &job, sequence),
+                delivery.body(),
+            );
+            match self
+                .write(&order, &job, &effect, &step, &rendered, fencing)
+                .await?
+            {
+                Written::Done => {}
+                Written::AlreadyRecorded(recorded) => {
+                    self.publish_recorded(recorded, publisher).await?;
+                    return Ok(Settlement::Ack);
+                }
+                Written::Moved => continue,
+                Written::LeaseLost => return Ok(Settlement::Requeue),
+            }
+            crash::point(crash::AFTER_STATE_WRITTEN);
+            self.publish_all(rendered, publisher).await?;
+            crash::point(crash::BEFORE_ACK);
+            return Ok(Settlement::Ack);
+        }
+        warn!(order_id = %order_id, "order kept moving under this delivery; requeueing it");
+        Ok(Settlement::Requeue)
+    }
+
+    async fn write(
+        &self,
+        order: &OrderRecord,
+        job: &Job,
+        effect: &Effect,
+        step: &str,
+        rendered: &[Rendered],
+        fencing: u64,
+    ) -> Result<Written, Error> {
+        let stage = self.logic.stage();
+        let store = &self.env.store;
+        let Some(plan) = &effect.transition else {
+            if let Some(note) = &effect.note {
+                let note = Note {
+                    event: note.event.clone(),
+                    reason: note.reason.clone(),
+                    actor: self.env.actor.clone(),
+                    correlation_id: job.correlation_id.clone(),
+                    policy_id: self.env.policy_id.clone(),
+                    rule: Some(note.rule.clone()),
+                };
+                patiently("write note", || store.note(&order.order_id, &note)).await?;
+            }
+            return Ok(Written::Done);
+        };
+        let transition = Transition {
+            expected_version: order.version,
+            from: order.state,
+            to: plan.to,
+            reason: plan.reason.clone(),
+            event: plan.event.clone(),
+            actor: self.env.actor.clone(),
+            correlation_id: job.correlation_id.clone(),
+            policy_id: self.env.policy_id.clone(),
+            rule: Some(plan.rule.clone()),
+            fields_to_set: plan.fields.clone(),
+            idempotency: Some((
+                stage,
+                step.to_owned(),
+                serde_json::to_value(rendered).expect("rendered messages serialize"),
+            )),
+            fencing: Some((stage, fencing)),
+        };
+        match patiently("write state", || {
+            store.transition(&order.order_id, &transition)
+        })
+        .await
+        {
+            Ok(_) => Ok(Written::Done),
+            Err(orderflow_store::Error::StaleFence { .. }) => Ok(Written::LeaseLost),
+            Err(err) if err.class() == ErrorClass::Conflict => {
+                // Our own write may have landed before Redis went away.
+                let recorded = patiently("read record", || {
+                    store.get_step_result(&order.order_id, stage, step)
+                })
+                .await?;
+                Ok(recorded.map_or(Written::Moved, Written::AlreadyRecorded))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn job(&self, delivery: &Incoming, order: &OrderRecord, runs: u32) -> Job {
+        let meta = delivery.meta().clone();
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let first_attempt_at_ms = meta.first_attempt_at.unwrap_or(now_ms).min(now_ms);
+        Job {
+            message_id: message_id(delivery),
+            correlation_id: meta
+                .correlation_id
+                .clone()
+                .unwrap_or_else(|| order.correlation_id.clone()),
+            meta,
+            runs,
+            first_attempt_at_ms,
+            elapsed: Duration::from_millis(
+                u64::try_from(now_ms - first_attempt_at_ms).unwrap_or(0),
+            ),
+        }
+    }
+
+    fn render_context<'a>(
+        &'a self,
+        order_id: &'a OrderId,
+        job: &'a Job,
+        sequence: String,
+    ) -> RenderContext<'a> {
+        RenderContext {
+            spec: &self.env.spec,
+            stage: self.logic.stage(),
+            order_id,
+            correlation_id: &job.correlation_id,
+            policy_id: &self.env.policy_id,
+            sequence,
+            runs: job.runs,
+            first_attempt_at: job.first_attempt_at_ms,
+            now: jiff::Timestamp::now().to_string(),
+        }
+    }
+
+    /// Publishes messages that nothing recorded (no state move goes with
+    /// them); a crash before the ack publishes them again, harmlessly.
+    async fn publish_unrecorded(
+        &self,
+        order_id: &OrderId,
+        delivery: &Incoming,
+        emissions: &[Emission],
+        runs: u32,
+        publisher: &Publisher,
+    ) -> Result<(), Error> {
+        let correlation_id = delivery
+            .meta()
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| message_id(delivery));
+        let job = Job {
+            message_id: message_id(delivery),
+            correlation_id,
+            meta: delivery.meta().clone(),
+            runs,
+            first_attempt_at_ms: jiff::Timestamp::now().as_millisecond(),
+            elapsed: Duration::ZERO,
+        };
+        let ctx = self.render_context(order_id, &job, format!("m{}", short_hash(delivery.body())));
+        self.publish_all(render(emissions, &ctx, delivery.body()), publisher)
+            .await
+    }
+
+    async fn publish_recorded(
+        &self,
+        recorded: serde_json::Value,
+        publisher: &Publisher,
+    ) -> Result<(), Error> {
+        match serde_json::from_value::<Vec<Rendered>>(recorded) {
+            Ok(rendered) => self.publish_all(rendered, publisher).await,
+            Err(err) => {
+                // Only a bug or tampering gets here; the state move stands.
+                warn!(error = %err, "unreadable idempotency record; nothing re-emitted");
+                Ok(())
+            }
+        }
+    }
+
+    async fn publish_all(
+        &self,
+        rendered: Vec<Rendered>,
+        publisher: &Publisher,
+    ) -> Result<(), Error> {
+        for (i, message) in rendered.into_iter().enumerate() {
+            if i == 1 {
+                crash::point(crash::BETWEEN_PUBLISHES);
+            }
+            publisher.publish(message.into_outgoing()).await?;
+        }
+        Ok(())
+    }
+
+    fn malformed(&self, delivery: &Incoming, invalid: &Invalid) -> Outgoing {
+        let stage = self.logic.stage();
+        let problems: Vec<String> = invalid.problems.iter().map(ToString::to_string).collect();
+        let mut meta = delivery.meta().clone().with_policy_id(&self.env.policy_id);
+        meta.message_id.get_or_insert_with(|| message_id(delivery));
+        meta.stage = Some(stage);
+        meta.reason = Some("malformed".into());
+        meta.class = Some(orderflow_core::FailureClass::Malformed);
+        meta = meta.with_extra("validation-errors", problems.join("; "));
+        Outgoing::to_queue(
+            &self.env.spec.names().exception_queue(stage),
+            delivery.body().to_vec(),
+            meta,
+        )
+    }
+}
+
+enum Written {
+    Done,
+    /// This very message's move landed earlier: re-emit its record.
+    AlreadyRecorded(serde_json::Value),
+    /// Someone else moved the order: read it again and decide again.
+    Moved,
+    /// A newer lease was issued: leave the order to its holder.
+    LeaseLost,
+}
+
+impl<L: StageLogic> Handler for StageRunner<L> {
+    async fn handle(&self, delivery: Incoming, publisher: &Publisher) -> Settlement {
+        let stage = self.logic.stage();
+        let settlement = match self.settle(&delivery, publisher).await {
+            Ok(settlement) => settlement,
+            Err(err) => {
+                warn!(stage = %stage, error = %err, "delivery not settled; it goes back to the queue");
+                Settlement::Requeue
+            }
+        };
+        let label = match settlement {
+            Settlement::Ack => "ack",
+            Settlement::Requeue => "requeue",
+            Settlement::Reject => "reject",
+        };
+        metrics::counter!("orderflow_deliveries_total", "stage" => stage.as_str(), "settlement" => label).increment(1);
+        settlement
+    }
+}
+
+/// The message's id, or — for producers that send none — a hash of its
+/// body, so a redelivered copy still finds its record.
+fn message_id(delivery: &Incoming) -> String {
+    delivery
+        .meta()
+        .message_id
+        .clone()
+        .unwrap_or_else(|| format!("body-{}", short_hash(delivery.body())))
+}
+
+fn record_step(delivery: &Incoming) -> String {
+    format!("msg:{}", message_id(delivery))
+}
+
+fn short_hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,181 @@
+//! Crash points and a Redis restart: every order converges, every
+//! transition happens once. (A binary of its own: failpoints are global to
+//! the process.)
+
+mod support;
+
+use orderflow_core::message::OrderId;
+use orderflow_core::{OrderState, Stage};
+use orderflow_runtime::crash;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::{Fleet, redis_url};
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+async fn place_all(fleet: &Fleet, prefix: &str, n: usize) -> Vec<OrderId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(fleet.place(&format!("{prefix}-{i}")).await);
+    }
+    ids
+}
+
+async fn assert_each_transition_once(fleet: &Fleet, ids: &[OrderId]) {
+    for id in ids {
+        let audit = fleet.store.order_audit(id).await.unwrap();
+        let moves: Vec<_> = audit.iter().map(|e| e.to).collect();
+        assert_eq!(
+            moves,
+            [
+                OrderState::Received,
+                OrderState::Reserved,
+                OrderState::Paid,
+                OrderState::ShipmentAccepted
+            ],
+            "{id}"
+        );
+        assert!(
+            audit[1..]
+                .iter()
+                .all(|e| e.policy_id == fleet.store_policy_id().as_str())
+        );
+    }
+    for stage in Stage::ALL {
+        let exceptions = fleet.spec.names().exception_queue(stage);
+        assert_eq!(
+            fleet.depth(&exceptions).await,
+            0,
+            "nothing parked in {exceptions}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_crash_at_any_point_is_recovered_by_redelivery() {
+    for point in crash::ALL {
+        let scenario = fail::FailScenario::setup();
+        // Crash the first two deliveries that reach the point.
+        fail::cfg(point, "2*panic").unwrap();
+        let fleet = Fleet::start(&redis_url()).await;
+        let ids = place_all(&fleet, point, 6).await;
+        fleet
+            .wait_all(&ids, OrderState::ShipmentAccepted, WITHIN)
+            .await;
+        assert_each_transition_once(&fleet, &ids).await;
+        let reruns: u32 = ids
+            .iter()
+            .flat_map(|id| Stage::ALL.map(|stage| fleet.effects_of(id, stage)))
+            .map(|n| n - 1)
+            .sum();
+        if point == crash::AFTER_DOWNSTREAM {
+            // The work ran, nothing was recorded: it runs again (with the
+            // same idempotency key, so a real downstream repeats nothing).
+            assert_eq!(reruns, 2, "{point}");
+        } else {
+            assert_eq!(reruns, 0, "{point}: the record stopped a second run");
+        }
+        fleet.stop().await;
+        scenario.teardown();
+    }
+}
+
+/// A Redis of this test's own (append-only, fsync always), so it can be
+/// killed and restarted without disturbing anyone else.
+struct PrivateRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Child,
+}
+
+impl PrivateRedis {
+    fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("orderflow-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = PrivateRedis::spawn(port, &dir);
+        PrivateRedis { port, dir, child }
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> Child {
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/services.sh installs it)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return child;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("private redis-server did not start on port {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `kill -9`, then start again on the same files.
+    fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = PrivateRedis::spawn(self.port, &self.dir);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// After a Redis restart the first command on a reconnecting connection
+/// fails; the next ones work.
+async fn wait_for_store(fleet: &Fleet) {
+    for _ in 0..100 {
+        if fleet.store.ping().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("Redis did not come back");
+}
+
+#[tokio::test]
+async fn a_redis_crash_mid_run_loses_nothing_and_repeats_nothing() {
+    // Holds the failpoint lock: no crash point fires during this test.
+    let scenario = fail::FailScenario::setup();
+    let mut redis = PrivateRedis::start();
+    let fleet = Fleet::start(&redis.url()).await;
+    let first = place_all(&fleet, "before", 15).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    redis.crash_and_restart();
+    wait_for_store(&fleet).await;
+    let second = place_all(&fleet, "after", 15).await;
+    let ids: Vec<_> = first.into_iter().chain(second).collect();
+    fleet
+        .wait_all(&ids, OrderState::ShipmentAccepted, WITHIN)
+        .await;
+    assert_each_transition_once(&fleet, &ids).await;
+    fleet.stop().await;
+    scenario.teardown();
+}

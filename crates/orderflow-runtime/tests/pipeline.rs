@@ -1,0 +1,201 @@
+//! The stage loop on the real broker and store.
+
+mod support;
+
+use orderflow_broker::{Meta, admin};
+use orderflow_core::message::OrderId;
+use orderflow_core::{OrderState, Stage};
+use std::time::Duration;
+use support::{Fleet, redis_url};
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn orders_move_through_every_stage_once_with_one_audit_entry_per_transition() {
+    let fleet = Fleet::start(&redis_url()).await;
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(fleet.place(&format!("o-{n}")).await);
+    }
+    fleet
+        .wait_all(&ids, OrderState::ShipmentAccepted, WITHIN)
+        .await;
+    for id in &ids {
+        let audit = fleet.store.order_audit(id).await.unwrap();
+        let moves: Vec<_> = audit.iter().map(|e| e.to).collect();
+        assert_eq!(
+            moves,
+            [
+                OrderState::Received,
+                OrderState::Reserved,
+                OrderState::Paid,
+                OrderState::ShipmentAccepted
+            ],
+            "{id}"
+        );
+        assert!(
+            audit
+                .iter()
+                .all(|e| e.correlation_id == format!("corr-{id}"))
+        );
+        assert!(
+            audit[1..]
+                .iter()
+                .all(|e| e.policy_id == fleet.store_policy_id().as_str())
+        );
+        for stage in Stage::ALL {
+            assert_eq!(fleet.effects_of(id, stage), 1);
+        }
+    }
+    // Every stage emits one event per order.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fleet.depth(&fleet.spec.names().events_queue()).await, 60);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_parked_once_and_the_worker_goes_on() {
+    let fleet = Fleet::start(&redis_url()).await;
+    let queue = fleet.spec.names().work_queue(Stage::Payment);
+    let meta = Meta {
+        message_id: Some("garbage-1".into()),
+        ..Meta::default()
+    };
+    fleet
+        .publisher
+        .to_queue(&queue, b"{\"not\": \"a step\"".to_vec(), meta)
+        .await
+        .unwrap();
+    let id = fleet.place("o-after-garbage").await;
+    fleet
+        .wait_all(&[id], OrderState::ShipmentAccepted, WITHIN)
+        .await;
+
+    let exceptions = fleet.spec.names().exception_queue(Stage::Payment);
+    let parked = admin::get(&fleet.conn, &exceptions)
+        .await
+        .unwrap()
+        .expect("parked");
+    let message = parked.message();
+    assert_eq!(message.body(), b"{\"not\": \"a step\"");
+    assert_eq!(message.meta().reason.as_deref(), Some("malformed"));
+    assert!(
+        message.meta().extra["orderflow-validation-errors"]
+            .contains("not a orderflow.step/v1 message")
+    );
+    parked
+        .settle(orderflow_broker::Settlement::Ack)
+        .await
+        .unwrap();
+    assert_eq!(
+        fleet.depth(&exceptions).await,
+        0,
+        "parked exactly once, never retried"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn an_overlapping_duplicate_is_deferred_not_run_alongside() {
+    let fleet = Fleet::start(&redis_url()).await;
+    let id = OrderId::parse("o-leased").unwrap();
+    fleet
+        .store
+        .create_order(
+            &id,
+            &serde_json::json!({}),
+            "corr",
+            &orderflow_core::Policy::default_policy().id(),
+            "test",
+        )
+        .await
+        .unwrap();
+    // Another worker holds the inventory lease of this order.
+    let held = fleet
+        .store
+        .acquire_lease(
+            &id,
+            Stage::Inventory,
+            "someone-else",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap()
+        .expect("lease");
+    fleet.publish_step(&id, Stage::Inventory, "dup-1").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        fleet.store.get_order(&id).await.unwrap().unwrap().state,
+        OrderState::Received
+    );
+    assert_eq!(
+        fleet.effects_of(&id, Stage::Inventory),
+        0,
+        "never run beside the holder"
+    );
+
+    fleet.store.release(&held).await.unwrap();
+    fleet
+        .wait_all(
+            std::slice::from_ref(&id),
+            OrderState::ShipmentAccepted,
+            WITHIN,
+        )
+        .await;
+    assert_eq!(fleet.effects_of(&id, Stage::Inventory), 1);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_message_re_emits_its_record_and_repeats_nothing() {
+    let fleet = Fleet::start(&redis_url()).await;
+    let id = fleet.place("o-again").await;
+    fleet
+        .wait_all(
+            std::slice::from_ref(&id),
+            OrderState::ShipmentAccepted,
+            WITHIN,
+        )
+        .await;
+    let events = fleet.spec.names().events_queue();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = fleet.depth(&events).await;
+
+    // The same inventory message again, as after a crash before its ack.
+    fleet
+        .publish_step(&id, Stage::Inventory, "place-o-again")
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        fleet.effects_of(&id, Stage::Inventory),
+        1,
+        "no repeated side effect"
+    );
+    assert_eq!(
+        fleet.effects_of(&id, Stage::Payment),
+        1,
+        "the re-emitted step was absorbed"
+    );
+    assert_eq!(
+        fleet.store.order_audit(&id).await.unwrap().len(),
+        4,
+        "no new transition"
+    );
+    // Each stage's record is re-emitted down the chain (a stage cannot know
+    // whether its own publish was lost), with the ids of the first time.
+    assert_eq!(fleet.depth(&events).await, before + 3);
+    let mut ids = std::collections::BTreeSet::new();
+    while let Some(event) = admin::get(&fleet.conn, &events).await.unwrap() {
+        ids.insert(event.message().meta().message_id.clone().unwrap());
+        event
+            .settle(orderflow_broker::Settlement::Ack)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        ids.len(),
+        3,
+        "duplicates carry the original event ids: {ids:?}"
+    );
+    fleet.stop().await;
+}
