@@ -12,11 +12,13 @@
 //! - [`step`]: the message a stage sends to the next.
 //! - [`crash`]: the named crash points, as `fail` failpoints.
 //! - [`keyed`]: one delivery per order at a time inside a process.
+//! - [`noop`]: a stage logic that calls nothing, for the benchmark and tests.
 //! - `patience`: waiting out a Redis outage without acknowledging anything.
 
 pub mod crash;
 pub mod effect;
 pub mod keyed;
+pub mod noop;
 mod patience;
 pub mod runner;
 pub mod step;

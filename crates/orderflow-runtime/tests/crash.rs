@@ -6,7 +6,7 @@ mod support;
 
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Stage};
-use orderflow_runtime::crash;
+use orderflow_runtime::{crash, noop};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::{Fleet, redis_url};
@@ -25,16 +25,7 @@ async fn assert_each_transition_once(fleet: &Fleet, ids: &[OrderId]) {
     for id in ids {
         let audit = fleet.store.order_audit(id).await.unwrap();
         let moves: Vec<_> = audit.iter().map(|e| e.to).collect();
-        assert_eq!(
-            moves,
-            [
-                OrderState::Received,
-                OrderState::Reserved,
-                OrderState::Paid,
-                OrderState::ShipmentAccepted
-            ],
-            "{id}"
-        );
+        assert_eq!(moves, noop::ROUTE, "{id}");
         assert!(
             audit[1..]
                 .iter()
@@ -59,13 +50,15 @@ async fn a_crash_at_any_point_is_recovered_by_redelivery() {
         fail::cfg(point, "2*panic").unwrap();
         let fleet = Fleet::start(&redis_url()).await;
         let ids = place_all(&fleet, point, 6).await;
-        fleet
-            .wait_all(&ids, OrderState::ShipmentAccepted, WITHIN)
-            .await;
+        fleet.wait_all(&ids, OrderState::Delivered, WITHIN).await;
         assert_each_transition_once(&fleet, &ids).await;
         let reruns: u32 = ids
             .iter()
-            .flat_map(|id| Stage::ALL.map(|stage| fleet.effects_of(id, stage)))
+            .flat_map(|id| {
+                noop::ROUTE[1..]
+                    .iter()
+                    .map(|state| fleet.runs_into(id, *state))
+            })
             .map(|n| n - 1)
             .sum();
         if point == crash::AFTER_DOWNSTREAM {
@@ -172,9 +165,7 @@ async fn a_redis_crash_mid_run_loses_nothing_and_repeats_nothing() {
     wait_for_store(&fleet).await;
     let second = place_all(&fleet, "after", 15).await;
     let ids: Vec<_> = first.into_iter().chain(second).collect();
-    fleet
-        .wait_all(&ids, OrderState::ShipmentAccepted, WITHIN)
-        .await;
+    fleet.wait_all(&ids, OrderState::Delivered, WITHIN).await;
     assert_each_transition_once(&fleet, &ids).await;
     fleet.stop().await;
     scenario.teardown();

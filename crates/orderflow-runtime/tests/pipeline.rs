@@ -5,6 +5,7 @@ mod support;
 use orderflow_broker::{Meta, admin};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Stage};
+use orderflow_runtime::noop;
 use std::time::Duration;
 use support::{Fleet, redis_url};
 
@@ -17,22 +18,11 @@ async fn orders_move_through_every_stage_once_with_one_audit_entry_per_transitio
     for n in 0..20 {
         ids.push(fleet.place(&format!("o-{n}")).await);
     }
-    fleet
-        .wait_all(&ids, OrderState::ShipmentAccepted, WITHIN)
-        .await;
+    fleet.wait_all(&ids, OrderState::Delivered, WITHIN).await;
     for id in &ids {
         let audit = fleet.store.order_audit(id).await.unwrap();
         let moves: Vec<_> = audit.iter().map(|e| e.to).collect();
-        assert_eq!(
-            moves,
-            [
-                OrderState::Received,
-                OrderState::Reserved,
-                OrderState::Paid,
-                OrderState::ShipmentAccepted
-            ],
-            "{id}"
-        );
+        assert_eq!(moves, noop::ROUTE, "{id}");
         assert!(
             audit
                 .iter()
@@ -43,13 +33,13 @@ async fn orders_move_through_every_stage_once_with_one_audit_entry_per_transitio
                 .iter()
                 .all(|e| e.policy_id == fleet.store_policy_id().as_str())
         );
-        for stage in Stage::ALL {
-            assert_eq!(fleet.effects_of(id, stage), 1);
+        for state in &noop::ROUTE[1..] {
+            assert_eq!(fleet.runs_into(id, *state), 1);
         }
     }
-    // Every stage emits one event per order.
+    // One event per hop and order.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(fleet.depth(&fleet.spec.names().events_queue()).await, 60);
+    assert_eq!(fleet.depth(&fleet.spec.names().events_queue()).await, 80);
     fleet.stop().await;
 }
 
@@ -67,9 +57,7 @@ async fn a_malformed_message_is_parked_once_and_the_worker_goes_on() {
         .await
         .unwrap();
     let id = fleet.place("o-after-garbage").await;
-    fleet
-        .wait_all(&[id], OrderState::ShipmentAccepted, WITHIN)
-        .await;
+    fleet.wait_all(&[id], OrderState::Delivered, WITHIN).await;
 
     let exceptions = fleet.spec.names().exception_queue(Stage::Payment);
     let parked = admin::get(&fleet.conn, &exceptions)
@@ -129,20 +117,16 @@ async fn an_overlapping_duplicate_is_deferred_not_run_alongside() {
         OrderState::Received
     );
     assert_eq!(
-        fleet.effects_of(&id, Stage::Inventory),
+        fleet.runs_into(&id, OrderState::Reserved),
         0,
         "never run beside the holder"
     );
 
     fleet.store.release(&held).await.unwrap();
     fleet
-        .wait_all(
-            std::slice::from_ref(&id),
-            OrderState::ShipmentAccepted,
-            WITHIN,
-        )
+        .wait_all(std::slice::from_ref(&id), OrderState::Delivered, WITHIN)
         .await;
-    assert_eq!(fleet.effects_of(&id, Stage::Inventory), 1);
+    assert_eq!(fleet.runs_into(&id, OrderState::Reserved), 1);
     fleet.stop().await;
 }
 
@@ -151,11 +135,7 @@ async fn a_redelivered_message_re_emits_its_record_and_repeats_nothing() {
     let fleet = Fleet::start(&redis_url()).await;
     let id = fleet.place("o-again").await;
     fleet
-        .wait_all(
-            std::slice::from_ref(&id),
-            OrderState::ShipmentAccepted,
-            WITHIN,
-        )
+        .wait_all(std::slice::from_ref(&id), OrderState::Delivered, WITHIN)
         .await;
     let events = fleet.spec.names().events_queue();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -166,24 +146,21 @@ async fn a_redelivered_message_re_emits_its_record_and_repeats_nothing() {
         .publish_step(&id, Stage::Inventory, "place-o-again")
         .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        fleet.effects_of(&id, Stage::Inventory),
-        1,
-        "no repeated side effect"
-    );
-    assert_eq!(
-        fleet.effects_of(&id, Stage::Payment),
-        1,
-        "the re-emitted step was absorbed"
-    );
+    for state in &noop::ROUTE[1..] {
+        assert_eq!(
+            fleet.runs_into(&id, *state),
+            1,
+            "no repeated side effect into {state}"
+        );
+    }
     assert_eq!(
         fleet.store.order_audit(&id).await.unwrap().len(),
-        4,
+        5,
         "no new transition"
     );
     // Each stage's record is re-emitted down the chain (a stage cannot know
     // whether its own publish was lost), with the ids of the first time.
-    assert_eq!(fleet.depth(&events).await, before + 3);
+    assert_eq!(fleet.depth(&events).await, before + 4);
     let mut ids = std::collections::BTreeSet::new();
     while let Some(event) = admin::get(&fleet.conn, &events).await.unwrap() {
         ids.insert(event.message().meta().message_id.clone().unwrap());
@@ -194,7 +171,7 @@ async fn a_redelivered_message_re_emits_its_record_and_repeats_nothing() {
     }
     assert_eq!(
         ids.len(),
-        3,
+        4,
         "duplicates carry the original event ids: {ids:?}"
     );
     fleet.stop().await;

@@ -1,17 +1,15 @@
 //! A small fleet for the runtime's tests: the three stages run by
-//! `StageRunner`s around a logic that advances the order one state per stage
-//! and counts its "side effects", on the real RabbitMQ and Redis, in a
-//! namespace of its own that is deleted afterwards.
+//! `StageRunner`s around the no-op logic (one state per hop, four hops),
+//! on the real RabbitMQ and Redis, in a namespace of its own that is deleted
+//! afterwards.
 
 use orderflow_broker::{Connection, Consumer, ConsumerConfig, Meta, Publisher, TopologySpec};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Policy, Stage};
-use orderflow_runtime::{
-    Effect, Emission, Env, Job, Planned, StageLogic, StageRunner, StepMessage,
-};
+use orderflow_runtime::noop::{NoopStage, Runs};
+use orderflow_runtime::{Env, StageRunner, StepMessage};
 use orderflow_store::{OrderRecord, Store};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,64 +18,6 @@ pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 pub fn redis_url() -> String {
     std::env::var("ORDERFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// Side effects per (order, stage): how often the stage's work ran.
-pub type Effects = Arc<Mutex<HashMap<(String, Stage), u32>>>;
-
-/// Advances an order one state per stage; an order not in its stage's
-/// starting state is absorbed (a duplicate).
-pub struct Advance {
-    pub stage: Stage,
-    pub effects: Effects,
-}
-
-impl StageLogic for Advance {
-    fn stage(&self) -> Stage {
-        self.stage
-    }
-
-    async fn run(
-        &self,
-        order: &OrderRecord,
-        _job: &Job,
-        _env: &Env,
-    ) -> Result<Effect, orderflow_runtime::Error> {
-        let (from, to) = match self.stage {
-            Stage::Inventory => (OrderState::Received, OrderState::Reserved),
-            Stage::Payment => (OrderState::Reserved, OrderState::Paid),
-            Stage::Shipping => (OrderState::Paid, OrderState::ShipmentAccepted),
-        };
-        if order.state != from {
-            return Ok(Effect::default());
-        }
-        *self
-            .effects
-            .lock()
-            .unwrap()
-            .entry((order.order_id.to_string(), self.stage))
-            .or_default() += 1;
-        let mut emissions = vec![Emission::Event {
-            routing_key: format!("order.{to}"),
-            state: to.to_string(),
-            reason: None,
-            message: format!("Your order is {to}."),
-        }];
-        if let Some(next) = self.stage.next() {
-            emissions.insert(0, Emission::Next { stage: next });
-        }
-        Ok(Effect {
-            transition: Some(Planned {
-                to,
-                reason: None,
-                event: format!("{}_done", self.stage),
-                rule: "test.advance".into(),
-                fields: vec![],
-            }),
-            emissions,
-            note: None,
-        })
-    }
 }
 
 /// A policy with short delay tiers, so deferred copies come back quickly.
@@ -94,7 +34,7 @@ pub struct Fleet {
     pub conn: Connection,
     pub spec: Arc<TopologySpec>,
     pub publisher: Publisher,
-    pub effects: Effects,
+    pub runs: Runs,
     env: Env,
     shutdown: CancellationToken,
     workers: Vec<JoinHandle<()>>,
@@ -133,7 +73,7 @@ impl Fleet {
             conn,
             spec,
             publisher,
-            effects: Effects::default(),
+            runs: Runs::default(),
             env,
             shutdown: CancellationToken::new(),
             workers: Vec::new(),
@@ -146,13 +86,7 @@ impl Fleet {
 
     /// One more worker process for `stage` (a replica).
     pub fn spawn_worker(&mut self, stage: Stage) {
-        let runner = StageRunner::new(
-            Advance {
-                stage,
-                effects: self.effects.clone(),
-            },
-            self.env.clone(),
-        );
+        let runner = StageRunner::new(NoopStage::new(stage, self.runs.clone()), self.env.clone());
         let config = ConsumerConfig {
             amqp_url: AMQP_URL.into(),
             queue: self.spec.names().work_queue(stage),
@@ -233,11 +167,12 @@ impl Fleet {
         self.env.policy_id.clone()
     }
 
-    pub fn effects_of(&self, id: &OrderId, stage: Stage) -> u32 {
-        self.effects
+    /// How often the hop into `state` ran its work for the order.
+    pub fn runs_into(&self, id: &OrderId, state: OrderState) -> u32 {
+        self.runs
             .lock()
             .unwrap()
-            .get(&(id.to_string(), stage))
+            .get(&(id.to_string(), state))
             .copied()
             .unwrap_or(0)
     }
