@@ -89,15 +89,27 @@ impl Consumer {
         handler: H,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
-        check(&config)?;
-        let handler = Arc::new(handler);
         let publisher = Publisher::lazy(
             &config.amqp_url,
             &format!("{}.publisher", config.consumer_tag_prefix),
         );
-        let result = reconnecting(&config, &spec, &handler, &publisher, &shutdown).await;
+        let result = Consumer::run_with(config, spec, handler, &publisher, shutdown).await;
         publisher.close().await;
         result
+    }
+
+    /// As [`Consumer::run`], publishing through `publisher`: several
+    /// consumers of one process can share its connection.
+    pub async fn run_with<H: Handler>(
+        config: ConsumerConfig,
+        spec: TopologySpec,
+        handler: H,
+        publisher: &Publisher,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        check(&config)?;
+        let handler = Arc::new(handler);
+        reconnecting(&config, &spec, &handler, publisher, &shutdown).await
     }
 }
 

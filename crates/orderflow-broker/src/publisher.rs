@@ -59,8 +59,8 @@ impl Publisher {
         Ok(publisher)
     }
 
-    /// Connects on the first publish.
-    pub(crate) fn lazy(url: &str, name: &str) -> Publisher {
+    /// Connects on the first publish (and again after a lost connection).
+    pub fn lazy(url: &str, name: &str) -> Publisher {
         Publisher {
             inner: Arc::new(Inner {
                 url: url.to_owned(),

@@ -18,11 +18,25 @@ pub type Runs = Arc<Mutex<HashMap<(String, OrderState), u32>>>;
 pub struct NoopStage {
     stage: Stage,
     runs: Runs,
+    events: bool,
 }
 
 impl NoopStage {
+    /// A hop that moves the order and hands it on, nothing more.
     pub fn new(stage: Stage, runs: Runs) -> NoopStage {
-        NoopStage { stage, runs }
+        NoopStage {
+            stage,
+            runs,
+            events: false,
+        }
+    }
+
+    /// Also publishes a customer event per hop.
+    pub fn with_events(self) -> NoopStage {
+        NoopStage {
+            events: true,
+            ..self
+        }
     }
 
     /// The hop this stage makes from `state`: the next state and where the
@@ -68,12 +82,14 @@ impl StageLogic for NoopStage {
             .map(|stage| Emission::Next { stage })
             .into_iter()
             .collect();
-        emissions.push(Emission::Event {
-            routing_key: format!("order.{to}"),
-            state: to.to_string(),
-            reason: None,
-            message: format!("Your order is {to}."),
-        });
+        if self.events {
+            emissions.push(Emission::Event {
+                routing_key: format!("order.{to}"),
+                state: to.to_string(),
+                reason: None,
+                message: format!("Your order is {to}."),
+            });
+        }
         Ok(Effect {
             transition: Some(Planned {
                 to,

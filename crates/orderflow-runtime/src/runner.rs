@@ -26,7 +26,7 @@ use crate::step::StepMessage;
 use orderflow_broker::{Handler, Incoming, Meta, Outgoing, Publisher, Settlement, TopologySpec};
 use orderflow_core::message::{Invalid, OrderId};
 use orderflow_core::{Policy, PolicyId, Stage};
-use orderflow_store::{ErrorClass, Note, OrderRecord, Store, Transition};
+use orderflow_store::{Begun, ErrorClass, Lease, Note, OrderRecord, Store, Transition};
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
@@ -177,55 +177,85 @@ impl<L: StageLogic> StageRunner<L> {
         let _in_process = self.locks.lock(&order_id).await;
         let store = &self.env.store;
         let ttl = self.env.policy.lease.ttl;
-        let lease = patiently("acquire lease", || {
-            store.acquire_lease(&order_id, stage, &self.token, ttl)
+        let step = record_step(delivery);
+        let begun = patiently("begin delivery", || {
+            store.begin_step(&order_id, stage, &self.token, ttl, &step)
         })
         .await?;
-        let Some(lease) = lease else {
-            // Another worker runs this order's stage right now.
-            metrics::counter!("orderflow_lease_conflicts_total", "stage" => stage.as_str())
-                .increment(1);
-            let (body, meta) = (delivery.body().to_vec(), delivery.meta().clone());
-            let queue = &self.env.spec.delay_queue(stage, 0).queue;
-            publisher
-                .publish(Outgoing::to_queue(queue, body, meta))
-                .await?;
-            return Ok(Settlement::Ack);
+        let (lease, runs, order) = match begun {
+            Begun::Busy => {
+                // Another worker runs this order's stage right now: an
+                // overlapping duplicate. Defer it, never run it alongside.
+                metrics::counter!("orderflow_lease_conflicts_total", "stage" => stage.as_str())
+                    .increment(1);
+                let (body, meta) = (delivery.body().to_vec(), delivery.meta().clone());
+                let queue = &self.env.spec.delay_queue(stage, 0).queue;
+                publisher
+                    .publish(Outgoing::to_queue(queue, body, meta))
+                    .await?;
+                return Ok(Settlement::Ack);
+            }
+            Begun::Recorded { lease, record } => {
+                // Settled before, but the ack was lost: re-emit its messages.
+                let published = self.publish_recorded(record, publisher).await;
+                self.release_later(lease);
+                published?;
+                return Ok(Settlement::Ack);
+            }
+            Begun::Ready { lease, runs, order } => (lease, runs, order),
         };
         let keeper = store.keep_alive(&lease, ttl);
         let settled = self
-            .settle_leased(&order_id, lease.fencing, delivery, publisher)
+            .settle_leased(
+                &order_id,
+                &step,
+                lease.fencing,
+                runs,
+                order,
+                delivery,
+                publisher,
+            )
             .await;
         keeper.stop();
-        // Best effort: an unreleased lease expires by itself.
-        if let Err(err) = store.release(&lease).await {
-            debug!(error = %err, "lease not released; it will expire");
+        match settled {
+            // The state move dropped the lease in the same step.
+            Ok((settlement, Released::ByMove)) => Ok(settlement),
+            Ok((settlement, Released::No)) => {
+                self.release_later(lease);
+                Ok(settlement)
+            }
+            Err(err) => {
+                self.release_later(lease);
+                Err(err)
+            }
         }
-        settled
     }
 
+    /// Releases the lease off the hot path; an unreleased lease expires by
+    /// itself, and this process's own next delivery reuses it meanwhile.
+    fn release_later(&self, lease: Lease) {
+        let store = self.env.store.clone();
+        tokio::spawn(async move {
+            if let Err(err) = store.release(&lease).await {
+                debug!(error = %err, "lease not released; it will expire");
+            }
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn settle_leased(
         &self,
         order_id: &OrderId,
+        step: &str,
         fencing: u64,
+        runs: u32,
+        mut order: Option<OrderRecord>,
         delivery: &Incoming,
         publisher: &Publisher,
-    ) -> Result<Settlement, Error> {
-        let stage = self.logic.stage();
+    ) -> Result<(Settlement, Released), Error> {
         let store = &self.env.store;
-        let step = record_step(delivery);
-        if let Some(recorded) = patiently("read record", || {
-            store.get_step_result(order_id, stage, &step)
-        })
-        .await?
-        {
-            self.publish_recorded(recorded, publisher).await?;
-            return Ok(Settlement::Ack);
-        }
-        let runs = patiently("count attempt", || store.incr_attempt(order_id, stage)).await?;
-
         for _ in 0..CAS_ATTEMPTS {
-            let Some(order) = patiently("read order", || store.get_order(order_id)).await? else {
+            let Some(current) = order.take() else {
                 // The store lost the order (a Redis without persistence was
                 // restarted?): a person must look.
                 let parked = Emission::Exception {
@@ -236,14 +266,14 @@ impl<L: StageLogic> StageRunner<L> {
                 };
                 self.publish_unrecorded(order_id, delivery, &[parked], runs, publisher)
                     .await?;
-                return Ok(Settlement::Ack);
+                return Ok((Settlement::Ack, Released::No));
             };
-            let job = self.job(delivery, &order, runs);
-            let effect = self.logic.run(&order, &job, &self.env).await?;
+            let job = self.job(delivery, &current, runs);
+            let effect = self.logic.run(&current, &job, &self.env).await?;
             crash::point(crash::AFTER_DOWNSTREAM);
 
             let sequence = match effect.transition {
-                Some(_) => format!("v{}", order.version + 1),
+                Some(_) => format!("v{}", current.version + 1),
                 None => format!("r{runs}"),
             };
             let rendered = render(
@@ -251,25 +281,29 @@ impl<L: StageLogic> StageRunner<L> {
                 &self.render_context(order_id, &job, sequence),
                 delivery.body(),
             );
-            match self
-                .write(&order, &job, &effect, &step, &rendered, fencing)
+            let released = match self
+                .write(&current, &job, &effect, step, &rendered, fencing)
                 .await?
             {
-                Written::Done => {}
+                Written::Done if effect.transition.is_some() => Released::ByMove,
+                Written::Done => Released::No,
                 Written::AlreadyRecorded(recorded) => {
                     self.publish_recorded(recorded, publisher).await?;
-                    return Ok(Settlement::Ack);
+                    return Ok((Settlement::Ack, Released::No));
                 }
-                Written::Moved => continue,
-                Written::LeaseLost => return Ok(Settlement::Requeue),
-            }
+                Written::Moved => {
+                    order = patiently("read order", || store.get_order(order_id)).await?;
+                    continue;
+                }
+                Written::LeaseLost => return Ok((Settlement::Requeue, Released::No)),
+            };
             crash::point(crash::AFTER_STATE_WRITTEN);
             self.publish_all(rendered, publisher).await?;
             crash::point(crash::BEFORE_ACK);
-            return Ok(Settlement::Ack);
+            return Ok((Settlement::Ack, released));
         }
         warn!(order_id = %order_id, "order kept moving under this delivery; requeueing it");
-        Ok(Settlement::Requeue)
+        Ok((Settlement::Requeue, Released::No))
     }
 
     async fn write(
@@ -314,6 +348,7 @@ impl<L: StageLogic> StageRunner<L> {
                 serde_json::to_value(rendered).expect("rendered messages serialize"),
             )),
             fencing: Some((stage, fencing)),
+            release_lease: true,
         };
         match patiently("write state", || {
             store.transition(&order.order_id, &transition)
@@ -444,6 +479,12 @@ impl<L: StageLogic> StageRunner<L> {
             meta,
         )
     }
+}
+
+/// Whether the lease is already gone when the delivery is settled.
+enum Released {
+    ByMove,
+    No,
 }
 
 enum Written {

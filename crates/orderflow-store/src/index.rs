@@ -28,30 +28,46 @@ pub struct IndexEntry {
     pub updated_at: Timestamp,
 }
 
+/// Which index set an order leaves when it is (re)indexed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Leaving {
+    /// A new order: it is in no set yet.
+    Nothing,
+    /// A move: only the state it left holds a stale entry.
+    State(OrderState),
+    /// Unknown (a repair): clear every other set.
+    Unknown,
+}
+
 /// Queues commands that make the order a member of exactly `current`'s set
-/// (none if the order is gone).
+/// (none if the order is gone). A normal move touches two sets, not twelve.
 pub(crate) fn sync_into(
     pipe: &mut redis::Pipeline,
     keys: &Keys,
     order_id: &OrderId,
     current: Option<(OrderState, u64)>,
+    leaving: Leaving,
 ) {
-    for state in OrderState::ALL {
-        match current {
-            Some((current, at_ms)) if current == state => {
-                pipe.cmd("ZADD")
-                    .arg(keys.index(state))
-                    .arg(at_ms)
-                    .arg(order_id.as_str())
-                    .ignore();
+    if let Some((state, at_ms)) = current {
+        pipe.cmd("ZADD")
+            .arg(keys.index(state))
+            .arg(at_ms)
+            .arg(order_id.as_str())
+            .ignore();
+    }
+    let stale = OrderState::ALL.into_iter().filter(|state| {
+        Some(*state) != current.map(|(current, _)| current)
+            && match leaving {
+                Leaving::Nothing => false,
+                Leaving::State(left) => *state == left,
+                Leaving::Unknown => true,
             }
-            _ => {
-                pipe.cmd("ZREM")
-                    .arg(keys.index(state))
-                    .arg(order_id.as_str())
-                    .ignore();
-            }
-        }
+    });
+    for state in stale {
+        pipe.cmd("ZREM")
+            .arg(keys.index(state))
+            .arg(order_id.as_str())
+            .ignore();
     }
 }
 
@@ -130,7 +146,7 @@ impl Store {
             None => None,
         };
         let mut pipe = redis::pipe();
-        sync_into(&mut pipe, &self.keys, order_id, current);
+        sync_into(&mut pipe, &self.keys, order_id, current, Leaving::Unknown);
         pipe.query_async::<()>(&mut self.conn()).await?;
         Ok(current.map(|(state, _)| state))
     }

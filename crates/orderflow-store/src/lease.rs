@@ -29,7 +29,7 @@ pub struct Lease {
     pub fencing: u64,
 }
 
-fn ttl_ms(ttl: Duration) -> Result<u64, Error> {
+pub(crate) fn ttl_ms(ttl: Duration) -> Result<u64, Error> {
     match u64::try_from(ttl.as_millis()) {
         Ok(ms) if ms > 0 => Ok(ms),
         _ => Err(Error::InvalidArgument(format!(

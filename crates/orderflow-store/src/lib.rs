@@ -17,6 +17,8 @@
 //!   `transition`, audit-only notes and idempotency records.
 //! - [`attempts`]: attempt counters per order and stage.
 //! - [`lease`]: stage leases with fencing numbers and a background renewer.
+//! - [`begin`]: a delivery's start in one round trip (lease, record or run
+//!   count and order).
 //! - [`audit`]: the per-order and fleet-wide audit streams.
 //! - [`index`]: orders by state, for operators.
 //! - [`schedule`]: due-time schedules and the replica-safe claim.
@@ -51,6 +53,7 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod begin;
 pub mod budget;
 pub mod error;
 pub mod index;
@@ -62,6 +65,7 @@ pub mod schedule;
 mod scripts;
 
 pub use audit::AuditEntry;
+pub use begin::Begun;
 pub use budget::Budget;
 pub use error::{Error, ErrorClass};
 pub use index::IndexEntry;

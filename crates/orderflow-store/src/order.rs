@@ -8,6 +8,7 @@
 //! moved" and "audited" can never disagree after a crash.
 
 use crate::error::Error;
+use crate::index::Leaving;
 use crate::parse::{parse_num, parse_state, timestamp};
 use crate::{Store, audit, index};
 use jiff::Timestamp;
@@ -104,6 +105,9 @@ pub struct Transition {
     /// The stage lease's fencing number: the move is refused with
     /// [`Error::StaleFence`] if a newer lease was issued since.
     pub fencing: Option<(Stage, u64)>,
+    /// With `fencing`: drop that lease in the same step (the holder's work
+    /// ends with the move), saving a round trip.
+    pub release_lease: bool,
 }
 
 /// An audit entry that moves nothing ("re-check: still unknown").
@@ -165,7 +169,8 @@ impl Store {
         }
         let written = parse_written(&state_key, reply)?;
         let version = written.version;
-        self.after_write(order_id, written, true).await;
+        self.after_write(order_id, written, Some(Leaving::Nothing))
+            .await;
         Ok(CreateOutcome::Created { version })
     }
 
@@ -199,6 +204,9 @@ impl Store {
         let fencing = match t.fencing {
             Some((stage, fencing)) => {
                 call.key(self.keys.fence(order_id, stage));
+                if t.release_lease {
+                    call.key(self.keys.lease(order_id, stage));
+                }
                 fencing.to_string()
             }
             None => String::new(),
@@ -214,7 +222,8 @@ impl Store {
             .arg(t.policy_id.as_str())
             .arg(t.rule.as_deref().unwrap_or(""))
             .arg(idem_result)
-            .arg(fencing);
+            .arg(fencing)
+            .arg(if t.release_lease { "1" } else { "0" });
         for (field, value) in t.fields_to_set.iter().flat_map(field_pairs) {
             call.arg(field).arg(value);
         }
@@ -236,7 +245,8 @@ impl Store {
             _ => {
                 let written = parse_written(&state_key, reply)?;
                 let version = written.version;
-                self.after_write(order_id, written, true).await;
+                self.after_write(order_id, written, Some(Leaving::State(t.from)))
+                    .await;
                 Ok(version)
             }
         }
@@ -265,7 +275,7 @@ impl Store {
         }
         let written = parse_written(&state_key, reply)?;
         let version = written.version;
-        self.after_write(order_id, written, false).await;
+        self.after_write(order_id, written, None).await;
         Ok(version)
     }
 
@@ -292,14 +302,17 @@ impl Store {
     /// here does not undo the write, so it is logged, not returned: the
     /// caller must not redo a move that happened. The index heals on the
     /// order's next write or [`Store::reindex_order`].
-    async fn after_write(&self, order_id: &OrderId, written: Written, moved: bool) {
+    /// `leaving`: the index entry the write moves the order out of, `None`
+    /// for a write that moves nothing (a note).
+    async fn after_write(&self, order_id: &OrderId, written: Written, leaving: Option<Leaving>) {
         let mut pipe = redis::pipe();
-        if moved {
+        if let Some(leaving) = leaving {
             index::sync_into(
                 &mut pipe,
                 &self.keys,
                 order_id,
                 Some((written.state, written.at_ms)),
+                leaving,
             );
         }
         audit::fleet_copy_into(
@@ -320,7 +333,7 @@ impl Store {
 }
 
 /// Step names end the idempotency key; they must be non-empty.
-fn check_step(step: &str) -> Result<(), Error> {
+pub(crate) fn check_step(step: &str) -> Result<(), Error> {
     if step.is_empty() {
         return Err(Error::InvalidArgument("empty step name".to_owned()));
     }
@@ -382,7 +395,7 @@ fn parse_written(key: &str, reply: Vec<String>) -> Result<Written, Error> {
     })
 }
 
-fn parse_record(
+pub(crate) fn parse_record(
     key: &str,
     order_id: &OrderId,
     map: &HashMap<String, String>,

@@ -86,7 +86,10 @@ impl Fleet {
 
     /// One more worker process for `stage` (a replica).
     pub fn spawn_worker(&mut self, stage: Stage) {
-        let runner = StageRunner::new(NoopStage::new(stage, self.runs.clone()), self.env.clone());
+        let runner = StageRunner::new(
+            NoopStage::new(stage, self.runs.clone()).with_events(),
+            self.env.clone(),
+        );
         let config = ConsumerConfig {
             amqp_url: AMQP_URL.into(),
             queue: self.spec.names().work_queue(stage),

@@ -1,5 +1,6 @@
 //! The Lua scripts, one file each. Redis scripts cannot call each other, so
-//! the shared helpers (`time.lua`, `audit.lua`) are prepended as text.
+//! the shared helpers (`time.lua`, `audit.lua`, `lease.lua`) are prepended
+//! as text.
 //! Every script touches only the keys it is given, and those are either all
 //! keys of one order (one hash slot) or a single fleet-wide key, so every
 //! script also runs on Redis Cluster.
@@ -8,12 +9,14 @@ use redis::Script;
 
 const TIME: &str = include_str!("time.lua");
 const AUDIT: &str = include_str!("audit.lua");
+const LEASE: &str = include_str!("lease.lua");
 
 pub(crate) struct Scripts {
     pub(crate) create: Script,
     pub(crate) transition: Script,
     pub(crate) note: Script,
     pub(crate) lease_acquire: Script,
+    pub(crate) begin: Script,
     pub(crate) lease_renew: Script,
     pub(crate) lease_release: Script,
     pub(crate) schedule_in: Script,
@@ -30,7 +33,8 @@ impl Scripts {
             create: with_audit(include_str!("create.lua")),
             transition: with_audit(include_str!("transition.lua")),
             note: with_audit(include_str!("note.lua")),
-            lease_acquire: Script::new(include_str!("lease_acquire.lua")),
+            lease_acquire: Script::new(&[LEASE, include_str!("lease_acquire.lua")].join("\n")),
+            begin: Script::new(&[LEASE, include_str!("begin.lua")].join("\n")),
             lease_renew: Script::new(include_str!("lease_renew.lua")),
             lease_release: Script::new(include_str!("lease_release.lua")),
             schedule_in: with_time(include_str!("schedule_in.lua")),

@@ -1,10 +1,11 @@
 -- One compare-and-set move of an order, with everything that must agree
 -- with it after a crash: the new state and fields, the step's idempotency
 -- record and the audit entry land together or not at all.
--- KEYS: state, audit, [idem], [fence]   (all of one order: one hash slot)
+-- KEYS: state, audit, [idem], [fence, [lease]]   (all of one order: one slot)
 -- ARGV: order_id, expected_version, from, to, reason, event, actor,
 --       correlation_id, policy_id, rule, idem_result ('' = none),
---       fencing ('' = none), then field/value pairs to set
+--       fencing ('' = none), release ('1': drop the lease if still ours),
+--       then field/value pairs to set
 -- Returns {'missing'}, {'stale_fence', issued}, {'conflict', version, state}
 -- or {'ok', version, state, at_ms, entry_id, fields...}.
 local cur = redis.call('HMGET', KEYS[1], 'state', 'version')
@@ -17,10 +18,14 @@ if ARGV[11] ~= '' then
   idem_key = KEYS[next_key]
   next_key = next_key + 1
 end
+local lease_key = false
 if ARGV[12] ~= '' then
   local issued = redis.call('GET', KEYS[next_key]) or '0'
   if issued ~= ARGV[12] then
     return {'stale_fence', issued}
+  end
+  if ARGV[13] == '1' then
+    lease_key = KEYS[next_key + 1]
   end
 end
 if cur[2] ~= ARGV[2] or cur[1] ~= ARGV[3] then
@@ -35,8 +40,11 @@ if ARGV[5] == '' then
 else
   redis.call('HSET', KEYS[1], 'reason', ARGV[5])
 end
-if #ARGV > 12 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 13))
+if #ARGV > 13 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 14))
+end
+if lease_key and redis.call('HGET', lease_key, 'fencing') == ARGV[12] then
+  redis.call('DEL', lease_key)
 end
 if idem_key then
   redis.call('SET', idem_key, ARGV[11])

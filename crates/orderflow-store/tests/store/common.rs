@@ -103,5 +103,6 @@ pub fn mv(expected_version: u64, from: OrderState, to: OrderState) -> Transition
         fields_to_set: Vec::new(),
         idempotency: None,
         fencing: None,
+        release_lease: false,
     }
 }

@@ -1,7 +1,7 @@
 use crate::common::{TestNs, create, mv, order_id};
 use orderflow_core::OrderState::*;
 use orderflow_core::Stage;
-use orderflow_store::{Error, ErrorClass, Lease, Transition};
+use orderflow_store::{Begun, Error, ErrorClass, Lease, Transition};
 use redis::Commands;
 use std::time::Duration;
 
@@ -232,4 +232,64 @@ async fn the_keeper_holds_the_lease_and_reports_its_loss() {
     // A keeper stopped while holding says so.
     let kept = t.store.keep_alive(&other, TTL);
     assert!(kept.stop());
+}
+
+#[tokio::test]
+async fn a_delivery_begins_with_lease_record_or_run_count_and_order_in_one_call() {
+    let t = TestNs::new().await;
+    let id = order_id("o-begin");
+    let ttl = Duration::from_secs(10);
+    let store = &t.store;
+
+    // No order yet: the lease is taken, the run counted, no record.
+    let Begun::Ready { lease, runs, order } = store
+        .begin_step(&id, Stage::Payment, "w1", ttl, "msg:1")
+        .await
+        .unwrap()
+    else {
+        panic!("ready expected");
+    };
+    assert_eq!((runs, order.is_none()), (1, true));
+    assert!(matches!(
+        store
+            .begin_step(&id, Stage::Payment, "w2", ttl, "msg:1")
+            .await
+            .unwrap(),
+        Begun::Busy
+    ));
+    store.release(&lease).await.unwrap();
+
+    create(store, &id).await;
+    let Begun::Ready { lease, runs, order } = store
+        .begin_step(&id, Stage::Payment, "w2", ttl, "msg:1")
+        .await
+        .unwrap()
+    else {
+        panic!("ready expected");
+    };
+    assert_eq!(runs, 2, "runs are counted across deliveries");
+    assert_eq!(order.unwrap().state, Received);
+    let mut moved = mv(1, Received, Reserved);
+    moved.idempotency = Some((Stage::Payment, "msg:1".into(), serde_json::json!(["sent"])));
+    moved.fencing = Some((Stage::Payment, lease.fencing));
+    moved.release_lease = true;
+    store.transition(&id, &moved).await.unwrap();
+    assert!(
+        !store.release(&lease).await.unwrap(),
+        "the move dropped the lease already"
+    );
+
+    let Begun::Recorded { record, .. } = store
+        .begin_step(&id, Stage::Payment, "w3", ttl, "msg:1")
+        .await
+        .unwrap()
+    else {
+        panic!("recorded expected");
+    };
+    assert_eq!(record, serde_json::json!(["sent"]));
+    assert_eq!(
+        store.attempts(&id, Stage::Payment).await.unwrap(),
+        2,
+        "a recorded message is not a run"
+    );
 }

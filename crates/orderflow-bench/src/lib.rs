@@ -1,0 +1,133 @@
+//! # orderflow-bench
+//!
+//! `runtime-bench` measures the runtime (consume → lease → state CAS + audit
+//! → confirmed publish → ack, four no-op hops) against a raw four-hop lapin
+//! pipeline on quorum queues, on the same broker in the same run, each
+//! pipeline's workers in a process of their own; and its `worker` mode is
+//! what the crash tests kill.
+//!
+//! # Layout
+//! - [`raw`]: the raw lapin baseline (worker and driver).
+//! - [`runtime_pipeline`]: the same hops through the runtime.
+//! - [`measure`]: throughput, percentiles, peak RSS, the table.
+
+pub mod measure;
+pub mod raw;
+pub mod runtime_pipeline;
+
+use measure::{Figures, peak_rss_kib};
+use orderflow_core::Policy;
+use runtime_pipeline::Target;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub amqp_url: String,
+    pub redis_url: String,
+    pub orders: usize,
+    pub prefetch: u16,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    pub raw: Figures,
+    pub runtime: Figures,
+    /// Runtime orders/s over raw orders/s.
+    pub ratio: f64,
+}
+
+/// Runs both pipelines in a fresh namespace and removes it afterwards.
+pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
+    let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let policy = Policy::default_policy();
+    let target = Target {
+        amqp_url: config.amqp_url.clone(),
+        redis_url: config.redis_url.clone(),
+        namespace: namespace.clone(),
+    };
+    let spec = orderflow_broker::TopologySpec::from_policy(&namespace, &policy)?;
+    let conn = orderflow_broker::connect(&config.amqp_url).await?;
+    orderflow_broker::declare(&conn, &spec).await?;
+    let raw_base = format!("{namespace}.raw");
+    let raw_conn = raw::connect(&config.amqp_url).await?;
+    raw::declare(
+        &raw_conn,
+        &raw_base,
+        i32::try_from(policy.broker.delivery_limit)?,
+    )
+    .await?;
+
+    let result = async {
+        let raw = measure_in_child(config, &["raw", "--base", &raw_base], "raw", |_| {
+            raw::drive(&config.amqp_url, &raw_base, config.orders)
+        })
+        .await?;
+        let runtime = measure_in_child(
+            config,
+            &["runtime", "--namespace", &namespace],
+            "runtime",
+            |_| runtime_pipeline::drive(&target, &policy, config.orders),
+        )
+        .await?;
+        let ratio = runtime.orders_per_second / raw.orders_per_second;
+        anyhow::Ok(Report {
+            raw,
+            runtime,
+            ratio,
+        })
+    }
+    .await;
+
+    let _ = raw::delete(&raw_conn, &raw_base).await;
+    let _ = orderflow_broker::topology::delete(&conn, &spec).await;
+    if let Ok(store) = runtime_pipeline::store(&target).await {
+        let _ = store.purge_namespace().await;
+    }
+    result
+}
+
+/// Starts the pipeline's worker process, drives the load, reads the
+/// worker's peak memory, stops it.
+async fn measure_in_child<F, Fut>(
+    config: &BenchConfig,
+    worker_args: &[&str],
+    name: &str,
+    drive: F,
+) -> anyhow::Result<Figures>
+where
+    F: FnOnce(()) -> Fut,
+    Fut: Future<Output = anyhow::Result<(Duration, Vec<f64>)>>,
+{
+    let mut child = spawn_worker(config, worker_args)?;
+    // Let its consumers attach before the clock starts.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let driven = drive(()).await;
+    let rss = peak_rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let (elapsed, hops) = driven?;
+    Ok(Figures::new(name, config.orders, elapsed, hops, rss))
+}
+
+fn spawn_worker(config: &BenchConfig, args: &[&str]) -> anyhow::Result<Child> {
+    Ok(Command::new(std::env::current_exe()?)
+        .arg("worker")
+        .args([
+            "--amqp-url",
+            &config.amqp_url,
+            "--redis-url",
+            &config.redis_url,
+        ])
+        .args([
+            "--prefetch",
+            &config.prefetch.to_string(),
+            "--concurrency",
+            &config.concurrency.to_string(),
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()?)
+}

@@ -1,0 +1,150 @@
+//! `runtime-bench`: measure the runtime against raw lapin (`run`, the
+//! default), or be one pipeline's worker process (`worker`).
+
+use clap::{Args, Parser, Subcommand};
+use orderflow_bench::runtime_pipeline::Target;
+use orderflow_bench::{BenchConfig, measure, raw, runtime_pipeline};
+use orderflow_core::Policy;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Benchmark the orderflow runtime against a raw lapin pipeline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Mode>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Run one pipeline's workers (started by `run`, and by the crash tests).
+    Worker {
+        #[command(subcommand)]
+        pipeline: Pipeline,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Subcommand)]
+enum Pipeline {
+    Runtime {
+        #[arg(long)]
+        namespace: String,
+        /// Also publish a customer event per hop (two messages per delivery,
+        /// as real stages send: the crash tests need a point between them).
+        #[arg(long)]
+        events: bool,
+    },
+    Raw {
+        #[arg(long)]
+        base: String,
+    },
+}
+
+#[derive(Args)]
+struct Conn {
+    #[arg(
+        long,
+        env = "ORDERFLOW_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+    #[arg(
+        long,
+        env = "ORDERFLOW_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
+    /// Unacked deliveries per consumer.
+    #[arg(long, default_value_t = 64)]
+    prefetch: u16,
+    /// Deliveries handled at once per stage.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Orders through each pipeline.
+    #[arg(long, default_value_t = 2000)]
+    orders: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Mode::Worker { pipeline, conn }) => {
+            // Arms the crash points named in FAILPOINTS (the crash tests).
+            let _failpoints = fail::FailScenario::setup();
+            let shutdown = CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                stop.cancel();
+            });
+            match pipeline {
+                Pipeline::Runtime { namespace, events } => {
+                    let target = Target {
+                        amqp_url: conn.amqp_url,
+                        redis_url: conn.redis_url,
+                        namespace,
+                    };
+                    let hops = runtime_pipeline::Hops { events };
+                    runtime_pipeline::worker(
+                        &target,
+                        Policy::default_policy(),
+                        hops,
+                        conn.prefetch,
+                        conn.concurrency,
+                        shutdown,
+                    )
+                    .await
+                }
+                Pipeline::Raw { base } => {
+                    raw::worker(
+                        &conn.amqp_url,
+                        &base,
+                        conn.prefetch,
+                        conn.concurrency,
+                        shutdown,
+                    )
+                    .await
+                }
+            }
+        }
+        None => {
+            let args = cli.run;
+            let config = BenchConfig {
+                amqp_url: args.conn.amqp_url,
+                redis_url: args.conn.redis_url,
+                orders: args.orders,
+                prefetch: args.conn.prefetch,
+                concurrency: args.conn.concurrency,
+            };
+            let report = orderflow_bench::run(&config).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                measure::print_table(&[&report.raw, &report.runtime], report.ratio);
+            }
+            Ok(())
+        }
+    }
+}
