@@ -5,7 +5,8 @@
 //! ground-truth [`ledger::Ledger`] of what really happened so tests can hold
 //! the fleet's view against reality. The contract is `docs/downstream-api.md`.
 //!
-//! - [`run`]: serves the simulator on a bound listener until shutdown.
+//! - [`run`]: serves the simulator on a bound listener until shutdown;
+//!   [`start`]: one in this process on a free port, for tests.
 //! - [`profile`]: the profile (per-API capabilities, stock, faults), read from
 //!   TOML or JSON and validated with every problem named.
 //! - [`endpoint`]: the APIs and the endpoint names faults and counts use.
@@ -54,4 +55,32 @@ where
             stopping.send_replace(true);
         })
         .await
+}
+
+/// A simulator serving in this process on a free loopback port, for tests
+/// of the fleet and of the simulator itself. It stops when dropped.
+pub struct Running {
+    base_url: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+}
+
+/// Starts a simulator with `profile` on `127.0.0.1:0`.
+pub async fn start(profile: Profile) -> std::io::Result<Running> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(run(listener, profile, async {
+        let _ = stopped.await;
+    }));
+    Ok(Running {
+        base_url,
+        _stop: stop,
+    })
 }

@@ -9,7 +9,7 @@ use orderflow_core::outcome::CallKind;
 use orderflow_core::policy::Policy;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
@@ -29,6 +29,14 @@ pub struct Shipment {
     pub status: String,
     #[serde(default)]
     pub exception_code: Option<String>,
+}
+
+/// Order lines as the inventory and shipping APIs take them: no prices.
+fn lines(items: &[LineItem]) -> Vec<Value> {
+    items
+        .iter()
+        .map(|i| json!({"sku": i.sku, "quantity": i.quantity}))
+        .collect()
 }
 
 pub struct InventoryApi(pub Downstream);
@@ -51,11 +59,7 @@ impl InventoryApi {
         order_id: &OrderId,
         items: &[LineItem],
     ) -> Answer<Reservation> {
-        let items: Vec<_> = items
-            .iter()
-            .map(|i| json!({"sku": i.sku, "quantity": i.quantity}))
-            .collect();
-        let body = json!({"order_id": order_id, "items": items});
+        let body = json!({"order_id": order_id, "items": lines(items)});
         self.0
             .call(
                 "inventory.reserve",
@@ -187,11 +191,7 @@ impl ShippingApi {
         address: &ShippingAddress,
         items: &[LineItem],
     ) -> Answer<Shipment> {
-        let items: Vec<_> = items
-            .iter()
-            .map(|i| json!({"sku": i.sku, "quantity": i.quantity}))
-            .collect();
-        let body = json!({"order_id": order_id, "address": address, "items": items});
+        let body = json!({"order_id": order_id, "address": address, "items": lines(items)});
         self.0
             .call(
                 "shipping.create",

@@ -1,43 +1,17 @@
 //! Every fault and business outcome of the simulator yields the documented
 //! class and certainty through the real clients.
 
-use downstream_sim::{Ledger, Profile};
-use orderflow_core::message::{LineItem, OrderId, ShippingAddress};
+mod support;
+
+use support::{Sim, items};
+
+use orderflow_core::message::{OrderId, ShippingAddress};
 use orderflow_core::{Certainty, FailureClass, Policy};
 use orderflow_downstream::{IdempotencyKey, InventoryApi, Operation, PaymentApi, ShippingApi};
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 use Certainty::*;
 use FailureClass::*;
-
-struct Sim {
-    base: String,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Sim {
-    async fn start(profile: &str) -> Sim {
-        let profile = Profile::from_toml(profile).expect("test profile is valid");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(downstream_sim::run(listener, profile, async {
-            let _ = stopped.await;
-        }));
-        Sim { base, _stop: stop }
-    }
-
-    async fn ledger(&self) -> Ledger {
-        reqwest::get(format!("{}/_ledger", self.base))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
 
 /// Short timeouts so a held-back response is a client timeout quickly.
 fn policy() -> Policy {
@@ -57,14 +31,6 @@ fn order(id: &str) -> OrderId {
     OrderId::parse(id).unwrap()
 }
 
-fn items() -> Vec<LineItem> {
-    vec![LineItem {
-        sku: "SKU-1".into(),
-        quantity: 1,
-        unit_price: 100,
-    }]
-}
-
 fn address(country: &str) -> ShippingAddress {
     ShippingAddress {
         name: "Ada".into(),
@@ -80,7 +46,13 @@ fn pair<T>(answer: &orderflow_downstream::Answer<T>) -> (FailureClass, Certainty
     (answer.outcome.class, answer.outcome.certainty)
 }
 
-async fn charge_with_fault(fault: &str) -> ((FailureClass, Certainty), Ledger, Option<Duration>) {
+async fn charge_with_fault(
+    fault: &str,
+) -> (
+    (FailureClass, Certainty),
+    downstream_sim::Ledger,
+    Option<Duration>,
+) {
     let sim = Sim::start(&format!(
         "[faults.\"payment.charge\"]\n{fault} = 1.0\nhang_ms = 2000\n"
     ))
@@ -146,7 +118,7 @@ async fn a_reset_after_apply_is_unknown_and_the_charge_exists() {
 
 #[tokio::test]
 async fn a_refused_connection_is_not_applied() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let api = PaymentApi::new(&base, &policy()).unwrap();

@@ -2,42 +2,20 @@
 //! asking, not by charging again: the resolve loop against the simulator and
 //! the real Redis (the budget's keys expire by themselves after 2 windows).
 
-use downstream_sim::{Endpoint, Ledger, Profile};
+mod support;
+
+use support::{Sim, items};
+
+use downstream_sim::{Endpoint, Ledger};
 use orderflow_core::decide::DecisionContext;
-use orderflow_core::message::{LineItem, OrderId};
+use orderflow_core::message::OrderId;
 use orderflow_core::{Decision, Outcome, Policy, Stage};
-use orderflow_downstream::{IdempotencyKey, InventoryApi, Operation, PaymentApi, Start, resolve};
+use orderflow_downstream::api::Payment;
+use orderflow_downstream::{
+    IdempotencyKey, InventoryApi, Operation, PaymentApi, Resolution, Start, resolve,
+};
 use orderflow_store::Store;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-struct Sim {
-    base: String,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Sim {
-    async fn start(profile: &str) -> Sim {
-        let profile = Profile::from_toml(profile).expect("test profile is valid");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(downstream_sim::run(listener, profile, async {
-            let _ = stopped.await;
-        }));
-        Sim { base, _stop: stop }
-    }
-
-    async fn ledger(&self) -> Ledger {
-        reqwest::get(format!("{}/_ledger", self.base))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
 
 async fn store() -> Store {
     let url = std::env::var("ORDERFLOW_TEST_REDIS_URL")
@@ -57,14 +35,6 @@ fn first_attempt(policy: &Policy, stage: Stage) -> DecisionContext {
         orderflow_core::Certainty::Unknown,
     );
     DecisionContext::first_attempt(policy, stage, placeholder)
-}
-
-fn items() -> Vec<LineItem> {
-    vec![LineItem {
-        sku: "SKU-1".into(),
-        quantity: 1,
-        unit_price: 100,
-    }]
 }
 
 #[tokio::test]
@@ -121,18 +91,18 @@ async fn at_a_50_percent_failure_rate_retries_stay_within_the_budget() {
     );
 }
 
-#[tokio::test]
-async fn an_unknown_charge_on_a_non_idempotent_api_is_queried_not_repeated() {
+/// One charge against a provider that ignores idempotency keys and whose
+/// every charge times out after it applied, resolved under `policy`.
+async fn charge_with_unknown_outcome(mut policy: Policy) -> (Resolution<Payment>, Ledger) {
     let sim = Sim::start(
         "[payment]\nidempotent = false\n[faults.\"payment.charge\"]\ntimeout_after_apply = 1.0\nhang_ms = 2000\n",
     )
     .await;
-    let mut policy = Policy::default_policy();
     policy.downstreams.payment.idempotent = false;
     policy.downstreams.payment.request_timeout = Duration::from_millis(200);
     let store = store().await;
     let api = PaymentApi::new(&sim.base, &policy).unwrap();
-    let id = OrderId::parse("o-nonidem").unwrap();
+    let id = OrderId::parse("o-unknown-charge").unwrap();
     let key = IdempotencyKey::new(&id, Operation::Charge);
     let ctx = first_attempt(&policy, Stage::Payment);
     let resolution = resolve(
@@ -146,13 +116,18 @@ async fn an_unknown_charge_on_a_non_idempotent_api_is_queried_not_repeated() {
     )
     .await
     .unwrap();
+    (resolution, sim.ledger().await)
+}
+
+#[tokio::test]
+async fn an_unknown_charge_on_a_non_idempotent_api_is_queried_not_repeated() {
+    let (resolution, ledger) = charge_with_unknown_outcome(Policy::default_policy()).await;
     assert_eq!(
         resolution.ruling.decision,
         Decision::Proceed,
         "the status query found the charge"
     );
     assert_eq!(resolution.calls, 1);
-    let ledger = sim.ledger().await;
     assert_eq!(ledger.payments.len(), 1, "no second charge");
     assert_eq!(ledger.calls_to(Endpoint::PaymentCharge), 1);
     assert!(
@@ -165,35 +140,10 @@ async fn an_unknown_charge_on_a_non_idempotent_api_is_queried_not_repeated() {
 
 #[tokio::test]
 async fn the_naive_policy_charges_twice_where_the_stage_aware_one_does_not() {
-    let sim = Sim::start(
-        "[payment]\nidempotent = false\n[faults.\"payment.charge\"]\ntimeout_after_apply = 1.0\nhang_ms = 2000\n",
-    )
-    .await;
-    let mut policy = Policy::naive();
-    policy.downstreams.payment.idempotent = false;
-    policy.downstreams.payment.request_timeout = Duration::from_millis(200);
-    let store = store().await;
-    let api = PaymentApi::new(&sim.base, &policy).unwrap();
-    let id = OrderId::parse("o-naive").unwrap();
-    let key = IdempotencyKey::new(&id, Operation::Charge);
-    let ctx = first_attempt(&policy, Stage::Payment);
-    let resolution = resolve(
-        &policy,
-        &store,
-        &api.0,
-        ctx,
-        Start::Act,
-        || api.charge(&key, &id, 500, "EUR", "tok_ok"),
-        || api.payment(&key),
-    )
-    .await
-    .unwrap();
+    let (resolution, ledger) = charge_with_unknown_outcome(Policy::naive()).await;
     assert!(matches!(
         resolution.ruling.decision,
         Decision::Compensate { .. }
     ));
-    assert!(
-        sim.ledger().await.payments.len() > 1,
-        "the baseline double-charges"
-    );
+    assert!(ledger.payments.len() > 1, "the baseline double-charges");
 }

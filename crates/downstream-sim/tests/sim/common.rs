@@ -4,13 +4,11 @@ use std::time::Duration;
 
 use downstream_sim::{Ledger, Profile};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 pub struct TestSim {
     base: String,
     pub http: reqwest::Client,
-    _stop: oneshot::Sender<()>,
+    _running: downstream_sim::Running,
 }
 
 /// A status and JSON body (`Null` when the body is empty).
@@ -29,19 +27,14 @@ impl Answer {
 /// Starts a simulator with a TOML profile; it stops when the handle drops.
 pub async fn start(profile: &str) -> TestSim {
     let profile = Profile::from_toml(profile).expect("test profile is valid");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(downstream_sim::run(listener, profile, async {
-        let _ = stopped.await;
-    }));
+    let running = downstream_sim::start(profile).await.unwrap();
     TestSim {
-        base,
+        base: running.base_url().to_owned(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap(),
-        _stop: stop,
+        _running: running,
     }
 }
 
