@@ -15,7 +15,7 @@ pub mod measure;
 pub mod raw;
 pub mod runtime_pipeline;
 
-use measure::{Figures, peak_rss_kib};
+use measure::{CpuSample, Driven, Figures, peak_rss_kib};
 use orderflow_core::Policy;
 use runtime_pipeline::Target;
 use std::process::{Child, Command, Stdio};
@@ -61,15 +61,15 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     .await?;
 
     let result = async {
-        let raw = measure_in_child(config, &["raw", "--base", &raw_base], "raw", |_| {
-            raw::drive(&config.amqp_url, &raw_base, config.orders)
+        let raw = measure_in_child(config, &["raw", "--base", &raw_base], "raw", |pid| {
+            raw::drive(&config.amqp_url, &raw_base, config.orders, pid)
         })
         .await?;
         let runtime = measure_in_child(
             config,
             &["runtime", "--namespace", &namespace],
             "runtime",
-            |_| runtime_pipeline::drive(&target, &policy, config.orders),
+            |pid| runtime_pipeline::drive(&target, &policy, config.orders, pid),
         )
         .await?;
         let ratio = runtime.orders_per_second / raw.orders_per_second;
@@ -98,18 +98,27 @@ async fn measure_in_child<F, Fut>(
     drive: F,
 ) -> anyhow::Result<Figures>
 where
-    F: FnOnce(()) -> Fut,
-    Fut: Future<Output = anyhow::Result<(Duration, Vec<f64>)>>,
+    F: FnOnce(u32) -> Fut,
+    Fut: Future<Output = anyhow::Result<Driven>>,
 {
     let mut child = spawn_worker(config, worker_args)?;
     // Let its consumers attach before the clock starts.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let driven = drive(()).await;
+    let before = CpuSample::take(child.id());
+    let driven = drive(child.id()).await;
     let rss = peak_rss_kib(child.id());
     let _ = child.kill();
     let _ = child.wait();
-    let (elapsed, hops) = driven?;
-    Ok(Figures::new(name, config.orders, elapsed, hops, rss))
+    let driven = driven?;
+    let cpu = before.per_1000(&driven.cpu_at_end, config.orders);
+    Ok(Figures::new(
+        name,
+        config.orders,
+        driven.elapsed,
+        driven.hops_ms,
+        rss,
+        cpu,
+    ))
 }
 
 fn spawn_worker(config: &BenchConfig, args: &[&str]) -> anyhow::Result<Child> {

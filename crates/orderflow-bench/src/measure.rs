@@ -14,6 +14,96 @@ pub struct Figures {
     pub hop_p99_ms: f64,
     /// The worker process's peak resident set (VmHWM), in MiB.
     pub worker_peak_rss_mib: f64,
+    /// CPU seconds per 1,000 orders, by process, over the timed run.
+    pub cpu_per_1000: CpuShare,
+}
+
+/// CPU seconds per 1,000 orders spent by each process of a run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CpuShare {
+    pub worker: f64,
+    pub rabbitmq: f64,
+    pub redis: f64,
+    /// This process: publishing the load and waiting for it.
+    pub driver: f64,
+}
+
+/// What a driver reports: how long the load took, the CPU counters at the
+/// moment the last order finished (before any bookkeeping), and every hop
+/// latency in ms.
+#[derive(Debug)]
+pub struct Driven {
+    pub elapsed: Duration,
+    pub cpu_at_end: CpuSample,
+    pub hops_ms: Vec<f64>,
+}
+
+/// CPU ticks of the processes a run involves, taken before and after it.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSample {
+    worker: u64,
+    rabbitmq: u64,
+    redis: u64,
+    driver: u64,
+}
+
+impl CpuSample {
+    pub fn take(worker_pid: u32) -> CpuSample {
+        CpuSample {
+            worker: cpu_ticks(worker_pid),
+            rabbitmq: pid_named("beam.smp").map_or(0, cpu_ticks),
+            redis: pid_named("redis-server").map_or(0, cpu_ticks),
+            driver: cpu_ticks(std::process::id()),
+        }
+    }
+
+    /// CPU seconds per 1,000 orders between `self` and a later sample.
+    pub fn per_1000(&self, later: &CpuSample, orders: usize) -> CpuShare {
+        let per = |before: u64, after: u64| {
+            after.saturating_sub(before) as f64 / TICKS_PER_SECOND / orders as f64 * 1000.0
+        };
+        CpuShare {
+            worker: per(self.worker, later.worker),
+            rabbitmq: per(self.rabbitmq, later.rabbitmq),
+            redis: per(self.redis, later.redis),
+            driver: per(self.driver, later.driver),
+        }
+    }
+}
+
+/// Linux's USER_HZ, the unit of `/proc/PID/stat` times.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// utime + stime of a process, in clock ticks (0 if it is gone).
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // The command name may hold spaces: fields start after its ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ')'.
+    field(11) + field(12)
+}
+
+/// The first process whose command name is `name` (the local RabbitMQ or
+/// Redis server; on another host they are not measured).
+fn pid_named(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (comm.trim() == name).then_some(pid)
+        })
 }
 
 impl Figures {
@@ -23,6 +113,7 @@ impl Figures {
         elapsed: Duration,
         mut hops_ms: Vec<f64>,
         peak_rss_kib: u64,
+        cpu_per_1000: CpuShare,
     ) -> Figures {
         hops_ms.sort_by(f64::total_cmp);
         let seconds = elapsed.as_secs_f64();
@@ -34,6 +125,7 @@ impl Figures {
             hop_p50_ms: percentile(&hops_ms, 0.50),
             hop_p99_ms: percentile(&hops_ms, 0.99),
             worker_peak_rss_mib: peak_rss_kib as f64 / 1024.0,
+            cpu_per_1000,
         }
     }
 }
@@ -79,6 +171,20 @@ pub fn print_table(rows: &[&Figures], ratio: f64) {
         );
     }
     println!("runtime / raw throughput ratio: {ratio:.2}");
+    println!();
+    println!("CPU seconds per 1,000 orders, by process:");
+    println!(
+        "{:<10} {:>8} {:>9} {:>7} {:>7} {:>7}",
+        "pipeline", "worker", "RabbitMQ", "Redis", "driver", "total"
+    );
+    for f in rows {
+        let c = f.cpu_per_1000;
+        let total = c.worker + c.rabbitmq + c.redis + c.driver;
+        println!(
+            "{:<10} {:>8.2} {:>9.2} {:>7.2} {:>7.2} {:>7.2}",
+            f.name, c.worker, c.rabbitmq, c.redis, c.driver, total
+        );
+    }
 }
 
 #[cfg(test)]
@@ -94,7 +200,14 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_a_peak_rss() {
+    fn this_process_has_a_peak_rss_and_cpu_time() {
         assert!(peak_rss_kib(std::process::id()) > 0);
+        let start = CpuSample::take(std::process::id());
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(50) {
+            std::hint::black_box(0u64);
+        }
+        let share = start.per_1000(&CpuSample::take(std::process::id()), 1000);
+        assert!(share.driver > 0.0, "{share:?}");
     }
 }

@@ -2,6 +2,7 @@
 //! next message persistent with a confirm, ack — on quorum queues with the
 //! same arguments as orderflow's work queues, and nothing else.
 
+use crate::measure::{CpuSample, Driven};
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -178,8 +179,13 @@ fn hop_headers(incoming: &Option<FieldTable>) -> FieldTable {
 }
 
 /// Publishes `orders` messages into hop 1 and waits until all come out of
-/// hop 4. Returns the elapsed time and every hop latency in ms.
-pub async fn drive(url: &str, base: &str, orders: usize) -> anyhow::Result<(Duration, Vec<f64>)> {
+/// hop 4.
+pub async fn drive(
+    url: &str,
+    base: &str,
+    orders: usize,
+    worker_pid: u32,
+) -> anyhow::Result<Driven> {
     let conn = connect(url).await?;
     let done_channel = conn.create_channel().await?;
     let mut done = done_channel
@@ -242,5 +248,9 @@ pub async fn drive(url: &str, base: &str, orders: usize) -> anyhow::Result<(Dura
         delivery.ack(BasicAckOptions::default()).await?;
         received += 1;
     }
-    Ok((started.elapsed(), hops_ms))
+    Ok(Driven {
+        elapsed: started.elapsed(),
+        cpu_at_end: CpuSample::take(worker_pid),
+        hops_ms,
+    })
 }

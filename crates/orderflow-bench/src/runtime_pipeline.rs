@@ -1,6 +1,7 @@
 //! The four no-op hops through the orderflow runtime: consume → lease →
 //! idempotency record → state CAS + audit → confirmed publish → ack.
 
+use crate::measure::{CpuSample, Driven};
 use orderflow_broker::{Consumer, ConsumerConfig, Meta, Publisher, TopologySpec};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Policy, Stage};
@@ -81,13 +82,14 @@ pub async fn worker(
 }
 
 /// Creates `orders` orders (untimed), hands them all to the inventory
-/// stage and waits until every one is delivered. Returns the elapsed time
-/// and every hop latency in ms (from the audit entries' server times).
+/// stage and waits until every one is delivered. Hop latencies come from the
+/// audit entries' server times.
 pub async fn drive(
     target: &Target,
     policy: &Policy,
     orders: usize,
-) -> anyhow::Result<(Duration, Vec<f64>)> {
+    worker_pid: u32,
+) -> anyhow::Result<Driven> {
     let store = store(target).await?;
     let spec = TopologySpec::from_policy(&target.namespace, policy)?;
     let ids = create_orders(&store, policy, "bench", orders).await?;
@@ -105,6 +107,7 @@ pub async fn drive(
     )
     .await?;
     let elapsed = started.elapsed();
+    let cpu_at_end = CpuSample::take(worker_pid);
     publisher.close().await;
 
     let mut hops_ms = Vec::with_capacity(orders * 4);
@@ -117,7 +120,11 @@ pub async fn drive(
             previous = at;
         }
     }
-    Ok((elapsed, hops_ms))
+    Ok(Driven {
+        elapsed,
+        cpu_at_end,
+        hops_ms,
+    })
 }
 
 pub async fn create_orders(
