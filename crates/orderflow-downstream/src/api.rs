@@ -5,9 +5,7 @@ use crate::key::IdempotencyKey;
 use crate::transport::{Answer, Downstream, Error};
 use orderflow_core::Stage;
 use orderflow_core::message::{LineItem, OrderId, ShippingAddress};
-use orderflow_core::outcome::CallKind;
 use orderflow_core::policy::Policy;
-use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -61,58 +59,24 @@ impl InventoryApi {
     ) -> Answer<Reservation> {
         let body = json!({"order_id": order_id, "items": lines(items)});
         self.0
-            .call(
-                "inventory.reserve",
-                CallKind::Action,
-                Method::POST,
-                "v1/reservations",
-                Some(key.as_str()),
-                Some(&body),
-            )
+            .action("inventory.reserve", "v1/reservations", key, Some(&body))
             .await
     }
 
     /// Status query: the reservation made with `key`, if any.
     pub async fn status_of(&self, key: &IdempotencyKey) -> Answer<Reservation> {
         let path = format!("v1/reservations/by-key/{key}");
-        self.0
-            .call(
-                "inventory.status",
-                CallKind::Status,
-                Method::GET,
-                &path,
-                None,
-                None,
-            )
-            .await
+        self.0.status("inventory.status", &path).await
     }
 
     pub async fn commit(&self, key: &IdempotencyKey, reservation_id: &str) -> Answer<Reservation> {
         let path = format!("v1/reservations/{reservation_id}/commit");
-        self.0
-            .call(
-                "inventory.commit",
-                CallKind::Action,
-                Method::POST,
-                &path,
-                Some(key.as_str()),
-                None,
-            )
-            .await
+        self.0.action("inventory.commit", &path, key, None).await
     }
 
     pub async fn release(&self, key: &IdempotencyKey, reservation_id: &str) -> Answer<Reservation> {
         let path = format!("v1/reservations/{reservation_id}/release");
-        self.0
-            .call(
-                "inventory.release",
-                CallKind::Action,
-                Method::POST,
-                &path,
-                Some(key.as_str()),
-                None,
-            )
-            .await
+        self.0.action("inventory.release", &path, key, None).await
     }
 }
 
@@ -133,44 +97,19 @@ impl PaymentApi {
             "order_id": order_id, "amount": amount, "currency": currency, "payment_token": payment_token
         });
         self.0
-            .call(
-                "payment.charge",
-                CallKind::Action,
-                Method::POST,
-                "v1/payments",
-                Some(key.as_str()),
-                Some(&body),
-            )
+            .action("payment.charge", "v1/payments", key, Some(&body))
             .await
     }
 
     /// Status query: the charge made with `key`, if any.
     pub async fn payment(&self, key: &IdempotencyKey) -> Answer<Payment> {
         let path = format!("v1/payments/by-key/{key}");
-        self.0
-            .call(
-                "payment.status",
-                CallKind::Status,
-                Method::GET,
-                &path,
-                None,
-                None,
-            )
-            .await
+        self.0.status("payment.status", &path).await
     }
 
     pub async fn refund(&self, key: &IdempotencyKey, payment_id: &str) -> Answer<Payment> {
         let path = format!("v1/payments/{payment_id}/refund");
-        self.0
-            .call(
-                "payment.refund",
-                CallKind::Action,
-                Method::POST,
-                &path,
-                Some(key.as_str()),
-                None,
-            )
-            .await
+        self.0.action("payment.refund", &path, key, None).await
     }
 }
 
@@ -193,29 +132,13 @@ impl ShippingApi {
     ) -> Answer<Shipment> {
         let body = json!({"order_id": order_id, "address": address, "items": lines(items)});
         self.0
-            .call(
-                "shipping.create",
-                CallKind::Action,
-                Method::POST,
-                "v1/shipments",
-                Some(key.as_str()),
-                Some(&body),
-            )
+            .action("shipping.create", "v1/shipments", key, Some(&body))
             .await
     }
 
     /// Status query: the shipment made with `key`, if any, and its progress.
     pub async fn shipment(&self, key: &IdempotencyKey) -> Answer<Shipment> {
         let path = format!("v1/shipments/by-key/{key}");
-        self.0
-            .call(
-                "shipping.status",
-                CallKind::Status,
-                Method::GET,
-                &path,
-                None,
-                None,
-            )
-            .await
+        self.0.status("shipping.status", &path).await
     }
 }

@@ -3,6 +3,7 @@
 //! nothing here decides what to do about it.
 
 use crate::breaker::{Breaker, Permit};
+use crate::key::IdempotencyKey;
 use orderflow_core::Stage;
 use orderflow_core::outcome::{
     CallKind, ClassifyRule, Outcome, Response, TransportFailure, classify,
@@ -98,9 +99,38 @@ impl Downstream {
         &self.breaker
     }
 
-    /// Sends one request and classifies what came back. `endpoint` names the
-    /// call in metrics (`payment.charge`).
-    pub async fn call<T: DeserializeOwned>(
+    /// A mutating call: POST, carrying the idempotency key. `endpoint` names
+    /// the call in metrics (`payment.charge`).
+    pub async fn action<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        key: &IdempotencyKey,
+        body: Option<&Value>,
+    ) -> Answer<T> {
+        self.call(
+            endpoint,
+            CallKind::Action,
+            Method::POST,
+            path,
+            Some(key.as_str()),
+            body,
+        )
+        .await
+    }
+
+    /// A status query by key: GET.
+    pub async fn status<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+    ) -> Answer<T> {
+        self.call(endpoint, CallKind::Status, Method::GET, path, None, None)
+            .await
+    }
+
+    /// Sends one request and classifies what came back.
+    async fn call<T: DeserializeOwned>(
         &self,
         endpoint: &'static str,
         kind: CallKind,
