@@ -5,7 +5,6 @@ use clap::{Args, Parser, Subcommand};
 use orderflow_bench::runtime_pipeline::Target;
 use orderflow_bench::{BenchConfig, measure, raw, runtime_pipeline};
 use orderflow_core::Policy;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -93,12 +92,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Mode::Worker { pipeline, conn }) => {
             // Arms the crash points named in FAILPOINTS (the crash tests).
             let _failpoints = fail::FailScenario::setup();
-            let shutdown = CancellationToken::new();
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                stop.cancel();
-            });
+            let shutdown = orderflow_runtime::shutdown::on_signal()?;
             match pipeline {
                 Pipeline::Runtime { namespace, events } => {
                     let target = Target {

@@ -14,6 +14,7 @@
 //! - [`keyed`]: one delivery per order at a time inside a process.
 //! - [`noop`]: a stage logic that calls nothing, for the benchmark and tests.
 //! - `patience`: waiting out a Redis outage without acknowledging anything.
+//! - [`shutdown`]: first SIGTERM/SIGINT drains, a second exits.
 
 pub mod crash;
 pub mod effect;
@@ -21,6 +22,7 @@ pub mod keyed;
 pub mod noop;
 mod patience;
 pub mod runner;
+pub mod shutdown;
 pub mod step;
 
 pub use effect::{Effect, Emission, Planned};

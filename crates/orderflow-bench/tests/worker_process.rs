@@ -1,6 +1,6 @@
-//! `kill -9` of a worker process at every crash point, and at a random
-//! moment mid-run: after a restart every order is delivered, every
-//! transition happened once, nothing is parked.
+//! The worker as a process: `kill -9` at every crash point and at a random
+//! moment mid-run, and a SIGTERM that drains it. After a restart every order
+//! is delivered, every transition happened once, nothing is parked.
 
 use orderflow_bench::runtime_pipeline::{Target, create_orders, publish_steps, store};
 use orderflow_broker::{Publisher, TopologySpec};
@@ -169,6 +169,35 @@ async fn a_worker_killed_mid_run_loses_nothing_and_repeats_nothing() {
     let ids = run.place("mid", 300).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     reap(first); // SIGKILL: no shutdown, unacked deliveries return to the queues.
+    let second = worker(&run.target, None);
+    run.check_converged(&ids).await;
+    reap(second);
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn a_sigterm_drains_the_worker_and_loses_nothing() {
+    let run = Run::start().await;
+    let mut first = worker(&run.target, None);
+    let ids = run.place("term", 100).await;
+    let sent = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .expect("kill is installed");
+    assert!(sent.success());
+    let exited = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::task::spawn_blocking(move || first.wait()),
+    )
+    .await
+    .expect("the worker exits within its grace period")
+    .unwrap()
+    .unwrap();
+    assert!(
+        exited.success(),
+        "a drained worker exits cleanly ({exited})"
+    );
+
     let second = worker(&run.target, None);
     run.check_converged(&ids).await;
     reap(second);
