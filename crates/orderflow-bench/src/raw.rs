@@ -178,6 +178,39 @@ fn hop_headers(incoming: &Option<FieldTable>) -> FieldTable {
     headers
 }
 
+/// The load generator both pipelines share: persistent messages into one
+/// queue on one confirming channel, every confirm awaited at the end.
+pub async fn publish_pipelined(
+    conn: &Connection,
+    queue: &str,
+    bodies: impl Iterator<Item = Vec<u8>>,
+) -> anyhow::Result<()> {
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    for body in bodies {
+        let mut headers = FieldTable::default();
+        headers.insert("sent-us".into(), AMQPValue::LongLongInt(now_us()));
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        let pending = channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            )
+            .await?;
+        // Pipelined: awaited all at once below.
+        drop(pending);
+    }
+    channel.wait_for_confirms().await?;
+    Ok(())
+}
+
 /// Publishes `orders` messages into hop 1 and waits until all come out of
 /// hop 4.
 pub async fn drive(
@@ -196,32 +229,9 @@ pub async fn drive(
             FieldTable::default(),
         )
         .await?;
-    let publish = conn.create_channel().await?;
-    publish
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-
     let started = Instant::now();
-    for n in 0..orders {
-        let mut headers = FieldTable::default();
-        headers.insert("sent-us".into(), AMQPValue::LongLongInt(now_us()));
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_headers(headers);
-        let body = format!("{{\"order_id\":\"raw-{n}\"}}");
-        let pending = publish
-            .basic_publish(
-                "".into(),
-                queue(base, 1).as_str().into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                properties,
-            )
-            .await?;
-        // Pipelined: every confirm is awaited at once below.
-        drop(pending);
-    }
-    publish.wait_for_confirms().await?;
+    let bodies = (0..orders).map(|n| format!("{{\"order_id\":\"raw-{n}\"}}").into_bytes());
+    publish_pipelined(&conn, &queue(base, 1), bodies).await?;
 
     let mut hops_ms = Vec::with_capacity(orders * HOPS);
     let mut received = 0;

@@ -2,7 +2,7 @@
 //! idempotency record → state CAS + audit → confirmed publish → ack.
 
 use crate::measure::{CpuSample, Driven};
-use orderflow_broker::{Consumer, ConsumerConfig, Meta, Publisher, TopologySpec};
+use orderflow_broker::{Consumer, ConsumerConfig, Publisher, TopologySpec};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Policy, Stage};
 use orderflow_runtime::noop::{NoopStage, Runs};
@@ -93,12 +93,10 @@ pub async fn drive(
     let store = store(target).await?;
     let spec = TopologySpec::from_policy(&target.namespace, policy)?;
     let ids = create_orders(&store, policy, "bench", orders).await?;
-    let publisher =
-        Publisher::connect(&target.amqp_url, &format!("{}.driver", target.namespace)).await?;
 
     let started = Instant::now();
     let sent_at_ms = jiff::Timestamp::now().as_millisecond();
-    publish_steps(&publisher, &spec, &ids).await?;
+    publish_steps(target, &spec, &ids).await?;
     wait_until_all(
         &store,
         OrderState::Delivered,
@@ -108,7 +106,6 @@ pub async fn drive(
     .await?;
     let elapsed = started.elapsed();
     let cpu_at_end = CpuSample::take(worker_pid);
-    publisher.close().await;
 
     let mut hops_ms = Vec::with_capacity(orders * 4);
     for id in &ids {
@@ -150,32 +147,19 @@ pub async fn create_orders(
     Ok(ids)
 }
 
-/// Publishes the orders' first step, 64 confirms in flight at a time.
+/// Hands the orders to the inventory stage, with the same load generator as
+/// the raw pipeline.
 pub async fn publish_steps(
-    publisher: &Publisher,
+    target: &Target,
     spec: &TopologySpec,
     ids: &[OrderId],
 ) -> anyhow::Result<()> {
+    let conn = crate::raw::connect(&target.amqp_url).await?;
     let queue = spec.names().work_queue(Stage::Inventory);
-    let mut in_flight = JoinSet::new();
-    for id in ids {
-        if in_flight.len() >= 64
-            && let Some(done) = in_flight.join_next().await
-        {
-            done??;
-        }
-        let (publisher, queue) = (publisher.clone(), queue.clone());
-        let body = StepMessage::new(id, Stage::Inventory).to_bytes();
-        let meta = Meta {
-            message_id: Some(format!("{id}.placed")),
-            ..Meta::default()
-        };
-        in_flight.spawn(async move { publisher.to_queue(&queue, body, meta).await });
-    }
-    while let Some(done) = in_flight.join_next().await {
-        done??;
-    }
-    Ok(())
+    let bodies = ids
+        .iter()
+        .map(|id| StepMessage::new(id, Stage::Inventory).to_bytes());
+    crate::raw::publish_pipelined(&conn, &queue, bodies).await
 }
 
 pub async fn wait_until_all(

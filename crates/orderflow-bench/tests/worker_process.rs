@@ -3,7 +3,7 @@
 //! is delivered, every transition happened once, nothing is parked.
 
 use orderflow_bench::runtime_pipeline::{Target, create_orders, publish_steps, store};
-use orderflow_broker::{Publisher, TopologySpec};
+use orderflow_broker::TopologySpec;
 use orderflow_core::{OrderState, Policy, Stage};
 use orderflow_runtime::{crash, noop};
 use std::process::{Child, Command, Stdio};
@@ -80,9 +80,7 @@ impl Run {
         let ids = create_orders(&store, &self.policy, prefix, orders)
             .await
             .unwrap();
-        let publisher = Publisher::connect(AMQP_URL, "sigkill-test").await.unwrap();
-        publish_steps(&publisher, &self.spec, &ids).await.unwrap();
-        publisher.close().await;
+        publish_steps(&self.target, &self.spec, &ids).await.unwrap();
         ids
     }
 
