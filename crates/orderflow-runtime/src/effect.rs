@@ -95,8 +95,9 @@ pub struct RenderContext<'a> {
     /// Runs of this stage for the order so far, this one included.
     pub runs: u32,
     pub first_attempt_at: i64,
-    /// An event's `at`, RFC 3339.
-    pub now: String,
+    /// When the messages are made: every message's `timestamp` property and
+    /// an event's `at`.
+    pub now: jiff::Timestamp,
 }
 
 /// Turns emissions into messages with deterministic ids and the
@@ -114,6 +115,7 @@ pub fn render(
             let id = format!("{}.{}.{}.{i}", ctx.order_id, ctx.stage, ctx.sequence);
             let mut meta = Meta {
                 message_id: Some(id.clone()),
+                timestamp: u64::try_from(ctx.now.as_second()).ok(),
                 correlation_id: Some(ctx.correlation_id.to_owned()),
                 order_id: Some(ctx.order_id.as_str().to_owned()),
                 ..Meta::default()
@@ -178,7 +180,7 @@ pub fn render(
                         "state": state,
                         "reason": reason,
                         "message": message,
-                        "at": ctx.now,
+                        "at": ctx.now.to_string(),
                     });
                     Rendered {
                         exchange: names.events_exchange(),

@@ -403,7 +403,7 @@ impl<L: StageLogic> StageRunner<L> {
             sequence,
             runs: job.runs,
             first_attempt_at: job.first_attempt_at_ms,
-            now: jiff::Timestamp::now().to_string(),
+            now: jiff::Timestamp::now(),
         }
     }
 

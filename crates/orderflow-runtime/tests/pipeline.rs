@@ -40,6 +40,26 @@ async fn orders_move_through_every_stage_once_with_one_audit_entry_per_transitio
     // One event per hop and order.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fleet.depth(&fleet.spec.names().events_queue()).await, 80);
+    let event = admin::get(&fleet.conn, &fleet.spec.names().events_queue())
+        .await
+        .unwrap()
+        .expect("an event");
+    let meta = event.message().meta();
+    assert!(meta.message_id.is_some() && meta.timestamp.is_some());
+    assert!(
+        meta.correlation_id
+            .as_deref()
+            .is_some_and(|c| c.starts_with("corr-o-"))
+    );
+    assert_eq!(
+        meta.policy_id.as_deref(),
+        Some(fleet.store_policy_id().as_str())
+    );
+    assert!(meta.order_id.is_some());
+    event
+        .settle(orderflow_broker::Settlement::Ack)
+        .await
+        .unwrap();
     fleet.stop().await;
 }
 
