@@ -205,17 +205,13 @@ impl<L: StageLogic> StageRunner<L> {
             Begun::Ready { lease, runs, order } => (lease, runs, order),
         };
         let keeper = store.keep_alive(&lease, ttl);
-        let settled = self
-            .settle_leased(
-                &order_id,
-                &step,
-                lease.fencing,
-                runs,
-                order,
-                delivery,
-                publisher,
-            )
-            .await;
+        let held = Held {
+            order_id: &order_id,
+            step: &step,
+            fencing: lease.fencing,
+            runs,
+        };
+        let settled = self.settle_leased(&held, order, delivery, publisher).await;
         keeper.stop();
         match settled {
             // The state move dropped the lease in the same step.
@@ -242,18 +238,15 @@ impl<L: StageLogic> StageRunner<L> {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn settle_leased(
         &self,
-        order_id: &OrderId,
-        step: &str,
-        fencing: u64,
-        runs: u32,
+        held: &Held<'_>,
         mut order: Option<OrderRecord>,
         delivery: &Incoming,
         publisher: &Publisher,
     ) -> Result<(Settlement, Released), Error> {
         let store = &self.env.store;
+        let (order_id, runs) = (held.order_id, held.runs);
         for _ in 0..CAS_ATTEMPTS {
             let Some(current) = order.take() else {
                 // The store lost the order (a Redis without persistence was
@@ -281,10 +274,7 @@ impl<L: StageLogic> StageRunner<L> {
                 &self.render_context(order_id, &job, sequence),
                 delivery.body(),
             );
-            let released = match self
-                .write(&current, &job, &effect, step, &rendered, fencing)
-                .await?
-            {
+            let released = match self.write(held, &current, &job, &effect, &rendered).await? {
                 Written::Done if effect.transition.is_some() => Released::ByMove,
                 Written::Done => Released::No,
                 Written::AlreadyRecorded(recorded) => {
@@ -308,13 +298,13 @@ impl<L: StageLogic> StageRunner<L> {
 
     async fn write(
         &self,
+        held: &Held<'_>,
         order: &OrderRecord,
         job: &Job,
         effect: &Effect,
-        step: &str,
         rendered: &[Rendered],
-        fencing: u64,
     ) -> Result<Written, Error> {
+        let (step, fencing) = (held.step, held.fencing);
         let stage = self.logic.stage();
         let store = &self.env.store;
         let Some(plan) = &effect.transition else {
@@ -479,6 +469,15 @@ impl<L: StageLogic> StageRunner<L> {
             meta,
         )
     }
+}
+
+/// The delivery's hold on its order: the lease's fencing number, the
+/// idempotency record's step name, and the stage's run count.
+struct Held<'a> {
+    order_id: &'a OrderId,
+    step: &'a str,
+    fencing: u64,
+    runs: u32,
 }
 
 /// Whether the lease is already gone when the delivery is settled.
