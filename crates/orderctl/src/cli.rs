@@ -19,6 +19,48 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Print the order state machine as a Mermaid diagram.
     States,
+    /// Publish producer messages: generated demo orders or a JSONL file.
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Orders to generate (ignored with --file).
+    #[arg(long, default_value_t = 100)]
+    pub count: usize,
+    /// Seed of the generated orders: the same seed, the same orders.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// What the generated orders ask for.
+    #[arg(long, value_enum, default_value_t = Mix::Mixed)]
+    pub mix: Mix,
+    /// A JSONL file of `order.placed/v1` and `order.cancel/v1` messages,
+    /// checked line by line before anything is sent.
+    #[arg(long)]
+    pub file: Option<String>,
+    /// Messages per second at most (default: as fast as confirmed).
+    #[arg(long)]
+    pub rate: Option<u32>,
+    #[arg(long, env = "ORDERFLOW_NAMESPACE", default_value = "orderflow")]
+    pub namespace: String,
+    #[arg(
+        long,
+        env = "ORDERFLOW_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What generated orders ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mix {
+    /// Every order can succeed.
+    Happy,
+    /// Mostly good orders, plus short stock, declined, slow and failing
+    /// payments, and unsupported destinations.
+    Mixed,
 }
 
 #[derive(Debug, Subcommand)]

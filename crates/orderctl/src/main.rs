@@ -5,6 +5,7 @@
 mod cli;
 mod policy_cmd;
 mod policy_source;
+mod publish;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -17,5 +18,6 @@ fn main() -> ExitCode {
             print!("{}", orderflow_core::state::mermaid_diagram());
             ExitCode::SUCCESS
         }
+        cli::Command::Publish(args) => publish::run(args),
     }
 }
