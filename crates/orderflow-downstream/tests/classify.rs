@@ -42,6 +42,15 @@ fn address(country: &str) -> ShippingAddress {
     }
 }
 
+/// One €5 charge of `id` with a good card, under its own key.
+async fn charge_ok(
+    api: &PaymentApi,
+    id: &OrderId,
+) -> orderflow_downstream::Answer<orderflow_downstream::api::Payment> {
+    let key = IdempotencyKey::new(id, Operation::Charge);
+    api.charge(&key, id, 500, "EUR", "tok_ok").await
+}
+
 fn pair<T>(answer: &orderflow_downstream::Answer<T>) -> (FailureClass, Certainty) {
     (answer.outcome.class, answer.outcome.certainty)
 }
@@ -59,15 +68,7 @@ async fn charge_with_fault(
     .await;
     let api = PaymentApi::new(&sim.base, &policy()).unwrap();
     let id = order("o-fault");
-    let answer = api
-        .charge(
-            &IdempotencyKey::new(&id, Operation::Charge),
-            &id,
-            500,
-            "EUR",
-            "tok_ok",
-        )
-        .await;
+    let answer = charge_ok(&api, &id).await;
     (
         pair(&answer),
         sim.ledger().await,
@@ -123,15 +124,7 @@ async fn a_refused_connection_is_not_applied() {
     drop(listener);
     let api = PaymentApi::new(&base, &policy()).unwrap();
     let id = order("o-down");
-    let answer = api
-        .charge(
-            &IdempotencyKey::new(&id, Operation::Charge),
-            &id,
-            500,
-            "EUR",
-            "tok_ok",
-        )
-        .await;
+    let answer = charge_ok(&api, &id).await;
     assert_eq!(pair(&answer), (Transient, NotApplied));
 }
 
