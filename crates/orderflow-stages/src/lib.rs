@@ -1,0 +1,17 @@
+//! # orderflow-stages
+//!
+//! What each stage does with an order (DESIGN.md §4), as
+//! [`orderflow_runtime::StageLogic`]s the runtime settles, and the
+//! reconciler that tracks what happens after the stages.
+
+pub mod downstreams;
+pub mod inventory;
+pub mod payment;
+pub mod reconciler;
+pub mod shipping;
+
+pub use downstreams::{Downstreams, Urls};
+pub use inventory::InventoryStage;
+pub use payment::PaymentStage;
+pub use reconciler::Reconciler;
+pub use shipping::ShippingStage;

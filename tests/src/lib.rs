@@ -1,0 +1,1 @@
+//! The end-to-end harness: a fleet of processes in one namespace.
