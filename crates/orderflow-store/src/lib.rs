@@ -23,6 +23,8 @@
 //! - [`index`]: orders by state, for operators.
 //! - [`schedule`]: due-time schedules and the replica-safe claim.
 //! - [`budget`]: the fleet-wide retry budget per downstream.
+//! - [`cancel`]: cancellation requests and fulfilment progress, facts that
+//!   do not move the state.
 //!
 //! # Keys
 //! ```text
@@ -55,6 +57,7 @@ pub mod attempts;
 pub mod audit;
 pub mod begin;
 pub mod budget;
+pub mod cancel;
 pub mod error;
 pub mod index;
 mod keys;
@@ -67,6 +70,7 @@ mod scripts;
 pub use audit::AuditEntry;
 pub use begin::Begun;
 pub use budget::Budget;
+pub use cancel::{CancelRequest, Progress};
 pub use error::{Error, ErrorClass};
 pub use index::IndexEntry;
 pub use keys::DEFAULT_NAMESPACE;

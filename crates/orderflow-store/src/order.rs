@@ -48,6 +48,9 @@ pub struct OrderRecord {
     /// The downstream's id per stage: reservation, payment, shipment.
     pub downstream_ids: BTreeMap<Stage, String>,
     pub last_outcomes: BTreeMap<Stage, LastOutcome>,
+    /// A cancellation was requested, with this reason
+    /// ([`Store::request_cancel`]).
+    pub cancel_requested: Option<String>,
 }
 
 /// The result of [`Store::create_order`].
@@ -304,7 +307,7 @@ impl Store {
     /// order's next write or [`Store::reindex_order`].
     /// `leaving`: the index entry the write moves the order out of, `None`
     /// for a write that moves nothing (a note).
-    async fn after_write(&self, order_id: &OrderId, written: Written, leaving: Option<Leaving>) {
+    pub(crate) async fn after_write(&self, order_id: &OrderId, written: Written, leaving: Option<Leaving>) {
         let mut pipe = redis::pipe();
         if let Some(leaving) = leaving {
             index::sync_into(
@@ -372,7 +375,7 @@ fn field_pairs(update: &FieldUpdate) -> Vec<(String, String)> {
 }
 
 /// `{'ok', version, state, at_ms, entry_id, field, value, ...}`
-fn parse_written(key: &str, reply: Vec<String>) -> Result<Written, Error> {
+pub(crate) fn parse_written(key: &str, reply: Vec<String>) -> Result<Written, Error> {
     if reply.first().map(String::as_str) != Some("ok") || reply.len() < 5 {
         return Err(Error::corrupt(
             key,
@@ -439,5 +442,6 @@ pub(crate) fn parse_record(
         updated_at: timestamp(key, parse_num(key, map.get("updated_at_ms"))?)?,
         downstream_ids,
         last_outcomes,
+        cancel_requested: map.get("cancel_requested").cloned(),
     })
 }

@@ -7,6 +7,7 @@ mod common;
 
 mod audit_index;
 mod budget;
+mod cancel;
 mod connection;
 mod leases;
 mod orders;
