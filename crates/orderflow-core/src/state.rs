@@ -158,6 +158,11 @@ pub const TRANSITIONS: &[Transition] = &[
         Rejected,
         "charge failed, reservation released",
     ),
+    t(
+        PaymentPending,
+        Cancelled,
+        "cancelled; charge failed or refunded, reservation released",
+    ),
     t(PaymentPending, Escalated, "ambiguity window passed"),
     t(Paid, ShippingPending, "shipment outcome unknown"),
     t(Paid, ShipmentAccepted, "shipment accepted"),
@@ -166,6 +171,11 @@ pub const TRANSITIONS: &[Transition] = &[
     t(Paid, Escalated, "shipping unresolved"),
     t(ShippingPending, ShipmentAccepted, "shipment confirmed"),
     t(ShippingPending, Blocked, "shipment refused"),
+    t(
+        ShippingPending,
+        Cancelled,
+        "cancelled before acceptance, refunded and released",
+    ),
     t(ShippingPending, Escalated, "shipping unresolved"),
     t(ShipmentAccepted, Delivered, "delivered"),
     t(ShipmentAccepted, Blocked, "cancel after shipment"),

@@ -39,8 +39,9 @@ pub struct Planned {
 pub enum Emission {
     /// Hand the order to the next stage's work queue.
     Next { stage: Stage },
-    /// Come back to this stage through its delay tier for the n-th deferral.
-    Delay { deferrals: u32 },
+    /// Come back to this stage through delay tier `tier` (an index into
+    /// the stage's `delay_tiers`; past the last, the last).
+    Delay { tier: u32 },
     /// Park in this stage's exception queue for a person.
     Exception {
         reason: String,
@@ -132,13 +133,13 @@ pub fn render(
                         meta,
                     }
                 }
-                Emission::Delay { deferrals } => {
+                Emission::Delay { tier } => {
                     meta.stage = Some(ctx.stage);
                     meta.attempt = Some(ctx.runs + 1);
                     meta.first_attempt_at = Some(ctx.first_attempt_at);
                     Rendered {
                         exchange: String::new(),
-                        routing_key: ctx.spec.delay_queue(ctx.stage, *deferrals).queue.clone(),
+                        routing_key: ctx.spec.delay_queue(ctx.stage, *tier).queue.clone(),
                         body: to_string(&StepMessage::new(ctx.order_id, ctx.stage)),
                         meta,
                     }

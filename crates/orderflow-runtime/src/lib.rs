@@ -27,4 +27,4 @@ pub mod step;
 
 pub use effect::{Effect, Emission, Planned};
 pub use runner::{Admission, Env, Error, Job, StageLogic, StageRunner};
-pub use step::StepMessage;
+pub use step::{Check, StepMessage};

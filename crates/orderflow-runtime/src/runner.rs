@@ -56,6 +56,13 @@ pub struct Job {
     /// Epoch ms of the stage's first attempt (carried by deferred copies).
     pub first_attempt_at_ms: i64,
     pub elapsed: Duration,
+    /// The delivery as it came: a stage that takes more than one kind of
+    /// message (inventory: placed, cancel, step) reads it again here.
+    pub body: Vec<u8>,
+    /// Times this delivery already ran the logic and found the order moved
+    /// under it: its downstream call may have been sent, so ask before
+    /// sending it again.
+    pub reruns: u32,
 }
 
 /// What a delivery is about, once decoded.
@@ -247,7 +254,7 @@ impl<L: StageLogic> StageRunner<L> {
     ) -> Result<(Settlement, Released), Error> {
         let store = &self.env.store;
         let (order_id, runs) = (held.order_id, held.runs);
-        for _ in 0..CAS_ATTEMPTS {
+        for reruns in 0..CAS_ATTEMPTS {
             let Some(current) = order.take() else {
                 // The store lost the order (a Redis without persistence was
                 // restarted?): a person must look.
@@ -261,7 +268,7 @@ impl<L: StageLogic> StageRunner<L> {
                     .await?;
                 return Ok((Settlement::Ack, Released::No));
             };
-            let job = self.job(delivery, &current, runs);
+            let job = self.job(delivery, &current, runs, reruns);
             let effect = self.logic.run(&current, &job, &self.env).await?;
             crash::point(crash::AFTER_DOWNSTREAM);
 
@@ -359,7 +366,7 @@ impl<L: StageLogic> StageRunner<L> {
         }
     }
 
-    fn job(&self, delivery: &Incoming, order: &OrderRecord, runs: u32) -> Job {
+    fn job(&self, delivery: &Incoming, order: &OrderRecord, runs: u32, reruns: u32) -> Job {
         let meta = delivery.meta().clone();
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let first_attempt_at_ms = meta.first_attempt_at.unwrap_or(now_ms).min(now_ms);
@@ -375,6 +382,8 @@ impl<L: StageLogic> StageRunner<L> {
             elapsed: Duration::from_millis(
                 u64::try_from(now_ms - first_attempt_at_ms).unwrap_or(0),
             ),
+            body: delivery.body().to_vec(),
+            reruns,
         }
     }
 
@@ -419,6 +428,8 @@ impl<L: StageLogic> StageRunner<L> {
             runs,
             first_attempt_at_ms: jiff::Timestamp::now().as_millisecond(),
             elapsed: Duration::ZERO,
+            body: Vec::new(),
+            reruns: 0,
         };
         let ctx = self.render_context(order_id, &job, format!("m{}", short_hash(delivery.body())));
         self.publish_all(render(emissions, &ctx, delivery.body()), publisher)

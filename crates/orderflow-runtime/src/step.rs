@@ -14,6 +14,21 @@ pub struct StepMessage {
     pub schema: String,
     pub order_id: OrderId,
     pub stage: Stage,
+    /// Set by the reconciler when it asks the stage to look at the order
+    /// for a reason other than the stage's own work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+}
+
+/// What the reconciler asks a stage to look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// Poll an accepted shipment's fulfilment (shipping).
+    Fulfilment,
+    /// The order has been in its state past the stage's deadline: escalate
+    /// it as `stuck` if it still is.
+    Deadline,
 }
 
 impl StepMessage {
@@ -22,6 +37,15 @@ impl StepMessage {
             schema: STEP_V1.to_owned(),
             order_id: order_id.clone(),
             stage,
+            check: None,
+        }
+    }
+
+    /// The reconciler's request that `stage` look at the order.
+    pub fn check(order_id: &OrderId, stage: Stage, check: Check) -> StepMessage {
+        StepMessage {
+            check: Some(check),
+            ..StepMessage::new(order_id, stage)
         }
     }
 

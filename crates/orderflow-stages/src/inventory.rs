@@ -1,10 +1,22 @@
-//! The inventory stage.
+//! The inventory stage: admits producers' messages, reserves stock, and
+//! takes cancellations. Reserved → payment; insufficient stock → rejected
+//! at once; an unknown outcome → asked by key, then re-sent with the same
+//! key after the in-flight window; a cancelled order's reservation is
+//! released once its outcome is known.
 
 use crate::Downstreams;
-use orderflow_core::Stage;
-use orderflow_runtime::{Effect, Env, Error, Job, StageLogic};
+use crate::ingress::{self, Message};
+use crate::operation::{INVENTORY, conclude, decide_operation, escalate, placed};
+use crate::{cancel, deadline};
+use orderflow_broker::Incoming;
+use orderflow_core::{OrderState, Stage};
+use orderflow_downstream::Operation;
+use orderflow_downstream::api::Reservation;
+use orderflow_runtime::{Admission, Check, Effect, Env, Error, Job, StageLogic};
 use orderflow_store::OrderRecord;
 use std::sync::Arc;
+
+const OWNED: [OrderState; 2] = [OrderState::Received, OrderState::InventoryPending];
 
 pub struct InventoryStage {
     downstreams: Arc<Downstreams>,
@@ -21,8 +33,51 @@ impl StageLogic for InventoryStage {
         Stage::Inventory
     }
 
-    async fn run(&self, _order: &OrderRecord, _job: &Job, _env: &Env) -> Result<Effect, Error> {
-        let _ = &self.downstreams;
-        Ok(Effect::default())
+    async fn admit(&self, delivery: &Incoming, env: &Env) -> Result<Admission, Error> {
+        ingress::admit(delivery, env).await
+    }
+
+    async fn run(&self, order: &OrderRecord, job: &Job, env: &Env) -> Result<Effect, Error> {
+        match ingress::read(&job.body) {
+            Ok(Message::Step(step)) if step.check == Some(Check::Deadline) => {
+                return Ok(deadline::check(&INVENTORY, env, order, &OWNED));
+            }
+            Ok(Message::Cancel { .. }) if !INVENTORY.owns(order.state) => {
+                return Ok(cancel::elsewhere(order));
+            }
+            _ => {}
+        }
+        if !INVENTORY.owns(order.state) {
+            // A duplicate, or the order moved on: nothing to do here.
+            return Ok(Effect::default());
+        }
+        let placed = match placed(order) {
+            Ok(placed) => placed,
+            Err(detail) => {
+                return Ok(escalate(
+                    "order_unreadable",
+                    None,
+                    Some(detail),
+                    "order.unreadable.escalate",
+                    vec![],
+                ));
+            }
+        };
+        let api = &self.downstreams.inventory;
+        let key = INVENTORY.key(order, Operation::Reserve);
+        let decided = decide_operation(
+            &INVENTORY,
+            env,
+            &api.0,
+            order,
+            job,
+            (
+                || api.reserve(&key, &order.order_id, &placed.items),
+                || api.status_of(&key),
+            ),
+            |r: &Reservation| &r.reservation_id,
+        )
+        .await?;
+        Ok(conclude(&INVENTORY, env, &self.downstreams, order, job, &decided).await)
     }
 }

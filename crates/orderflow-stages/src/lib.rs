@@ -4,8 +4,15 @@
 //! [`orderflow_runtime::StageLogic`]s the runtime settles, and the
 //! reconciler that tracks what happens after the stages.
 
+mod cancel;
+mod deadline;
 pub mod downstreams;
+pub mod events;
+mod fulfilment;
+mod ingress;
 pub mod inventory;
+mod observe;
+mod operation;
 pub mod payment;
 pub mod reconciler;
 pub mod shipping;

@@ -1,31 +1,201 @@
-//! The reconciler: tracks accepted shipments to delivery, re-checks pending
-//! payments, escalates orders stuck past their stage's deadline.
+//! The reconciler: makes sure nothing waits silently once the stages have
+//! done their part. Every `fulfilment.poll_interval` it
+//!
+//! - asks the shipping stage to poll each accepted shipment (fulfilment
+//!   tracking to `delivered`, stalls, and the payment looked at again);
+//! - asks the payment stage to re-check each `payment_pending` order older
+//!   than the ambiguity window (which then escalates it if still unknown);
+//! - asks the owning stage to escalate each order left in a non-terminal
+//!   state past its stage's `deadline` (`stuck`).
+//!
+//! It never writes an order itself: it sends the owning stage a step
+//! message, so every change goes through the one settled path (lease,
+//! compare-and-set, recorded messages). Replicas share the work through the
+//! store's schedules: a claimed order is not asked about again by any
+//! replica before its claim runs out.
 
-use crate::Downstreams;
-use orderflow_broker::Publisher;
-use orderflow_runtime::{Env, Error};
-use std::sync::Arc;
+use orderflow_broker::{Meta, Outgoing, Publisher};
+use orderflow_core::message::OrderId;
+use orderflow_core::{OrderState, Stage};
+use orderflow_runtime::{Check, Env, Error, StepMessage};
+use orderflow_store::{IndexEntry, ScheduleKind};
+use std::collections::HashMap;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Orders looked at per kind and round.
+const BATCH: usize = 1000;
 
 pub struct Reconciler {
     env: Env,
-    downstreams: Arc<Downstreams>,
     publisher: Publisher,
 }
 
+/// A request the reconciler makes of a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ask {
+    stage: Stage,
+    check: Option<Check>,
+}
+
+/// The stage whose message an order in `state` waits for.
+fn owner(state: OrderState) -> Option<Stage> {
+    use OrderState::*;
+    match state {
+        Received | InventoryPending => Some(Stage::Inventory),
+        Reserved | PaymentPending => Some(Stage::Payment),
+        Paid | ShippingPending | ShipmentAccepted => Some(Stage::Shipping),
+        Delivered | Rejected | Cancelled | Blocked | Escalated => None,
+    }
+}
+
 impl Reconciler {
-    pub fn new(env: Env, downstreams: Arc<Downstreams>, publisher: Publisher) -> Reconciler {
-        Reconciler {
-            env,
-            downstreams,
-            publisher,
+    pub fn new(env: Env, publisher: Publisher) -> Reconciler {
+        Reconciler { env, publisher }
+    }
+
+    /// Runs rounds until `shutdown`. A failed round (Redis or the broker
+    /// away) is logged and tried again next time: nothing is lost, the
+    /// orders are still where they were.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
+        let every = self.env.policy.fulfilment.poll_interval;
+        info!(every = ?every, "reconciler started");
+        loop {
+            match self.round().await {
+                Ok(asked) if asked > 0 => debug!(asked, "reconciler round"),
+                Ok(_) => {}
+                Err(err) => warn!(error = %err, "reconciler round failed; trying again"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(every) => {}
+            }
         }
     }
 
-    /// Runs until `shutdown`.
-    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
-        let _ = (&self.env, &self.downstreams, &self.publisher);
-        shutdown.cancelled().await;
-        Ok(())
+    /// One pass over the three schedules; returns how many orders it asked
+    /// about.
+    pub async fn round(&self) -> Result<usize, Error> {
+        let policy = &self.env.policy;
+        let tracking = self
+            .candidates(OrderState::ShipmentAccepted, Duration::ZERO)
+            .await?
+            .into_iter()
+            .map(|id| {
+                let ask = Ask {
+                    stage: Stage::Shipping,
+                    check: Some(Check::Fulfilment),
+                };
+                (id, ask)
+            })
+            .collect();
+        let mut asked = self
+            .ask(ScheduleKind::ShipmentTracking, tracking, policy.fulfilment.poll_interval)
+            .await?;
+
+        let window = policy.stage(Stage::Payment).ambiguity_window;
+        let pending = self
+            .candidates(OrderState::PaymentPending, window)
+            .await?
+            .into_iter()
+            .map(|id| {
+                let ask = Ask {
+                    stage: Stage::Payment,
+                    check: None,
+                };
+                (id, ask)
+            })
+            .collect();
+        asked += self
+            .ask(ScheduleKind::PendingPayment, pending, policy.lease.ttl)
+            .await?;
+
+        let mut stuck = HashMap::new();
+        for state in OrderState::ALL {
+            let Some(stage) = owner(state) else { continue };
+            if state == OrderState::ShipmentAccepted {
+                // Tracking has its own stall threshold.
+                continue;
+            }
+            for id in self.candidates(state, policy.stage(stage).deadline).await? {
+                let ask = Ask {
+                    stage,
+                    check: Some(Check::Deadline),
+                };
+                stuck.insert(id, ask);
+            }
+        }
+        asked += self
+            .ask(ScheduleKind::Stuck, stuck, policy.lease.ttl)
+            .await?;
+        Ok(asked)
+    }
+
+    /// Orders in `state` for at least `older_than`, oldest first.
+    async fn candidates(
+        &self,
+        state: OrderState,
+        older_than: Duration,
+    ) -> Result<Vec<OrderId>, Error> {
+        let now = jiff::Timestamp::now();
+        let entries: Vec<IndexEntry> = self.env.store.orders_in_state(state, BATCH).await?;
+        Ok(entries
+            .into_iter()
+            .take_while(|entry| {
+                let waited = now.duration_since(entry.updated_at);
+                Duration::try_from(waited).unwrap_or_default() >= older_than
+            })
+            .map(|entry| entry.order_id)
+            .collect())
+    }
+
+    /// Schedules the candidates, claims what is due, and sends a step
+    /// message for each claimed order still a candidate. A claimed order
+    /// that is no longer one has moved on: its schedule entry is removed.
+    async fn ask(
+        &self,
+        kind: ScheduleKind,
+        candidates: HashMap<OrderId, Ask>,
+        every: Duration,
+    ) -> Result<usize, Error> {
+        let store = &self.env.store;
+        for id in candidates.keys() {
+            store.schedule_if_absent(kind, id, 0).await?;
+        }
+        let mut asked = 0;
+        for claim in store.claim_due(kind, BATCH, every).await? {
+            let Some(ask) = candidates.get(&claim.order_id) else {
+                store.finish_claim(&claim).await?;
+                continue;
+            };
+            let step = match ask.check {
+                Some(check) => StepMessage::check(&claim.order_id, ask.stage, check),
+                None => StepMessage::new(&claim.order_id, ask.stage),
+            };
+            let meta = Meta {
+                // One id per claim: a copy re-sent after a crash is the
+                // same message to the stage's idempotency record.
+                message_id: Some(format!(
+                    "{}.reconciler.{}.{}",
+                    claim.order_id,
+                    kind.as_str(),
+                    claim.claimed_until_ms
+                )),
+                order_id: Some(claim.order_id.to_string()),
+                stage: Some(ask.stage),
+                timestamp: u64::try_from(jiff::Timestamp::now().as_second()).ok(),
+                ..Meta::default()
+            }
+            .with_policy_id(&self.env.policy_id);
+            let queue = self.env.spec.names().work_queue(ask.stage);
+            self.publisher
+                .publish(Outgoing::to_queue(&queue, step.to_bytes(), meta))
+                .await?;
+            metrics::counter!("orderflow_reconciler_asks_total", "kind" => kind.as_str())
+                .increment(1);
+            asked += 1;
+        }
+        Ok(asked)
     }
 }

@@ -1,10 +1,25 @@
-//! The shipping stage.
+//! The shipping stage: books the shipment of a paid order. Accepted →
+//! `shipment_accepted`, the reservation committed, fulfilment tracked (see
+//! `fulfilment`); refused (destination, address, policy) → `blocked` for a
+//! business decision, never rolling back payment or inventory; a timeout
+//! before acknowledgement → asked by key: found → proceed, not found →
+//! re-sent with the same key.
 
 use crate::Downstreams;
-use orderflow_core::Stage;
-use orderflow_runtime::{Effect, Env, Error, Job, StageLogic};
+use crate::deadline;
+use crate::fulfilment;
+use crate::operation::{
+    SHIPPING, check_of, commit_reservation, conclude, decide_operation, escalate, placed,
+};
+use orderflow_core::{Decision, OrderState, Stage};
+use orderflow_downstream::Operation;
+use orderflow_downstream::api::Shipment;
+use orderflow_runtime::{Check, Effect, Env, Error, Job, StageLogic};
 use orderflow_store::OrderRecord;
 use std::sync::Arc;
+use tracing::warn;
+
+const OWNED: [OrderState; 2] = [OrderState::Paid, OrderState::ShippingPending];
 
 pub struct ShippingStage {
     downstreams: Arc<Downstreams>,
@@ -21,8 +36,58 @@ impl StageLogic for ShippingStage {
         Stage::Shipping
     }
 
-    async fn run(&self, _order: &OrderRecord, _job: &Job, _env: &Env) -> Result<Effect, Error> {
-        let _ = &self.downstreams;
-        Ok(Effect::default())
+    async fn run(&self, order: &OrderRecord, job: &Job, env: &Env) -> Result<Effect, Error> {
+        match check_of(job) {
+            Some(Check::Deadline) => return Ok(deadline::check(&SHIPPING, env, order, &OWNED)),
+            Some(Check::Fulfilment) if order.state == OrderState::ShipmentAccepted => {
+                return fulfilment::track(&self.downstreams, env, order, job).await;
+            }
+            _ => {}
+        }
+        if !SHIPPING.owns(order.state) {
+            return Ok(Effect::default());
+        }
+        let placed = match placed(order) {
+            Ok(placed) => placed,
+            Err(detail) => {
+                return Ok(escalate(
+                    "order_unreadable",
+                    None,
+                    Some(detail),
+                    "order.unreadable.escalate",
+                    vec![],
+                ));
+            }
+        };
+        let api = &self.downstreams.shipping;
+        let key = SHIPPING.key(order, Operation::Ship);
+        let decided = decide_operation(
+            &SHIPPING,
+            env,
+            &api.0,
+            order,
+            job,
+            (
+                || {
+                    api.create(
+                        &key,
+                        &order.order_id,
+                        &placed.shipping_address,
+                        &placed.items,
+                    )
+                },
+                || api.shipment(&key),
+            ),
+            |s: &Shipment| &s.shipment_id,
+        )
+        .await?;
+        if decided.ruling.decision == Decision::Proceed {
+            // Accepted: the stock is sold. Done again (same key) before the
+            // order is marked delivered, so a failure here only delays it.
+            if let Err(detail) = commit_reservation(&self.downstreams, env, order).await {
+                warn!(order_id = %order.order_id, %detail, "reservation not committed yet; the reconciler commits it before delivery");
+            }
+        }
+        Ok(conclude(&SHIPPING, env, &self.downstreams, order, job, &decided).await)
     }
 }

@@ -74,6 +74,24 @@ impl Store {
         Ok(())
     }
 
+    /// Schedules the order at `due_at_ms` unless it is scheduled already
+    /// (a claimed entry keeps its claim); `true` if added.
+    pub async fn schedule_if_absent(
+        &self,
+        kind: ScheduleKind,
+        order_id: &OrderId,
+        due_at_ms: u64,
+    ) -> Result<bool, Error> {
+        let added: u64 = redis::cmd("ZADD")
+            .arg(self.keys.schedule(kind))
+            .arg("NX")
+            .arg(due_at_ms)
+            .arg(order_id.as_str())
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(added == 1)
+    }
+
     /// Schedules the order `delay` after the server's now; returns the due
     /// time.
     pub async fn schedule_in(

@@ -80,6 +80,31 @@ pub fn parse(text: &str, source_name: &str) -> Result<Policy, PolicyError> {
     }
 }
 
+/// A policy named the way operators name one (`orderctl policy check`'s
+/// argument, a worker's `ORDERFLOW_POLICY`): `default` and `naive` are
+/// presets, anything else is a file path. The naive preset can only be had
+/// by name, never from a file.
+///
+/// The core does no I/O, so the caller hands in how to read a file
+/// (`std::fs::read_to_string`); a read failure is reported like any other
+/// problem of the policy.
+pub fn from_source(
+    spec: &str,
+    read_file: impl FnOnce(&str) -> std::io::Result<String>,
+) -> Result<Policy, PolicyError> {
+    if let Some(policy) = Policy::preset(spec) {
+        return Ok(policy);
+    }
+    let text = read_file(spec).map_err(|e| PolicyError {
+        source_name: spec.to_owned(),
+        problems: vec![PolicyProblem::new(
+            "(file)",
+            format!("cannot read it ({e}); give a policy file or a preset name: default, naive"),
+        )],
+    })?;
+    parse(&text, spec)
+}
+
 /// Every key in `overrides` must exist in the default: a typo must not
 /// silently leave a setting at its default.
 fn unknown_keys(
@@ -180,6 +205,32 @@ mod tests {
     fn a_syntax_error_is_reported_not_panicked() {
         let found = problems("[stages\n");
         assert_eq!(found[0].0, "(syntax)");
+    }
+
+    #[test]
+    fn a_source_is_a_preset_name_or_a_file() {
+        let unread = |_: &str| -> std::io::Result<String> { panic!("a preset reads no file") };
+        assert_eq!(
+            from_source("naive", unread).unwrap().id(),
+            Policy::naive().id()
+        );
+        let policy = from_source("p.toml", |path| {
+            assert_eq!(path, "p.toml");
+            Ok("[broker]\ndelivery_limit = 7\n".to_owned())
+        })
+        .unwrap();
+        assert_eq!(policy.broker.delivery_limit, 7);
+    }
+
+    #[test]
+    fn an_unreadable_source_says_what_to_give() {
+        let err = from_source("missing.toml", |_| {
+            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+        })
+        .unwrap_err();
+        assert_eq!(err.source_name, "missing.toml");
+        assert_eq!(err.problems[0].key, "(file)");
+        assert!(err.problems[0].why.contains("preset name: default, naive"));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 mod load;
 mod validate;
 
-pub use load::{PolicyError, PolicyProblem, parse};
+pub use load::{PolicyError, PolicyProblem, from_source, parse};
 
 use crate::outcome::ClassifyRule;
 use crate::stage::Stage;

@@ -136,3 +136,28 @@ async fn a_rescheduled_claim_is_not_removed_by_finishing_it() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn scheduling_if_absent_keeps_an_existing_due_time() {
+    let t = TestNs::new().await;
+    let id = order_id("nx-1");
+    assert!(
+        t.store
+            .schedule_if_absent(ScheduleKind::Stuck, &id, 1_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !t.store
+            .schedule_if_absent(ScheduleKind::Stuck, &id, 5_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        t.store
+            .scheduled_at(ScheduleKind::Stuck, &id)
+            .await
+            .unwrap(),
+        Some(1_000)
+    );
+}

@@ -1,0 +1,126 @@
+//! Tracking an accepted shipment to delivery, when the reconciler asks: a
+//! synchronous acceptance is not completion. Each new fulfilment step is
+//! recorded (with since when) and announced; `delivered` commits the
+//! reservation and ends the order; an `exception` or no progress past
+//! `fulfilment.stall_after` escalates it. The payment is looked at too: one
+//! found failed or refunded after the shipment was accepted is a financial
+//! exception for a person, never rolled back automatically.
+
+use crate::Downstreams;
+use crate::events::{fulfilment_event, order_event};
+use crate::observe;
+use crate::operation::{commit_reservation, escalate, planned};
+use orderflow_core::decide::{DecisionContext, FulfilmentStep, track_fulfilment};
+use orderflow_core::{Decision, OrderState, Stage, decide};
+use orderflow_downstream::{IdempotencyKey, Operation};
+use orderflow_runtime::{Effect, Env, Error, Job};
+use orderflow_store::{Note, OrderRecord};
+use std::time::Duration;
+
+pub async fn track(
+    downstreams: &Downstreams,
+    env: &Env,
+    order: &OrderRecord,
+    job: &Job,
+) -> Result<Effect, Error> {
+    if let Some(effect) = payment_after_shipment(downstreams, env, order, job).await {
+        return Ok(effect);
+    }
+    let key = IdempotencyKey::new(&order.order_id, Operation::Ship);
+    let answer = downstreams.shipping.shipment(&key).await;
+    let Some(shipment) = answer
+        .body
+        .filter(|_| answer.outcome.is_confirmed_success())
+    else {
+        // No answer this time: the next poll asks again, and the stall
+        // threshold bounds how long that may go on.
+        return Ok(Effect::default());
+    };
+    let step: FulfilmentStep = match shipment.status.parse() {
+        Ok(step) => step,
+        Err(detail) => {
+            return Ok(escalate(
+                "fulfilment_status_unknown",
+                None,
+                Some(detail),
+                "fulfilment.unknown_status.escalate",
+                vec![],
+            ));
+        }
+    };
+    let note = Note {
+        event: format!("fulfilment.{}", step.as_str()),
+        reason: None,
+        actor: env.actor.clone(),
+        correlation_id: job.correlation_id.clone(),
+        policy_id: env.policy_id.clone(),
+        rule: None,
+    };
+    let progress = env
+        .store
+        .record_progress(&order.order_id, step.as_str(), &note)
+        .await?;
+    let now_ms = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
+    let since_progress = Duration::from_millis(now_ms.saturating_sub(progress.since_ms));
+    let ruling = track_fulfilment(&env.policy, step, since_progress);
+    let effect = match &ruling.decision {
+        Decision::Proceed => match commit_reservation(downstreams, env, order).await {
+            Ok(()) => Effect {
+                transition: Some(planned(
+                    OrderState::Delivered,
+                    None,
+                    "fulfilment.delivered",
+                    ruling.rule,
+                    vec![],
+                )),
+                emissions: vec![
+                    fulfilment_event(step.as_str()),
+                    order_event(OrderState::Delivered, None),
+                ],
+                note: None,
+            },
+            // Delivered, but the stock is not committed yet: the next poll
+            // commits it before the order ends.
+            Err(_) => Effect::default(),
+        },
+        Decision::Escalate { reason } => {
+            let detail = match &shipment.exception_code {
+                Some(code) => format!("{reason}: {code}"),
+                None => format!("{reason}: at {} since {since_progress:?}", step.as_str()),
+            };
+            escalate(reason, None, Some(detail), ruling.rule, vec![])
+        }
+        _ if progress.new => Effect {
+            emissions: vec![fulfilment_event(step.as_str())],
+            ..Effect::default()
+        },
+        _ => Effect::default(),
+    };
+    Ok(effect)
+}
+
+/// The payment, looked at again after the shipment was accepted.
+async fn payment_after_shipment(
+    downstreams: &Downstreams,
+    env: &Env,
+    order: &OrderRecord,
+    job: &Job,
+) -> Option<Effect> {
+    let key = IdempotencyKey::new(&order.order_id, Operation::Charge);
+    let answer = downstreams.payment.payment(&key).await;
+    let mut ctx = DecisionContext::first_attempt(&env.policy, Stage::Payment, answer.outcome);
+    ctx.queried = true;
+    ctx.order.shipment_accepted = true;
+    let ruling = decide(&env.policy, &ctx);
+    let Decision::Escalate { reason } = &ruling.decision else {
+        return None;
+    };
+    observe::decision(env, order, job, &ctx, &ruling);
+    Some(escalate(
+        reason,
+        Some(ctx.outcome.clone()),
+        None,
+        ruling.rule,
+        vec![],
+    ))
+}

@@ -1,0 +1,586 @@
+//! What every stage shares: the context its decision is made in, the undo
+//! of earlier steps a decision asks for, and the translation of a ruling
+//! into the runtime's [`Effect`] (docs/stage-logic.md has the table).
+
+use crate::Downstreams;
+use crate::events::order_event;
+use orderflow_core::decide::{DecisionContext, OrderFacts};
+use orderflow_core::message::OrderPlaced;
+use orderflow_core::{
+    Certainty, Compensation, Decision, FailureClass, OrderState, Outcome, Ruling, Stage, decide,
+};
+use orderflow_downstream::{Answer, IdempotencyKey, Operation, Start};
+use orderflow_runtime::{Effect, Emission, Env, Job, Planned};
+use orderflow_store::{FieldUpdate, LastOutcome, OrderRecord};
+use std::future::Future;
+use std::time::Duration;
+
+/// Where a stage sits in the order's life.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub stage: Stage,
+    /// The state the stage starts from.
+    pub entry: OrderState,
+    /// The state while its outcome is unknown.
+    pub pending: OrderState,
+    /// The state its confirmed success moves to.
+    pub done: OrderState,
+    /// Where the order goes after `done`.
+    pub next: Option<Stage>,
+    /// The audit event of a confirmed success.
+    pub done_event: &'static str,
+}
+
+pub const INVENTORY: Shape = Shape {
+    stage: Stage::Inventory,
+    entry: OrderState::Received,
+    pending: OrderState::InventoryPending,
+    done: OrderState::Reserved,
+    next: Some(Stage::Payment),
+    done_event: "inventory.reserved",
+};
+
+pub const PAYMENT: Shape = Shape {
+    stage: Stage::Payment,
+    entry: OrderState::Reserved,
+    pending: OrderState::PaymentPending,
+    done: OrderState::Paid,
+    next: Some(Stage::Shipping),
+    done_event: "payment.succeeded",
+};
+
+pub const SHIPPING: Shape = Shape {
+    stage: Stage::Shipping,
+    entry: OrderState::Paid,
+    pending: OrderState::ShippingPending,
+    done: OrderState::ShipmentAccepted,
+    next: None,
+    done_event: "shipping.accepted",
+};
+
+impl Shape {
+    /// Whether the stage's operation is what the order waits for.
+    pub fn owns(&self, state: OrderState) -> bool {
+        state == self.entry || state == self.pending
+    }
+
+    /// Whether the stage may already have sent its operation for the
+    /// order: a later run, a rerun after the order moved, or a pending
+    /// state. Then it asks by key before it sends again.
+    pub fn may_have_acted(&self, order: &OrderRecord, job: &Job) -> bool {
+        job.runs > 1 || job.reruns > 0 || order.state == self.pending
+    }
+
+    /// How the operation starts this time.
+    pub fn start(&self, env: &Env, order: &OrderRecord, job: &Job) -> Start {
+        let can_ask = env.policy.downstream(self.stage).status_query;
+        if can_ask && self.may_have_acted(order, job) {
+            Start::Query
+        } else {
+            Start::Act
+        }
+    }
+
+    /// The decision context of this run, before any answer.
+    pub fn context(&self, env: &Env, order: &OrderRecord, job: &Job) -> DecisionContext {
+        let placeholder = Outcome::new(FailureClass::Transient, Certainty::NotApplied);
+        let mut ctx = DecisionContext::first_attempt(&env.policy, self.stage, placeholder);
+        ctx.deferrals = job.runs.saturating_sub(1);
+        ctx.elapsed = job.elapsed.max(time_in_state(order));
+        ctx.order = OrderFacts {
+            cancelled: order.cancel_requested.is_some(),
+            shipment_accepted: false,
+        };
+        ctx
+    }
+
+    pub fn key(&self, order: &OrderRecord, operation: Operation) -> IdempotencyKey {
+        IdempotencyKey::new(&order.order_id, operation)
+    }
+}
+
+/// Since the order's last move. A pending order re-checked by the
+/// reconciler carries no first-attempt time, but has waited this long.
+pub fn time_in_state(order: &OrderRecord) -> Duration {
+    let since = jiff::Timestamp::now().duration_since(order.updated_at);
+    Duration::try_from(since).unwrap_or_default()
+}
+
+/// The ruling for a cancelled order whose operation was never sent: its
+/// outcome is known — nothing happened — so `decide` compensates.
+pub fn never_sent(env: &Env, mut ctx: DecisionContext) -> (Ruling, DecisionContext) {
+    let mut outcome = Outcome::new(FailureClass::Transient, Certainty::NotApplied);
+    outcome.code = Some("not_sent".into());
+    ctx.outcome = outcome;
+    (decide(&env.policy, &ctx), ctx)
+}
+
+/// What the reconciler asked for, if the delivery is its step message.
+pub fn check_of(job: &Job) -> Option<orderflow_runtime::Check> {
+    serde_json::from_slice::<orderflow_runtime::StepMessage>(&job.body)
+        .ok()
+        .and_then(|step| step.check)
+}
+
+/// The order as the producer placed it, stored with the order at ingress.
+pub fn placed(order: &OrderRecord) -> Result<OrderPlaced, String> {
+    serde_json::from_value(order.body.clone())
+        .map_err(|err| format!("the stored order body is unreadable: {err}"))
+}
+
+/// Whether a call that must eventually succeed (an undo, a commit) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    Confirmed,
+    /// Not confirmed yet (the downstream did not answer): try again later.
+    NotYet(String),
+    /// The downstream refused it for good: a person must look.
+    Refused(String),
+}
+
+/// Releases and refunds what `steps` name, each with its own
+/// deterministic key, so repeating an undo after a crash is harmless.
+/// `made` is the id the running stage's own operation just produced.
+pub async fn undo(
+    downstreams: &Downstreams,
+    env: &Env,
+    order: &OrderRecord,
+    steps: &[Compensation],
+    made: Option<(Stage, &str)>,
+) -> Confirmation {
+    for step in steps {
+        let (operation, stage) = match step {
+            Compensation::ReleaseReservation => (Operation::Release, Stage::Inventory),
+            Compensation::RefundPayment => (Operation::Refund, Stage::Payment),
+        };
+        let id = match made {
+            Some((by, id)) if by == stage => Some(id.to_owned()),
+            _ => order.downstream_ids.get(&stage).cloned(),
+        };
+        // Nothing was made, so there is nothing to undo.
+        let Some(id) = id else { continue };
+        let key = IdempotencyKey::new(&order.order_id, operation);
+        let retry = &env.policy.downstream(stage).retry;
+        let result = with_retries(retry.max_attempts, retry.base, || async {
+            match step {
+                Compensation::ReleaseReservation => {
+                    downstreams.inventory.release(&key, &id).await.outcome
+                }
+                Compensation::RefundPayment => downstreams.payment.refund(&key, &id).await.outcome,
+            }
+        })
+        .await;
+        match result {
+            Confirmation::Confirmed => {}
+            other => return other.with_context(operation),
+        }
+    }
+    Confirmation::Confirmed
+}
+
+impl Confirmation {
+    fn with_context(self, operation: Operation) -> Confirmation {
+        match self {
+            Confirmation::Confirmed => Confirmation::Confirmed,
+            Confirmation::NotYet(detail) => Confirmation::NotYet(format!("{}: {detail}", operation.as_str())),
+            Confirmation::Refused(detail) => Confirmation::Refused(format!("{}: {detail}", operation.as_str())),
+        }
+    }
+}
+
+/// Calls until the outcome is a confirmed success, a deterministic
+/// refusal, or `attempts` are used.
+pub async fn with_retries<F, Fut>(attempts: u32, base: Duration, mut call: F) -> Confirmation
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let mut last = String::new();
+    for attempt in 1..=attempts.max(1) {
+        let outcome = call().await;
+        if outcome.is_confirmed_success() {
+            return Confirmation::Confirmed;
+        }
+        let detail = format!(
+            "{} / {}{}",
+            outcome.class.as_str(),
+            outcome.certainty.as_str(),
+            outcome.code.map(|c| format!(" ({c})")).unwrap_or_default()
+        );
+        if outcome.class == FailureClass::BusinessRejection {
+            return Confirmation::Refused(detail);
+        }
+        last = detail;
+        if attempt < attempts {
+            tokio::time::sleep(base * attempt).await;
+        }
+    }
+    Confirmation::NotYet(last)
+}
+
+/// What the stage's operation came to.
+pub struct Decided {
+    pub ruling: Ruling,
+    pub ctx: DecisionContext,
+    /// The id the operation produced (reservation, payment, shipment).
+    pub made: Option<String>,
+}
+
+impl Decided {
+    pub fn from_answer<T>(
+        ruling: Ruling,
+        ctx: DecisionContext,
+        answer: &Answer<T>,
+        id: impl Fn(&T) -> &str,
+    ) -> Decided {
+        Decided {
+            ruling,
+            ctx,
+            made: answer.body.as_ref().map(|body| id(body).to_owned()),
+        }
+    }
+}
+
+/// Turns a ruling into the effect the runtime records and publishes.
+/// `undone` is how the compensation the ruling asked for went, if any.
+pub fn effect(
+    shape: &Shape,
+    env: &Env,
+    order: &OrderRecord,
+    decided: &Decided,
+    undone: Option<&Confirmation>,
+) -> Effect {
+    let Decided { ruling, ctx, made } = decided;
+    let outcome = &ctx.outcome;
+    let rule = ruling.rule;
+    let last = FieldUpdate::LastOutcome {
+        stage: shape.stage,
+        outcome: LastOutcome {
+            class: outcome.class,
+            certainty: outcome.certainty,
+        },
+    };
+    let stage = shape.stage;
+    match &ruling.decision {
+        Decision::Proceed => {
+            let mut fields = vec![last];
+            if let Some(id) = made {
+                fields.push(FieldUpdate::DownstreamId {
+                    stage,
+                    id: id.clone(),
+                });
+            }
+            let mut emissions: Vec<Emission> = shape
+                .next
+                .map(|stage| Emission::Next { stage })
+                .into_iter()
+                .collect();
+            emissions.push(order_event(shape.done, None));
+            Effect {
+                transition: Some(planned(shape.done, None, shape.done_event, rule, fields)),
+                emissions,
+                note: None,
+            }
+        }
+        Decision::FailFast { reason } => end(
+            OrderState::Rejected,
+            reason,
+            &format!("{stage}.rejected"),
+            rule,
+            vec![last],
+        ),
+        Decision::Compensate { steps: _, reason } => match undone {
+            Some(Confirmation::NotYet(detail)) => later(
+                env,
+                shape,
+                order,
+                ctx.deferrals,
+                &format!("compensation not confirmed: {detail}"),
+                rule,
+            ),
+            Some(Confirmation::Refused(detail)) => escalate(
+                "compensation_refused",
+                Some(outcome.clone()),
+                Some(detail.clone()),
+                rule,
+                vec![last],
+            ),
+            Some(Confirmation::Confirmed) | None => {
+                let cancelled = order.cancel_requested.is_some()
+                    || matches!(
+                        order.state,
+                        OrderState::Paid | OrderState::ShippingPending
+                    );
+                let (to, reason) = if cancelled {
+                    let why = order
+                        .cancel_requested
+                        .clone()
+                        .unwrap_or_else(|| reason.clone());
+                    (OrderState::Cancelled, why)
+                } else {
+                    (OrderState::Rejected, reason.clone())
+                };
+                end(to, &reason, &format!("{stage}.compensated"), rule, vec![last])
+            }
+        },
+        Decision::Defer { tier, delay } | Decision::ParkPending { tier, delay } => {
+            let tier = tier_at_least(env, stage, *tier, *delay);
+            let parks = matches!(ruling.decision, Decision::ParkPending { .. })
+                || outcome.certainty == Certainty::Unknown;
+            let reason = format!(
+                "{} / {}{}",
+                outcome.class.as_str(),
+                outcome.certainty.as_str(),
+                outcome
+                    .code
+                    .as_ref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default()
+            );
+            let emissions = vec![Emission::Delay { tier }];
+            if parks && order.state == shape.entry {
+                let mut emissions = emissions;
+                emissions.push(order_event(shape.pending, None));
+                Effect {
+                    transition: Some(planned(
+                        shape.pending,
+                        Some(reason),
+                        &format!("{stage}.outcome_unknown"),
+                        rule,
+                        vec![last],
+                    )),
+                    emissions,
+                    note: None,
+                }
+            } else {
+                Effect {
+                    transition: None,
+                    emissions,
+                    note: Some(planned(
+                        order.state,
+                        Some(reason),
+                        &format!("{stage}.{}", ruling.decision.name()),
+                        rule,
+                        vec![],
+                    )),
+                }
+            }
+        }
+        Decision::Block { reason } => block(
+            reason,
+            Some(outcome.clone()),
+            &format!("{stage}.blocked"),
+            rule,
+            vec![last],
+        ),
+        Decision::Escalate { reason } => {
+            escalate(reason, Some(outcome.clone()), None, rule, vec![last])
+        }
+        // `resolve` acts on these itself and never returns them; should one
+        // come back, look again later rather than guess.
+        Decision::RetryAfter { .. } | Decision::QueryStatus => later(
+            env,
+            shape,
+            order,
+            ctx.deferrals,
+            "undecided: asked to retry or query",
+            rule,
+        ),
+    }
+}
+
+/// Escalated with the reason, parked in the exception queue, announced.
+pub fn escalate(
+    reason: &str,
+    outcome: Option<Outcome>,
+    detail: Option<String>,
+    rule: &str,
+    fields: Vec<FieldUpdate>,
+) -> Effect {
+    let mut effect = end(OrderState::Escalated, reason, "escalated", rule, fields);
+    effect.emissions.insert(
+        0,
+        Emission::Exception {
+            reason: reason_name(reason).to_owned(),
+            outcome,
+            detail: detail.or_else(|| Some(reason.to_owned())),
+            keep_original: false,
+        },
+    );
+    effect
+}
+
+/// Blocked for a business decision, parked in the exception queue,
+/// announced.
+pub fn block(
+    reason: &str,
+    outcome: Option<Outcome>,
+    event: &str,
+    rule: &str,
+    fields: Vec<FieldUpdate>,
+) -> Effect {
+    let mut effect = end(OrderState::Blocked, reason, event, rule, fields);
+    effect.emissions.insert(
+        0,
+        Emission::Exception {
+            reason: reason_name(reason).to_owned(),
+            outcome,
+            detail: Some(reason.to_owned()),
+            keep_original: false,
+        },
+    );
+    effect
+}
+
+/// An exception-queue reason is the reason without the provider code.
+fn reason_name(reason: &str) -> &str {
+    reason.split(':').next().unwrap_or(reason).trim()
+}
+
+/// A move to a state the order rests in, and its customer event.
+pub fn end(to: OrderState, reason: &str, event: &str, rule: &str, fields: Vec<FieldUpdate>) -> Effect {
+    Effect {
+        transition: Some(planned(to, Some(reason.to_owned()), event, rule, fields)),
+        emissions: vec![order_event(to, Some(reason))],
+        note: None,
+    }
+}
+
+/// Nothing moves; the stage looks again after its next delay tier.
+fn later(
+    env: &Env,
+    shape: &Shape,
+    order: &OrderRecord,
+    deferrals: u32,
+    why: &str,
+    rule: &str,
+) -> Effect {
+    let (tier, _) = env.policy.stage(shape.stage).tier(deferrals);
+    Effect {
+        transition: None,
+        emissions: vec![Emission::Delay {
+            tier: u32::try_from(tier).unwrap_or(u32::MAX),
+        }],
+        note: Some(planned(
+            order.state,
+            Some(why.to_owned()),
+            &format!("{}.later", shape.stage),
+            rule,
+            vec![],
+        )),
+    }
+}
+
+pub fn planned(
+    to: OrderState,
+    reason: Option<String>,
+    event: &str,
+    rule: &str,
+    fields: Vec<FieldUpdate>,
+) -> Planned {
+    Planned {
+        to,
+        reason,
+        event: event.to_owned(),
+        rule: rule.to_owned(),
+        fields,
+    }
+}
+
+/// The first tier from `from` on that waits at least `delay` (a deferred
+/// re-send must wait out the in-flight window), else the last.
+fn tier_at_least(env: &Env, stage: Stage, from: usize, delay: Duration) -> u32 {
+    let tiers = &env.policy.stage(stage).delay_tiers;
+    let tier = (from..tiers.len())
+        .find(|&i| tiers[i] >= delay)
+        .unwrap_or(tiers.len().saturating_sub(1));
+    u32::try_from(tier).unwrap_or(u32::MAX)
+}
+
+/// Runs the stage's operation to a ruling: sends it (or asks first when it
+/// may have been sent), retries and re-asks as the policy says — or, for a
+/// cancelled order that never sent it, decides without calling at all.
+pub async fn decide_operation<T, A, AF, Q, QF>(
+    shape: &Shape,
+    env: &Env,
+    downstream: &orderflow_downstream::Downstream,
+    order: &OrderRecord,
+    job: &Job,
+    calls: (A, Q),
+    id: impl Fn(&T) -> &str,
+) -> Result<Decided, orderflow_runtime::Error>
+where
+    A: FnMut() -> AF,
+    AF: Future<Output = Answer<T>>,
+    Q: FnMut() -> QF,
+    QF: Future<Output = Answer<T>>,
+{
+    let ctx = shape.context(env, order, job);
+    if ctx.order.cancelled && !shape.may_have_acted(order, job) {
+        let (ruling, ctx) = never_sent(env, ctx);
+        return Ok(Decided {
+            ruling,
+            ctx,
+            made: None,
+        });
+    }
+    let start = shape.start(env, order, job);
+    let (act, query) = calls;
+    let resolution = orderflow_downstream::resolve(
+        &env.policy,
+        &env.store,
+        downstream,
+        ctx,
+        start,
+        act,
+        query,
+    )
+    .await?;
+    Ok(Decided::from_answer(
+        resolution.ruling,
+        resolution.context,
+        &resolution.answer,
+        id,
+    ))
+}
+
+/// Logs the decision, undoes what it asks to undo, and returns its effect.
+pub async fn conclude(
+    shape: &Shape,
+    env: &Env,
+    downstreams: &Downstreams,
+    order: &OrderRecord,
+    job: &Job,
+    decided: &Decided,
+) -> Effect {
+    crate::observe::decision(env, order, job, &decided.ctx, &decided.ruling);
+    let undone = match &decided.ruling.decision {
+        Decision::Compensate { steps, .. } => {
+            let made = decided.made.as_deref().map(|id| (shape.stage, id));
+            Some(undo(downstreams, env, order, steps, made).await)
+        }
+        _ => None,
+    };
+    effect(shape, env, order, decided, undone.as_ref())
+}
+
+/// Commits the order's reservation (the stock is sold), with its own key.
+pub async fn commit_reservation(
+    downstreams: &Downstreams,
+    env: &Env,
+    order: &OrderRecord,
+) -> Result<(), String> {
+    let Some(id) = order.downstream_ids.get(&Stage::Inventory) else {
+        return Err("the order has no reservation id".into());
+    };
+    let key = IdempotencyKey::new(&order.order_id, Operation::Commit);
+    let retry = &env.policy.downstream(Stage::Inventory).retry;
+    let result = with_retries(retry.max_attempts, retry.base, || async {
+        downstreams.inventory.commit(&key, id).await.outcome
+    })
+    .await;
+    match result {
+        Confirmation::Confirmed => Ok(()),
+        Confirmation::NotYet(detail) | Confirmation::Refused(detail) => Err(format!("commit: {detail}")),
+    }
+}

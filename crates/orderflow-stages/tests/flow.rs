@@ -1,0 +1,294 @@
+//! The three stages and the reconciler, in-process, on the real RabbitMQ
+//! and Redis and against the simulator: the stage logic's own loop, quicker
+//! than the process-level end-to-end tests in the workspace's `tests/`.
+
+use downstream_sim::Profile;
+use downstream_sim::ledger::Ledger;
+use orderflow_broker::{Connection, Consumer, ConsumerConfig, Meta, Outgoing, Publisher, TopologySpec};
+use orderflow_core::message::OrderId;
+use orderflow_core::{OrderState, Stage};
+use orderflow_runtime::{Env, StageRunner};
+use orderflow_stages::{Downstreams, InventoryStage, PaymentStage, Reconciler, ShippingStage, Urls};
+use orderflow_store::{OrderRecord, Store};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+const FAST: &str = r#"
+[fulfilment]
+poll_interval = "100ms"
+stall_after = "3s"
+[stages.inventory]
+delay_tiers = ["200ms", "500ms", "1s", "2s"]
+in_flight_window = "300ms"
+status_poll = { interval = "100ms", limit = 2 }
+[stages.payment]
+delay_tiers = ["200ms", "500ms", "1s", "2s"]
+in_flight_window = "300ms"
+status_poll = { interval = "100ms", limit = 2 }
+[stages.shipping]
+delay_tiers = ["200ms", "500ms", "1s", "2s"]
+in_flight_window = "300ms"
+status_poll = { interval = "100ms", limit = 2 }
+"#;
+
+struct Fleet {
+    ns: String,
+    store: Store,
+    conn: Connection,
+    spec: Arc<TopologySpec>,
+    publisher: Publisher,
+    sim: downstream_sim::Running,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Fleet {
+    async fn start(profile: &str) -> Fleet {
+        let ns = format!("t-{}", uuid::Uuid::new_v4().simple());
+        let policy = Arc::new(orderflow_core::policy::parse(FAST, "test").expect("valid policy"));
+        let sim = downstream_sim::start(Profile::from_toml(profile).expect("valid profile"))
+            .await
+            .expect("simulator starts");
+        let store = Store::connect(REDIS_URL, &ns).await.unwrap_or_else(|e| {
+            panic!("cannot reach Redis at {REDIS_URL}: {e}; start it with scripts/services.sh")
+        });
+        let conn = orderflow_broker::connect(AMQP_URL).await.unwrap_or_else(|e| {
+            panic!("cannot reach RabbitMQ at {AMQP_URL}: {e}; start it with scripts/services.sh")
+        });
+        let spec = Arc::new(TopologySpec::from_policy(&ns, &policy).unwrap());
+        orderflow_broker::declare(&conn, &spec).await.unwrap();
+        let publisher = Publisher::connect(AMQP_URL, &format!("{ns}.test")).await.unwrap();
+        let env = Env {
+            store: store.clone(),
+            policy_id: policy.id(),
+            policy: policy.clone(),
+            spec: spec.clone(),
+            actor: "stages-test".into(),
+        };
+        let base = sim.base_url().to_owned();
+        let urls = Urls {
+            inventory: base.clone(),
+            payment: base.clone(),
+            shipping: base,
+        };
+        let downstreams = Arc::new(Downstreams::new(&urls, &policy).unwrap());
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let consumer = |stage: Stage| ConsumerConfig {
+            amqp_url: AMQP_URL.into(),
+            queue: spec.names().work_queue(stage),
+            prefetch: 20,
+            concurrency: 8,
+            shutdown_grace: Duration::from_secs(2),
+            consumer_tag_prefix: format!("{ns}.{stage}"),
+        };
+        macro_rules! spawn_stage {
+            ($logic:expr, $stage:expr) => {{
+                let runner = StageRunner::new($logic, env.clone());
+                let (config, spec, shutdown) =
+                    (consumer($stage), (*spec).clone(), shutdown.clone());
+                tasks.push(tokio::spawn(async move {
+                    Consumer::run(config, spec, runner, shutdown).await.expect("consumer runs");
+                }));
+            }};
+        }
+        spawn_stage!(InventoryStage::new(downstreams.clone()), Stage::Inventory);
+        spawn_stage!(PaymentStage::new(downstreams.clone()), Stage::Payment);
+        spawn_stage!(ShippingStage::new(downstreams.clone()), Stage::Shipping);
+        let reconciler = Reconciler::new(env.clone(), publisher.clone());
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            reconciler.run(stop).await.expect("reconciler runs");
+        }));
+        Fleet {
+            ns,
+            store,
+            conn,
+            spec,
+            publisher,
+            sim,
+            shutdown,
+            tasks,
+        }
+    }
+
+    async fn publish(&self, routing_key: &str, body: serde_json::Value) {
+        let meta = Meta {
+            message_id: Some(uuid::Uuid::new_v4().to_string()),
+            ..Meta::default()
+        };
+        let message = Outgoing {
+            exchange: self.spec.names().orders_exchange(),
+            routing_key: routing_key.into(),
+            body: body.to_string().into_bytes(),
+            meta,
+        };
+        self.publisher.publish(message).await.unwrap();
+    }
+
+    async fn place(&self, id: &str, token: &str) -> OrderId {
+        self.publish("order.placed", order(id, token)).await;
+        OrderId::parse(id).unwrap()
+    }
+
+    async fn wait_for(&self, id: &OrderId, state: OrderState, within: Duration) -> OrderRecord {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let record = self.store.get_order(id).await.unwrap();
+            if let Some(record) = &record
+                && record.state == state
+            {
+                return record.clone();
+            }
+            if tokio::time::Instant::now() > deadline {
+                let audit = self.store.order_audit(id).await.unwrap_or_default();
+                let trail: Vec<String> = audit
+                    .iter()
+                    .map(|e| format!("{:?}→{} {} {:?} {:?}", e.from, e.to, e.event, e.reason, e.rule))
+                    .collect();
+                panic!(
+                    "{id} did not reach {state} within {within:?}: {:?}\n{}",
+                    record.map(|r| (r.state, r.reason)),
+                    trail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn ledger(&self) -> Ledger {
+        reqwest::get(format!("{}/_ledger", self.sim.base_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The exception queue's depth once it reaches `expected` (the message
+    /// is published just after the state is written), or after 5 s.
+    async fn exception_depth(&self, stage: Stage, expected: u32) -> u32 {
+        let queue = self.spec.names().exception_queue(stage);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let depth = orderflow_broker::admin::queue_depth(&self.conn, &queue)
+                .await
+                .unwrap();
+            if depth >= expected || tokio::time::Instant::now() > deadline {
+                return depth;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.publisher.close().await;
+        let _ = orderflow_broker::topology::delete(&self.conn, &self.spec).await;
+        let _ = self.store.purge_namespace().await;
+        let _ = self.ns;
+    }
+}
+
+fn order(id: &str, token: &str) -> serde_json::Value {
+    json!({
+        "schema": "order.placed/v1",
+        "order_id": id,
+        "customer_id": "c-1",
+        "items": [{"sku": "SKU-1", "quantity": 2, "unit_price": 1250}],
+        "currency": "EUR",
+        "payment_token": token,
+        "shipping_address": {"name": "A", "line1": "1 Road", "city": "Town", "postal_code": "1000", "country": "NL"},
+        "placed_at": "2026-11-28T10:00:00Z"
+    })
+}
+
+const QUICK_FULFILMENT: &str = "[shipping]\nfulfilment_step_ms = 100\n";
+
+#[tokio::test]
+async fn an_order_is_reserved_paid_shipped_and_tracked_to_delivery() {
+    let fleet = Fleet::start(QUICK_FULFILMENT).await;
+    let id = fleet.place("happy-1", "tok_ok").await;
+    let record = fleet.wait_for(&id, OrderState::Delivered, Duration::from_secs(20)).await;
+    assert_eq!(record.downstream_ids.len(), 3, "reservation, payment, shipment ids kept");
+    let ledger = fleet.ledger().await;
+    assert_eq!(ledger.reservations.len(), 1);
+    assert_eq!(ledger.payments.len(), 1);
+    assert_eq!(ledger.shipments.len(), 1);
+    assert_eq!(
+        serde_json::to_value(&ledger.reservations[0].state).unwrap(),
+        "committed"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_declined_charge_rejects_the_order_and_releases_the_stock() {
+    let fleet = Fleet::start("").await;
+    let id = fleet.place("declined-1", "tok_declined").await;
+    let record = fleet.wait_for(&id, OrderState::Rejected, Duration::from_secs(20)).await;
+    assert_eq!(record.reason.as_deref(), Some("card_declined"));
+    let ledger = fleet.ledger().await;
+    assert_eq!(
+        serde_json::to_value(&ledger.reservations[0].state).unwrap(),
+        "released"
+    );
+    assert!(ledger.shipments.is_empty());
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_processing_charge_waits_pending_then_ships() {
+    let fleet = Fleet::start("[payment]\nprocessing_ms = 1000\n[shipping]\nfulfilment_step_ms = 100\n").await;
+    let id = fleet.place("slow-pay-1", "tok_processing").await;
+    fleet.wait_for(&id, OrderState::PaymentPending, Duration::from_secs(10)).await;
+    assert!(fleet.ledger().await.shipments.is_empty(), "no shipment while pending");
+    fleet.wait_for(&id, OrderState::Delivered, Duration::from_secs(20)).await;
+    let ledger = fleet.ledger().await;
+    assert_eq!(ledger.payments.len(), 1);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_destination_blocks_the_order_without_rolling_back() {
+    let fleet = Fleet::start("[shipping]\nunsupported_countries = [\"NL\"]\n").await;
+    let id = fleet.place("blocked-1", "tok_ok").await;
+    let record = fleet.wait_for(&id, OrderState::Blocked, Duration::from_secs(20)).await;
+    assert_eq!(record.reason.as_deref(), Some("unsupported_destination"));
+    let ledger = fleet.ledger().await;
+    assert_eq!(serde_json::to_value(&ledger.payments[0].state).unwrap(), "succeeded");
+    assert_eq!(serde_json::to_value(&ledger.reservations[0].state).unwrap(), "reserved");
+    assert_eq!(fleet.exception_depth(Stage::Shipping, 1).await, 1);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancel_while_paid_refunds_and_releases() {
+    // Shipping refuses every booking for now: the order waits in `paid`.
+    let profile = "[faults.\"shipping.create\"]\nunavailable_503 = 1.0\n";
+    let fleet = Fleet::start(profile).await;
+    let id = fleet.place("cancel-paid-1", "tok_ok").await;
+    fleet.wait_for(&id, OrderState::Paid, Duration::from_secs(10)).await;
+    fleet
+        .publish(
+            "order.cancel",
+            json!({"schema": "order.cancel/v1", "order_id": "cancel-paid-1", "reason": "changed my mind"}),
+        )
+        .await;
+    let record = fleet.wait_for(&id, OrderState::Cancelled, Duration::from_secs(20)).await;
+    assert!(record.reason.unwrap().starts_with("cancelled"));
+    let ledger = fleet.ledger().await;
+    assert_eq!(serde_json::to_value(&ledger.payments[0].state).unwrap(), "refunded");
+    assert_eq!(serde_json::to_value(&ledger.reservations[0].state).unwrap(), "released");
+    assert!(ledger.shipments.is_empty());
+    fleet.stop().await;
+}
