@@ -72,7 +72,7 @@ where
             act().await
         }
         Start::Act => {
-            if store.try_spend_retry(stage, &dp.budget).await?.granted {
+            if spend_retry(store, stage, dp).await? {
                 calls += 1;
                 act().await
             } else {
@@ -89,7 +89,7 @@ where
         let ruling = decide(policy, &ctx);
         match ruling.decision {
             Decision::RetryAfter { delay } => {
-                if !store.try_spend_retry(stage, &dp.budget).await?.granted {
+                if !spend_retry(store, stage, dp).await? {
                     ctx.budget = BudgetState::Spent;
                     continue;
                 }
@@ -113,6 +113,23 @@ where
             }
         }
     }
+}
+
+/// Takes one retry from the downstream's fleet-wide budget, if it has one
+/// left, and reports what is left.
+async fn spend_retry(
+    store: &Store,
+    stage: orderflow_core::Stage,
+    dp: &orderflow_core::policy::DownstreamPolicy,
+) -> Result<bool, orderflow_store::Error> {
+    let budget = store.try_spend_retry(stage, &dp.budget).await?;
+    let downstream = stage.as_str();
+    metrics::gauge!("orderflow_retry_budget_left", "downstream" => downstream)
+        .set(budget.left as f64);
+    let granted = if budget.granted { "granted" } else { "refused" };
+    metrics::counter!("orderflow_retries_total", "downstream" => downstream, "budget" => granted)
+        .increment(1);
+    Ok(budget.granted)
 }
 
 /// Asks by key, and asks again while the answer stays unknown, up to

@@ -5,6 +5,7 @@
 use crate::breaker::{Breaker, Permit};
 use crate::key::IdempotencyKey;
 use orderflow_core::Stage;
+use orderflow_core::decide::BreakerState;
 use orderflow_core::outcome::{
     CallKind, ClassifyRule, Outcome, Response, TransportFailure, classify,
 };
@@ -164,6 +165,14 @@ impl Downstream {
         };
         self.breaker.record(answer.outcome.class, answer.latency);
         record_metrics(self.stage, endpoint, &answer.outcome, answer.latency);
+        // 0 closed, 1 half-open, 2 open: one gauge a dashboard can colour.
+        let breaker = match self.breaker.state() {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 1.0,
+            BreakerState::Open => 2.0,
+        };
+        metrics::gauge!("orderflow_breaker_state", "downstream" => self.stage.as_str())
+            .set(breaker);
         answer
     }
 

@@ -209,7 +209,7 @@ impl<L: StageLogic> StageRunner<L> {
                 published?;
                 return Ok(Settlement::Ack);
             }
-            Begun::Ready { lease, runs, order } => (lease, runs, order),
+            Begun::Ready { lease, runs, order } => (lease, runs, order.map(|o| *o)),
         };
         let keeper = store.keep_alive(&lease, ttl);
         let held = Held {
@@ -510,7 +510,11 @@ enum Written {
 impl<L: StageLogic> Handler for StageRunner<L> {
     async fn handle(&self, delivery: Incoming, publisher: &Publisher) -> Settlement {
         let stage = self.logic.stage();
-        let settlement = match self.settle(&delivery, publisher).await {
+        let in_flight = metrics::gauge!("orderflow_in_flight", "stage" => stage.as_str());
+        in_flight.increment(1.0);
+        let settled = self.settle(&delivery, publisher).await;
+        in_flight.decrement(1.0);
+        let settlement = match settled {
             Ok(settlement) => settlement,
             Err(err) => {
                 warn!(stage = %stage, error = %err, "delivery not settled; it goes back to the queue");

@@ -14,7 +14,13 @@ use orderflow_store::OrderRecord;
 pub fn elsewhere(order: &OrderRecord) -> Effect {
     use OrderState::*;
     let note = |event: &str, why: String| Effect {
-        note: Some(planned(order.state, Some(why), event, "cancel.hand_over", vec![])),
+        note: Some(planned(
+            order.state,
+            Some(why),
+            event,
+            "cancel.hand_over",
+            vec![],
+        )),
         ..Effect::default()
     };
     match order.state {

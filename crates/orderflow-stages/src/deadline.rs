@@ -23,7 +23,13 @@ pub fn check(shape: &Shape, env: &Env, order: &OrderRecord, owned: &[OrderState]
         humantime::format_duration(deadline)
     );
     warn!(order_id = %order.order_id, stage = %shape.stage, %detail, "escalating a stuck order");
-    escalate("stuck", None, Some(detail), "deadline.stuck.escalate", vec![])
+    escalate(
+        "stuck",
+        None,
+        Some(detail),
+        "deadline.stuck.escalate",
+        vec![],
+    )
 }
 
 fn round_to_seconds(d: std::time::Duration) -> std::time::Duration {

@@ -74,7 +74,12 @@ pub async fn admit(delivery: &Incoming, env: &Env) -> Result<Admission, Error> {
             Ok(Admission::Order(id))
         }
         Message::Cancel { order_id, reason } => {
-            let note = note(env, "order.cancel_requested", format!("cancelled: {reason}"), &correlation_id);
+            let note = note(
+                env,
+                "order.cancel_requested",
+                format!("cancelled: {reason}"),
+                &correlation_id,
+            );
             match env.store.request_cancel(&order_id, &note).await {
                 Ok(_) => Ok(Admission::Order(order_id)),
                 Err(orderflow_store::Error::NotFound(_)) => Ok(Admission::Refused {
@@ -109,7 +114,12 @@ async fn supersede(
         return Ok(());
     };
     if BEFORE_PAYMENT.contains(&record.state) {
-        let note = note(env, "order.superseded", format!("superseded by {by}"), correlation_id);
+        let note = note(
+            env,
+            "order.superseded",
+            format!("superseded by {by}"),
+            correlation_id,
+        );
         env.store.request_cancel(earlier, &note).await?;
     } else {
         let note = note(

@@ -5,6 +5,7 @@
 //! released once its outcome is known.
 
 use crate::Downstreams;
+use crate::events::order_event;
 use crate::ingress::{self, Message};
 use crate::operation::{INVENTORY, conclude, decide_operation, escalate, placed};
 use crate::{cancel, deadline};
@@ -78,6 +79,13 @@ impl StageLogic for InventoryStage {
             |r: &Reservation| &r.reservation_id,
         )
         .await?;
-        Ok(conclude(&INVENTORY, env, &self.downstreams, order, job, &decided).await)
+        let mut effect = conclude(&INVENTORY, env, &self.downstreams, order, job, &decided).await;
+        if job.runs == 1 && order.state == OrderState::Received {
+            // The order's first event, sent with the first thing done to it.
+            effect
+                .emissions
+                .insert(0, order_event(OrderState::Received, None));
+        }
+        Ok(effect)
     }
 }

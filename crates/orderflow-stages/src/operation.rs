@@ -182,8 +182,12 @@ impl Confirmation {
     fn with_context(self, operation: Operation) -> Confirmation {
         match self {
             Confirmation::Confirmed => Confirmation::Confirmed,
-            Confirmation::NotYet(detail) => Confirmation::NotYet(format!("{}: {detail}", operation.as_str())),
-            Confirmation::Refused(detail) => Confirmation::Refused(format!("{}: {detail}", operation.as_str())),
+            Confirmation::NotYet(detail) => {
+                Confirmation::NotYet(format!("{}: {detail}", operation.as_str()))
+            }
+            Confirmation::Refused(detail) => {
+                Confirmation::Refused(format!("{}: {detail}", operation.as_str()))
+            }
         }
     }
 }
@@ -307,10 +311,7 @@ pub fn effect(
             ),
             Some(Confirmation::Confirmed) | None => {
                 let cancelled = order.cancel_requested.is_some()
-                    || matches!(
-                        order.state,
-                        OrderState::Paid | OrderState::ShippingPending
-                    );
+                    || matches!(order.state, OrderState::Paid | OrderState::ShippingPending);
                 let (to, reason) = if cancelled {
                     let why = order
                         .cancel_requested
@@ -320,7 +321,13 @@ pub fn effect(
                 } else {
                     (OrderState::Rejected, reason.clone())
                 };
-                end(to, &reason, &format!("{stage}.compensated"), rule, vec![last])
+                end(
+                    to,
+                    &reason,
+                    &format!("{stage}.compensated"),
+                    rule,
+                    vec![last],
+                )
             }
         },
         Decision::Defer { tier, delay } | Decision::ParkPending { tier, delay } => {
@@ -438,7 +445,13 @@ fn reason_name(reason: &str) -> &str {
 }
 
 /// A move to a state the order rests in, and its customer event.
-pub fn end(to: OrderState, reason: &str, event: &str, rule: &str, fields: Vec<FieldUpdate>) -> Effect {
+pub fn end(
+    to: OrderState,
+    reason: &str,
+    event: &str,
+    rule: &str,
+    fields: Vec<FieldUpdate>,
+) -> Effect {
     Effect {
         transition: Some(planned(to, Some(reason.to_owned()), event, rule, fields)),
         emissions: vec![order_event(to, Some(reason))],
@@ -526,16 +539,9 @@ where
     }
     let start = shape.start(env, order, job);
     let (act, query) = calls;
-    let resolution = orderflow_downstream::resolve(
-        &env.policy,
-        &env.store,
-        downstream,
-        ctx,
-        start,
-        act,
-        query,
-    )
-    .await?;
+    let resolution =
+        orderflow_downstream::resolve(&env.policy, &env.store, downstream, ctx, start, act, query)
+            .await?;
     Ok(Decided::from_answer(
         resolution.ruling,
         resolution.context,
@@ -581,6 +587,8 @@ pub async fn commit_reservation(
     .await;
     match result {
         Confirmation::Confirmed => Ok(()),
-        Confirmation::NotYet(detail) | Confirmation::Refused(detail) => Err(format!("commit: {detail}")),
+        Confirmation::NotYet(detail) | Confirmation::Refused(detail) => {
+            Err(format!("commit: {detail}"))
+        }
     }
 }

@@ -91,7 +91,11 @@ impl Reconciler {
             })
             .collect();
         let mut asked = self
-            .ask(ScheduleKind::ShipmentTracking, tracking, policy.fulfilment.poll_interval)
+            .ask(
+                ScheduleKind::ShipmentTracking,
+                tracking,
+                policy.fulfilment.poll_interval,
+            )
             .await?;
 
         let window = policy.stage(Stage::Payment).ambiguity_window;

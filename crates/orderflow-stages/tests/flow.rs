@@ -3,12 +3,16 @@
 //! than the process-level end-to-end tests in the workspace's `tests/`.
 
 use downstream_sim::Profile;
-use downstream_sim::ledger::Ledger;
-use orderflow_broker::{Connection, Consumer, ConsumerConfig, Meta, Outgoing, Publisher, TopologySpec};
+use downstream_sim::ledger::{Ledger, PaymentState, ReservationState};
+use orderflow_broker::{
+    Connection, Consumer, ConsumerConfig, Meta, Outgoing, Publisher, TopologySpec,
+};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Stage};
 use orderflow_runtime::{Env, StageRunner};
-use orderflow_stages::{Downstreams, InventoryStage, PaymentStage, Reconciler, ShippingStage, Urls};
+use orderflow_stages::{
+    Downstreams, InventoryStage, PaymentStage, Reconciler, ShippingStage, Urls,
+};
 use orderflow_store::{OrderRecord, Store};
 use serde_json::json;
 use std::sync::Arc;
@@ -58,12 +62,18 @@ impl Fleet {
         let store = Store::connect(REDIS_URL, &ns).await.unwrap_or_else(|e| {
             panic!("cannot reach Redis at {REDIS_URL}: {e}; start it with scripts/services.sh")
         });
-        let conn = orderflow_broker::connect(AMQP_URL).await.unwrap_or_else(|e| {
-            panic!("cannot reach RabbitMQ at {AMQP_URL}: {e}; start it with scripts/services.sh")
-        });
+        let conn = orderflow_broker::connect(AMQP_URL)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot reach RabbitMQ at {AMQP_URL}: {e}; start it with scripts/services.sh"
+                )
+            });
         let spec = Arc::new(TopologySpec::from_policy(&ns, &policy).unwrap());
         orderflow_broker::declare(&conn, &spec).await.unwrap();
-        let publisher = Publisher::connect(AMQP_URL, &format!("{ns}.test")).await.unwrap();
+        let publisher = Publisher::connect(AMQP_URL, &format!("{ns}.test"))
+            .await
+            .unwrap();
         let env = Env {
             store: store.clone(),
             policy_id: policy.id(),
@@ -94,7 +104,9 @@ impl Fleet {
                 let (config, spec, shutdown) =
                     (consumer($stage), (*spec).clone(), shutdown.clone());
                 tasks.push(tokio::spawn(async move {
-                    Consumer::run(config, spec, runner, shutdown).await.expect("consumer runs");
+                    Consumer::run(config, spec, runner, shutdown)
+                        .await
+                        .expect("consumer runs");
                 }));
             }};
         }
@@ -150,7 +162,12 @@ impl Fleet {
                 let audit = self.store.order_audit(id).await.unwrap_or_default();
                 let trail: Vec<String> = audit
                     .iter()
-                    .map(|e| format!("{:?}→{} {} {:?} {:?}", e.from, e.to, e.event, e.reason, e.rule))
+                    .map(|e| {
+                        format!(
+                            "{:?}→{} {} {:?} {:?}",
+                            e.from, e.to, e.event, e.reason, e.rule
+                        )
+                    })
                     .collect();
                 panic!(
                     "{id} did not reach {state} within {within:?}: {:?}\n{}",
@@ -218,16 +235,19 @@ const QUICK_FULFILMENT: &str = "[shipping]\nfulfilment_step_ms = 100\n";
 async fn an_order_is_reserved_paid_shipped_and_tracked_to_delivery() {
     let fleet = Fleet::start(QUICK_FULFILMENT).await;
     let id = fleet.place("happy-1", "tok_ok").await;
-    let record = fleet.wait_for(&id, OrderState::Delivered, Duration::from_secs(20)).await;
-    assert_eq!(record.downstream_ids.len(), 3, "reservation, payment, shipment ids kept");
+    let record = fleet
+        .wait_for(&id, OrderState::Delivered, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        record.downstream_ids.len(),
+        3,
+        "reservation, payment, shipment ids kept"
+    );
     let ledger = fleet.ledger().await;
     assert_eq!(ledger.reservations.len(), 1);
     assert_eq!(ledger.payments.len(), 1);
     assert_eq!(ledger.shipments.len(), 1);
-    assert_eq!(
-        serde_json::to_value(&ledger.reservations[0].state).unwrap(),
-        "committed"
-    );
+    assert_eq!(ledger.reservations[0].state, ReservationState::Committed);
     fleet.stop().await;
 }
 
@@ -235,24 +255,32 @@ async fn an_order_is_reserved_paid_shipped_and_tracked_to_delivery() {
 async fn a_declined_charge_rejects_the_order_and_releases_the_stock() {
     let fleet = Fleet::start("").await;
     let id = fleet.place("declined-1", "tok_declined").await;
-    let record = fleet.wait_for(&id, OrderState::Rejected, Duration::from_secs(20)).await;
+    let record = fleet
+        .wait_for(&id, OrderState::Rejected, Duration::from_secs(20))
+        .await;
     assert_eq!(record.reason.as_deref(), Some("card_declined"));
     let ledger = fleet.ledger().await;
-    assert_eq!(
-        serde_json::to_value(&ledger.reservations[0].state).unwrap(),
-        "released"
-    );
+    assert_eq!(ledger.reservations[0].state, ReservationState::Released);
     assert!(ledger.shipments.is_empty());
     fleet.stop().await;
 }
 
 #[tokio::test]
 async fn a_processing_charge_waits_pending_then_ships() {
-    let fleet = Fleet::start("[payment]\nprocessing_ms = 1000\n[shipping]\nfulfilment_step_ms = 100\n").await;
+    let fleet =
+        Fleet::start("[payment]\nprocessing_ms = 1000\n[shipping]\nfulfilment_step_ms = 100\n")
+            .await;
     let id = fleet.place("slow-pay-1", "tok_processing").await;
-    fleet.wait_for(&id, OrderState::PaymentPending, Duration::from_secs(10)).await;
-    assert!(fleet.ledger().await.shipments.is_empty(), "no shipment while pending");
-    fleet.wait_for(&id, OrderState::Delivered, Duration::from_secs(20)).await;
+    fleet
+        .wait_for(&id, OrderState::PaymentPending, Duration::from_secs(10))
+        .await;
+    assert!(
+        fleet.ledger().await.shipments.is_empty(),
+        "no shipment while pending"
+    );
+    fleet
+        .wait_for(&id, OrderState::Delivered, Duration::from_secs(20))
+        .await;
     let ledger = fleet.ledger().await;
     assert_eq!(ledger.payments.len(), 1);
     fleet.stop().await;
@@ -262,11 +290,13 @@ async fn a_processing_charge_waits_pending_then_ships() {
 async fn a_refused_destination_blocks_the_order_without_rolling_back() {
     let fleet = Fleet::start("[shipping]\nunsupported_countries = [\"NL\"]\n").await;
     let id = fleet.place("blocked-1", "tok_ok").await;
-    let record = fleet.wait_for(&id, OrderState::Blocked, Duration::from_secs(20)).await;
+    let record = fleet
+        .wait_for(&id, OrderState::Blocked, Duration::from_secs(20))
+        .await;
     assert_eq!(record.reason.as_deref(), Some("unsupported_destination"));
     let ledger = fleet.ledger().await;
-    assert_eq!(serde_json::to_value(&ledger.payments[0].state).unwrap(), "succeeded");
-    assert_eq!(serde_json::to_value(&ledger.reservations[0].state).unwrap(), "reserved");
+    assert_eq!(ledger.payments[0].state, PaymentState::Succeeded);
+    assert_eq!(ledger.reservations[0].state, ReservationState::Reserved);
     assert_eq!(fleet.exception_depth(Stage::Shipping, 1).await, 1);
     fleet.stop().await;
 }
@@ -277,18 +307,22 @@ async fn a_cancel_while_paid_refunds_and_releases() {
     let profile = "[faults.\"shipping.create\"]\nunavailable_503 = 1.0\n";
     let fleet = Fleet::start(profile).await;
     let id = fleet.place("cancel-paid-1", "tok_ok").await;
-    fleet.wait_for(&id, OrderState::Paid, Duration::from_secs(10)).await;
+    fleet
+        .wait_for(&id, OrderState::Paid, Duration::from_secs(10))
+        .await;
     fleet
         .publish(
             "order.cancel",
             json!({"schema": "order.cancel/v1", "order_id": "cancel-paid-1", "reason": "changed my mind"}),
         )
         .await;
-    let record = fleet.wait_for(&id, OrderState::Cancelled, Duration::from_secs(20)).await;
+    let record = fleet
+        .wait_for(&id, OrderState::Cancelled, Duration::from_secs(20))
+        .await;
     assert!(record.reason.unwrap().starts_with("cancelled"));
     let ledger = fleet.ledger().await;
-    assert_eq!(serde_json::to_value(&ledger.payments[0].state).unwrap(), "refunded");
-    assert_eq!(serde_json::to_value(&ledger.reservations[0].state).unwrap(), "released");
+    assert_eq!(ledger.payments[0].state, PaymentState::Refunded);
+    assert_eq!(ledger.reservations[0].state, ReservationState::Released);
     assert!(ledger.shipments.is_empty());
     fleet.stop().await;
 }

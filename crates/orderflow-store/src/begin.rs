@@ -22,11 +22,12 @@ pub enum Begun {
     /// This message already settled: its recorded result, to re-emit.
     Recorded { lease: Lease, record: Value },
     /// Work to do: the stage's run count (this one included) and the order
-    /// (`None` when the store has no such order).
+    /// (`None` when the store has no such order). Boxed: a record is much
+    /// larger than the other answers.
     Ready {
         lease: Lease,
         runs: u32,
-        order: Option<OrderRecord>,
+        order: Option<Box<OrderRecord>>,
     },
 }
 
@@ -87,7 +88,7 @@ impl Store {
                 let order = if fields.is_empty() {
                     None
                 } else {
-                    Some(parse_record(&state_key, order_id, &fields)?)
+                    Some(Box::new(parse_record(&state_key, order_id, &fields)?))
                 };
                 Ok(Begun::Ready {
                     lease: lease(reply.get(1))?,

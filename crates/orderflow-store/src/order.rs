@@ -307,7 +307,12 @@ impl Store {
     /// order's next write or [`Store::reindex_order`].
     /// `leaving`: the index entry the write moves the order out of, `None`
     /// for a write that moves nothing (a note).
-    pub(crate) async fn after_write(&self, order_id: &OrderId, written: Written, leaving: Option<Leaving>) {
+    pub(crate) async fn after_write(
+        &self,
+        order_id: &OrderId,
+        written: Written,
+        leaving: Option<Leaving>,
+    ) {
         let mut pipe = redis::pipe();
         if let Some(leaving) = leaving {
             index::sync_into(

@@ -21,7 +21,10 @@ async fn a_cancel_request_is_kept_once_and_makes_earlier_readers_decide_again() 
 
     let first = t
         .store
-        .request_cancel(&id, &note("order.cancel_requested", "customer changed mind"))
+        .request_cancel(
+            &id,
+            &note("order.cancel_requested", "customer changed mind"),
+        )
         .await
         .unwrap();
     assert_eq!(
