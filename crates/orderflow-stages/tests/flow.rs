@@ -326,3 +326,76 @@ async fn a_cancel_while_paid_refunds_and_releases() {
     assert!(ledger.shipments.is_empty());
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn a_replacement_order_cancels_the_one_it_supersedes_before_payment() {
+    // Every charge fails with 503 for now, so the first order waits in
+    // `reserved` — before payment — when its replacement arrives.
+    let profile = "[faults.\"payment.charge\"]\nunavailable_503 = 1.0\n";
+    let fleet = Fleet::start(profile).await;
+    let first = fleet.place("super-1", "tok_ok").await;
+    fleet
+        .wait_for(&first, OrderState::Reserved, Duration::from_secs(10))
+        .await;
+    let mut replacement = order("super-2", "tok_ok");
+    replacement["supersedes"] = json!("super-1");
+    fleet.publish("order.placed", replacement).await;
+    let record = fleet
+        .wait_for(&first, OrderState::Cancelled, Duration::from_secs(20))
+        .await;
+    assert_eq!(record.reason.as_deref(), Some("superseded by super-2"));
+    let ledger = fleet.ledger().await;
+    let released = ledger
+        .reservations
+        .iter()
+        .find(|r| r.order_id == "super-1")
+        .unwrap();
+    assert_eq!(released.state, ReservationState::Released);
+    assert!(ledger.payments.iter().all(|p| p.order_id != "super-1"));
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_charge_that_times_out_after_applying_is_found_not_repeated() {
+    let profile = "[faults.\"payment.charge\"]\ntimeout_after_apply = 1.0\nhang_ms = 5000\n\
+                   [shipping]\nfulfilment_step_ms = 100\n";
+    let fleet = Fleet::start(profile).await;
+    let id = fleet.place("ambiguous-1", "tok_ok").await;
+    fleet
+        .wait_for(&id, OrderState::Delivered, Duration::from_secs(30))
+        .await;
+    let ledger = fleet.ledger().await;
+    assert_eq!(ledger.payments.len(), 1, "one charge, found by its key");
+    assert_eq!(ledger.shipments.len(), 1);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_payment_refunded_after_shipment_is_escalated_not_rolled_back() {
+    let fleet = Fleet::start("[shipping]\nfulfilment_step_ms = 60000\n").await;
+    let id = fleet.place("late-refund-1", "tok_ok").await;
+    let record = fleet
+        .wait_for(&id, OrderState::ShipmentAccepted, Duration::from_secs(20))
+        .await;
+    let payment_id = &record.downstream_ids[&Stage::Payment];
+    let refunded = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/payments/{payment_id}/refund",
+            fleet.sim.base_url()
+        ))
+        .header("Idempotency-Key", "someone-else")
+        .send()
+        .await
+        .unwrap();
+    assert!(refunded.status().is_success());
+    let record = fleet
+        .wait_for(&id, OrderState::Escalated, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        record.reason.as_deref(),
+        Some("payment_failed_after_shipment")
+    );
+    let ledger = fleet.ledger().await;
+    assert_eq!(ledger.reservations[0].state, ReservationState::Committed);
+    fleet.stop().await;
+}
