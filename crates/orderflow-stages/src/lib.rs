@@ -18,6 +18,7 @@ pub mod reconciler;
 pub mod shipping;
 
 pub use downstreams::{Downstreams, Urls};
+pub use operation::{Confirmation, commit_reservation, undo};
 pub use inventory::InventoryStage;
 pub use payment::PaymentStage;
 pub use reconciler::Reconciler;
