@@ -1,1 +1,59 @@
-//! The end-to-end harness: a fleet of processes in one namespace.
+//! # orderflow-e2e
+//!
+//! The end-to-end harness: the simulator and the worker processes started as
+//! real processes on the real RabbitMQ and Redis, each test in a namespace of
+//! its own, and the invariants I1–I9 (DESIGN.md §5) checked against the
+//! simulator's ledger, the store and the audit streams.
+//!
+//! # Layout
+//! - [`binaries`]: finding (and, once, building) the worker and simulator
+//!   binaries next to the test executable.
+//! - [`process`]: one child process with its output in a log file: kill -9,
+//!   SIGTERM, restart, the log's tail.
+//! - [`redis`]: a private append-only `redis-server` a test may crash and
+//!   restart.
+//! - [`fleet`]: [`Fleet`], the processes of one namespace, their control
+//!   (kill, restart, drop broker connections, restart Redis) and the clean-up.
+//! - [`orders`]: producer messages (`order.placed/v1`, `order.cancel/v1`) with
+//!   sensible defaults, and publishing them (or raw bytes).
+//! - [`observe`]: reading the ledger, orders, audit entries, exception
+//!   queues and customer events, and waiting for orders to settle.
+//! - [`invariants`]: I1–I9 as [`Violation`]s.
+//! - [`fixtures`]: the policy files and simulator profiles of the scenarios.
+//!
+//! A test starts a [`Fleet`], publishes, waits, asserts what its scenario is
+//! about, and ends with [`Fleet::assert_invariants`]. Dropping the fleet
+//! kills its processes, deletes its queues and exchanges and purges its
+//! Redis keys; a failing test prints the tail of every process's log first.
+
+pub mod binaries;
+pub mod fixtures;
+pub mod fleet;
+pub mod invariants;
+pub mod observe;
+pub mod orders;
+pub mod process;
+pub mod redis;
+
+pub use fleet::{Fleet, FleetOptions, WorkerKind};
+pub use invariants::{AuditStep, Expectations, OrderView, Snapshot, Violation};
+pub use observe::{Event, Parked};
+pub use orders::{Cancel, Order};
+
+pub use downstream_sim::Endpoint;
+pub use downstream_sim::ledger::{
+    Ledger, Payment, PaymentState, Reservation, ReservationState, Shipment, ShipmentState,
+};
+pub use orderflow_core::{OrderState, Stage};
+pub use orderflow_store::{AuditEntry, OrderRecord};
+
+/// RabbitMQ of the tests; `ORDERFLOW_TEST_AMQP_URL` overrides it.
+pub fn amqp_url() -> String {
+    std::env::var("ORDERFLOW_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The shared Redis of the tests; `ORDERFLOW_TEST_REDIS_URL` overrides it.
+pub fn redis_url() -> String {
+    std::env::var("ORDERFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}

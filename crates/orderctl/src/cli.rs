@@ -21,6 +21,19 @@ pub enum Command {
     States,
     /// Publish producer messages: generated demo orders or a JSONL file.
     Publish(PublishArgs),
+    /// Exception queues: list, peek, export/import, replay, discard, edit.
+    #[command(subcommand)]
+    Exceptions(crate::exceptions::ExceptionsCommand),
+    /// The fleet at a glance: queues, delay tiers, exceptions, orders by
+    /// state, breakers and budgets, live workers and their policies,
+    /// paused stages.
+    Status(crate::status_cmd::StatusArgs),
+    /// One order in full, orders by state, and audited manual recovery.
+    #[command(subcommand)]
+    Order(crate::order_cmd::OrderCommand),
+    /// Pause or resume every worker of a stage.
+    #[command(subcommand)]
+    Stage(crate::stage_cmd::StageCommand),
 }
 
 #[derive(Debug, Args)]

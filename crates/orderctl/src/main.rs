@@ -3,9 +3,15 @@
 //! input, 3 refused as unsafe).
 
 mod cli;
+mod exceptions;
+mod fleet_args;
+mod order_cmd;
 mod policy_cmd;
 mod policy_source;
 mod publish;
+mod stage_cmd;
+mod status_cmd;
+mod table;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -19,5 +25,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         cli::Command::Publish(args) => publish::run(args),
+        cli::Command::Exceptions(command) => exceptions::run(command),
+        cli::Command::Status(args) => status_cmd::run(args),
+        cli::Command::Order(command) => order_cmd::run(command),
+        cli::Command::Stage(command) => stage_cmd::run(command),
     }
 }

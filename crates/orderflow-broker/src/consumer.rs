@@ -6,6 +6,13 @@
 //! to before the message is acked. A lost connection or channel is
 //! re-established with jittered exponential backoff, forever, until shutdown;
 //! the broker redelivers whatever was unacked, and handlers are idempotent.
+//!
+//! A consumer can be paused ([`Consumer::run_pausable`]): while its watch
+//! says so it cancels its AMQP consumer and closes its session the way a
+//! shutdown does — in-flight handlers finish and are settled, prefetched
+//! deliveries go back to the queue — and consumes again once resumed.
+//! Messages wait in the queue meanwhile. (On a quorum queue a prefetched
+//! message handed back this way counts as a delivery attempt.)
 
 use crate::connection::connect_named;
 use crate::error::chain;
@@ -22,7 +29,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -107,10 +114,59 @@ impl Consumer {
         publisher: &Publisher,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
+        // Its sender gone, the watch stays at "not paused" for good.
+        let (_, never_paused) = watch::channel(false);
+        Consumer::run_with_pause(config, spec, handler, publisher, shutdown, never_paused).await
+    }
+
+    /// As [`Consumer::run`], taking no deliveries while `paused` holds
+    /// `true`: the consumer is cancelled (in-flight handlers finish and
+    /// are settled, prefetched messages return to the queue) and consumes
+    /// again when `paused` turns `false`.
+    pub async fn run_pausable<H: Handler>(
+        config: ConsumerConfig,
+        spec: TopologySpec,
+        handler: H,
+        shutdown: CancellationToken,
+        paused: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        let publisher = Publisher::lazy(
+            &config.amqp_url,
+            &format!("{}.publisher", config.consumer_tag_prefix),
+        );
+        let result =
+            Consumer::run_with_pause(config, spec, handler, &publisher, shutdown, paused).await;
+        publisher.close().await;
+        result
+    }
+
+    /// As [`Consumer::run_pausable`], publishing through `publisher`.
+    pub async fn run_with_pause<H: Handler>(
+        config: ConsumerConfig,
+        spec: TopologySpec,
+        handler: H,
+        publisher: &Publisher,
+        shutdown: CancellationToken,
+        mut paused: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
         check(&config)?;
         let handler = Arc::new(handler);
-        reconnecting(&config, &spec, &handler, publisher, &shutdown).await
+        reconnecting(&config, &spec, &handler, publisher, &shutdown, &mut paused).await
     }
+}
+
+/// Resolves once `paused` says `true`; never, if its sender is gone while
+/// it says `false`.
+async fn until_paused(paused: &mut watch::Receiver<bool>) {
+    if paused.wait_for(|paused| *paused).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves once `paused` says `false` (at once if it does already, or if
+/// its sender is gone).
+async fn until_resumed(paused: &mut watch::Receiver<bool>) {
+    let _ = paused.wait_for(|paused| !*paused).await;
 }
 
 fn check(config: &ConsumerConfig) -> Result<(), Error> {
@@ -136,6 +192,7 @@ async fn reconnecting<H: Handler>(
     handler: &Arc<H>,
     publisher: &Publisher,
     shutdown: &CancellationToken,
+    paused: &mut watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let backoff = || {
         ExponentialBuilder::default()
@@ -149,11 +206,25 @@ async fn reconnecting<H: Handler>(
     let mut session = 0u64;
     let mut failures = 0u64;
     loop {
+        if *paused.borrow() {
+            info!(queue = %config.queue, "paused: taking no deliveries until resumed");
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = until_resumed(paused) => {}
+            }
+            info!(queue = %config.queue, "resumed");
+        }
         session += 1;
-        let lost = match run_session(config, spec, handler, publisher, shutdown, session).await {
-            Ok(()) => return Ok(()),
-            Err(lost) => lost,
-        };
+        let lost =
+            match run_session(config, spec, handler, publisher, shutdown, paused, session).await {
+                Ok(Ended::Shutdown) => return Ok(()),
+                Ok(Ended::Paused) => {
+                    delays = backoff();
+                    failures = 0;
+                    continue;
+                }
+                Err(lost) => lost,
+            };
         if !lost.error.is_transient() {
             return Err(lost.error);
         }
@@ -178,7 +249,14 @@ async fn reconnecting<H: Handler>(
     }
 }
 
-/// Why a session ended other than by shutdown.
+/// How a session ended when nothing went wrong.
+enum Ended {
+    Shutdown,
+    /// Paused: consume again once resumed.
+    Paused,
+}
+
+/// Why a session ended other than by shutdown or pause.
 struct Lost {
     error: Error,
     /// The session got as far as consuming.
@@ -201,15 +279,17 @@ async fn run_session<H: Handler>(
     handler: &Arc<H>,
     publisher: &Publisher,
     shutdown: &CancellationToken,
+    paused: &mut watch::Receiver<bool>,
     session: u64,
-) -> Result<(), Lost> {
+) -> Result<Ended, Lost> {
     let tag = format!(
         "{}.{}.{session}",
         config.consumer_tag_prefix,
         std::process::id()
     );
     let established = tokio::select! {
-        () = shutdown.cancelled() => return Ok(()),
+        () = shutdown.cancelled() => return Ok(Ended::Shutdown),
+        () = until_paused(paused) => return Ok(Ended::Paused),
         established = establish(config, spec, &tag) => established?,
     };
     let (connection, channel, mut deliveries) = established;
@@ -226,12 +306,14 @@ async fn run_session<H: Handler>(
         while tasks.try_join_next().is_some() {}
         let permit = tokio::select! {
             biased;
-            () = shutdown.cancelled() => break None,
+            () = shutdown.cancelled() => break Stop::Shutdown,
+            () = until_paused(paused) => break Stop::Paused,
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
         let next = tokio::select! {
             biased;
-            () = shutdown.cancelled() => break None,
+            () = shutdown.cancelled() => break Stop::Shutdown,
+            () = until_paused(paused) => break Stop::Paused,
             next = deliveries.next() => next,
         };
         match next {
@@ -246,47 +328,54 @@ async fn run_session<H: Handler>(
                 });
             }
             Some(Err(source)) => {
-                break Some(Error::Amqp {
+                break Stop::Lost(Error::Amqp {
                     context: format!("consuming from `{}`", config.queue),
                     source,
                 });
             }
             None => {
-                break Some(Error::ConsumerCancelled {
+                break Stop::Lost(Error::ConsumerCancelled {
                     queue: config.queue.clone(),
                 });
             }
         }
     };
 
-    match ended {
-        None => {
-            // Stop new deliveries first; prefetched ones not yet handled go
-            // back to the queue when the channel closes.
-            if let Err(e) = channel
-                .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-                .await
-            {
-                debug!(error = %chain(&e), "cancelling the consumer failed; closing anyway");
-            }
-            finish(&mut tasks, config.shutdown_grace, "shutting down").await;
-            topology::close(&channel).await;
-            if connection.status().connected() {
-                let _ = connection.close(200, "shutdown".into()).await;
-            }
-            info!(queue = %config.queue, consumer = %tag, "stopped consuming");
-            Ok(())
-        }
-        Some(error) => {
+    let (why, end) = match ended {
+        Stop::Shutdown => ("shutting down", Ended::Shutdown),
+        Stop::Paused => ("pausing", Ended::Paused),
+        Stop::Lost(error) => {
             // Their acks cannot reach the broker any more, but letting them
             // finish keeps a redelivered copy from running beside them.
             finish(&mut tasks, config.shutdown_grace, "the connection was lost").await;
-            Err(Lost {
+            return Err(Lost {
                 error,
                 was_consuming: true,
-            })
+            });
         }
+    };
+    // Stop new deliveries first; prefetched ones not yet handled go back to
+    // the queue when the channel closes.
+    if let Err(e) = channel
+        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+        .await
+    {
+        debug!(error = %chain(&e), "cancelling the consumer failed; closing anyway");
     }
+    finish(&mut tasks, config.shutdown_grace, why).await;
+    topology::close(&channel).await;
+    if connection.status().connected() {
+        let _ = connection.close(200, why.into()).await;
+    }
+    info!(queue = %config.queue, consumer = %tag, "stopped consuming");
+    Ok(end)
+}
+
+/// Why the consume loop stopped.
+enum Stop {
+    Shutdown,
+    Paused,
+    Lost(Error),
 }
 
 type Deliveries = lapin::Consumer;

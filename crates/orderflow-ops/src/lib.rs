@@ -4,3 +4,35 @@
 //! console apply exactly the same rules: every action needs a reason, is
 //! idempotent by its action id, is refused when the order's state makes it
 //! unsafe, and is written to the audit stream with the actor.
+//!
+//! Status, orders and manual recovery (docs/operators.md):
+//! - [`target`]: [`Target`], the fleet worked on (namespace, Redis,
+//!   RabbitMQ, policy, downstream APIs).
+//! - [`mod@status`]: queues, delay tiers, exceptions by reason, orders by
+//!   state, budgets and breakers, live workers, policy drift, pauses.
+//! - [`orders`]: one order in full, orders by state.
+//! - [`actions`]: resolve a payment, retry a stage, cancel, unblock — under
+//!   the order's lease, idempotent by action id; `plans` holds the rules
+//!   deciding what each does in each state, or why it is refused.
+//! - [`stages`]: pausing and resuming a stage.
+//! - [`error`]: [`Error`] and its [`Kind`] (invalid, refused, failed).
+
+pub mod actions;
+pub mod error;
+pub mod exceptions;
+pub mod orders;
+mod plans;
+pub mod stages;
+pub mod status;
+pub mod target;
+
+pub use actions::{
+    ActionInput, ActionKind, ActionReport, CancelBy, CancelPlan, Done, cancel, cancel_plan,
+    resolve_payment, retry, unblock,
+};
+pub use error::{Error, Kind};
+pub use orders::{ListFilter, OrderList, OrderView, list_orders, show_order};
+pub use plans::{Decision, PaymentOutcome};
+pub use stages::{PauseReport, ResumeReport, pause_stage, resume_stage};
+pub use status::{Status, StatusOptions, status};
+pub use target::{Settings, Target};

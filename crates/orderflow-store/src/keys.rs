@@ -86,6 +86,32 @@ impl Keys {
     pub(crate) fn schedule(&self, kind: ScheduleKind) -> String {
         format!("{}:schedule:{}", self.ns, kind.as_str())
     }
+
+    /// One message of one operator replay (hash: state, owner, at_ms).
+    pub(crate) fn replay(&self, replay_id: &str, message_id: &str) -> String {
+        format!("{}:replay:{replay_id}:{message_id}", self.ns)
+    }
+
+    /// One worker process's heartbeat (hash, expires).
+    pub(crate) fn worker(&self, actor: &str) -> String {
+        format!("{}:worker:{actor}", self.ns)
+    }
+
+    /// Matches every worker heartbeat of the namespace (for `SCAN`); a
+    /// namespace holds no glob characters.
+    pub(crate) fn workers_pattern(&self) -> String {
+        format!("{}:worker:*", self.ns)
+    }
+
+    /// A paused stage: who paused it, why and since when (hash).
+    pub(crate) fn pause(&self, stage: Stage) -> String {
+        format!("{}:paused:{stage}", self.ns)
+    }
+
+    /// Operators' actions on the fleet rather than on one order (stream).
+    pub(crate) fn fleet_notes(&self) -> String {
+        format!("{}:fleet:audit", self.ns)
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +160,13 @@ mod tests {
             keys.schedule(ScheduleKind::PendingPayment),
             "t-1:schedule:pending_payment"
         );
+        assert_eq!(
+            keys.worker("payment-worker@h/1"),
+            "t-1:worker:payment-worker@h/1"
+        );
+        assert_eq!(keys.workers_pattern(), "t-1:worker:*");
+        assert_eq!(keys.pause(Stage::Payment), "t-1:paused:payment");
+        assert_eq!(keys.fleet_notes(), "t-1:fleet:audit");
     }
 
     #[test]

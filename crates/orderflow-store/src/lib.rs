@@ -25,6 +25,9 @@
 //! - [`budget`]: the fleet-wide retry budget per downstream.
 //! - [`cancel`]: cancellation requests and fulfilment progress, facts that
 //!   do not move the state.
+//! - [`operator`]: operators' replay records: what a replay already sent.
+//! - [`fleet`]: worker heartbeats, paused stages and the audit stream of
+//!   operators' actions on the fleet.
 //!
 //! # Keys
 //! ```text
@@ -38,6 +41,10 @@
 //! {ns}:index:<state>                      sorted set: order ids by updated_at ms
 //! {ns}:schedule:<kind>                    sorted set: order ids by due ms
 //! {ns}:budget:<downstream>                hash: first attempts and retries per second
+//! {ns}:replay:<replay_id>:<message_id>    hash (state, owner, at_ms): one replayed message, expires
+//! {ns}:worker:<actor>                     hash: a worker's heartbeat, expires
+//! {ns}:paused:<stage>                     hash: the stage is paused (reason, actor, since)
+//! {ns}:fleet:audit                        stream: operators' actions on the fleet, capped
 //! ```
 //!
 //! # What is atomic
@@ -59,9 +66,11 @@ pub mod begin;
 pub mod budget;
 pub mod cancel;
 pub mod error;
+pub mod fleet;
 pub mod index;
 mod keys;
 pub mod lease;
+pub mod operator;
 pub mod order;
 mod parse;
 pub mod schedule;
@@ -72,9 +81,11 @@ pub use begin::Begun;
 pub use budget::Budget;
 pub use cancel::{CancelRequest, Progress};
 pub use error::{Error, ErrorClass};
+pub use fleet::{FleetEntry, FleetNote, Heartbeat, LiveWorker, PauseOutcome, StagePause};
 pub use index::IndexEntry;
 pub use keys::DEFAULT_NAMESPACE;
 pub use lease::{Lease, LeaseKeeper};
+pub use operator::ReplayClaim;
 pub use order::{CreateOutcome, FieldUpdate, LastOutcome, Note, OrderRecord, Transition};
 pub use schedule::{Claim, ScheduleKind};
 

@@ -4,6 +4,7 @@
 
 mod common;
 mod consuming;
+mod pausing;
 mod publishing;
 mod reconnect;
 mod shutdown;

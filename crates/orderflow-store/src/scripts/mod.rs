@@ -25,6 +25,10 @@ pub(crate) struct Scripts {
     pub(crate) claim_due: Script,
     pub(crate) finish_claim: Script,
     pub(crate) budget: Script,
+    pub(crate) heartbeat: Script,
+    pub(crate) pause: Script,
+    pub(crate) replay_claim: Script,
+    pub(crate) replay_finish: Script,
 }
 
 impl Scripts {
@@ -45,6 +49,10 @@ impl Scripts {
             claim_due: with_time(include_str!("claim_due.lua")),
             finish_claim: Script::new(include_str!("finish_claim.lua")),
             budget: with_time(include_str!("budget.lua")),
+            replay_claim: Script::new(include_str!("replay_claim.lua")),
+            replay_finish: with_time(include_str!("replay_finish.lua")),
+            heartbeat: with_time(include_str!("heartbeat.lua")),
+            pause: with_time(include_str!("pause.lua")),
         }
     }
 }

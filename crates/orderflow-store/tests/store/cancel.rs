@@ -67,6 +67,18 @@ async fn a_cancel_request_is_kept_once_and_makes_earlier_readers_decide_again() 
 }
 
 #[tokio::test]
+async fn a_cancel_without_a_correlation_id_is_audited_under_the_orders() {
+    let t = TestNs::new().await;
+    let id = order_id("cancel-corr");
+    create(&t.store, &id).await;
+    let mut anonymous = note("order.cancel_requested", "no id sent");
+    anonymous.correlation_id = String::new();
+    t.store.request_cancel(&id, &anonymous).await.unwrap();
+    let audit = t.store.order_audit(&id).await.unwrap();
+    assert_eq!(audit.last().unwrap().correlation_id, "corr-1");
+}
+
+#[tokio::test]
 async fn cancelling_an_unknown_order_says_so() {
     let t = TestNs::new().await;
     let err = t

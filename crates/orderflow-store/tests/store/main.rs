@@ -9,6 +9,8 @@ mod audit_index;
 mod budget;
 mod cancel;
 mod connection;
+mod fleet;
 mod leases;
 mod orders;
+mod replay;
 mod schedules;

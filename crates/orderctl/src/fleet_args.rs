@@ -1,0 +1,175 @@
+//! What `status`, `order` and `stage` share: where the fleet is, who acts,
+//! where the APIs are; connecting; printing; and the exit code of a
+//! library error (1 failed, 2 bad usage or input, 3 refused as unsafe).
+
+use crate::policy_source;
+use clap::Args;
+use orderflow_ops::{Error, Kind, Settings, Target};
+use orderflow_stages::Urls;
+use serde::Serialize;
+use std::process::ExitCode;
+
+/// Where the fleet is, and the policy it runs.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    #[arg(long, env = "ORDERFLOW_NAMESPACE", default_value = "orderflow")]
+    pub namespace: String,
+    #[arg(
+        long,
+        env = "ORDERFLOW_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+    #[arg(
+        long,
+        env = "ORDERFLOW_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+    /// The fleet's policy (a file, or a preset: `default`, `naive`): delay
+    /// tiers, budgets and the lease ttl are read from it, and actions are
+    /// audited with its id.
+    #[arg(long, env = "ORDERFLOW_POLICY", default_value = "default")]
+    pub policy: String,
+}
+
+/// Who acts, and how the action is known again.
+#[derive(Debug, Clone, Args)]
+pub struct ActorArgs {
+    /// Why: required, written to the audit stream.
+    #[arg(long)]
+    pub reason: String,
+    /// Who is acting, audited as `operator:<actor>` [default: $USER].
+    #[arg(long, env = "ORDERFLOW_ACTOR")]
+    pub actor: Option<String>,
+    /// Makes the action idempotent: the same id acts once, and running it
+    /// again re-sends what it published [default: a new id, printed].
+    #[arg(long)]
+    pub action_id: Option<String>,
+}
+
+/// Where the downstream APIs are, for actions that check or compensate.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    #[arg(
+        long,
+        env = "ORDERFLOW_INVENTORY_URL",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub inventory_url: String,
+    #[arg(
+        long,
+        env = "ORDERFLOW_PAYMENT_URL",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub payment_url: String,
+    #[arg(
+        long,
+        env = "ORDERFLOW_SHIPPING_URL",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub shipping_url: String,
+}
+
+impl ApiArgs {
+    pub fn urls(&self) -> Urls {
+        Urls {
+            inventory: self.inventory_url.clone(),
+            payment: self.payment_url.clone(),
+            shipping: self.shipping_url.clone(),
+        }
+    }
+}
+
+impl ActorArgs {
+    pub fn operator(&self) -> String {
+        operator(self.actor.as_deref())
+    }
+}
+
+/// `--actor`, else `ORDERFLOW_ACTOR` (clap reads it into the flag), else
+/// the OS user.
+pub fn operator(actor: Option<&str>) -> String {
+    actor
+        .filter(|actor| !actor.trim().is_empty())
+        .map(str::to_owned)
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .or_else(|| std::env::var("USERNAME").ok())
+        .unwrap_or_default()
+}
+
+/// Runs one command on a fresh runtime: connect, then `work`.
+pub fn run<F, Fut>(fleet: &FleetArgs, apis: Option<&ApiArgs>, work: F) -> ExitCode
+where
+    F: FnOnce(Target) -> Fut,
+    Fut: Future<Output = ExitCode>,
+{
+    let policy = match policy_source::load(&fleet.policy) {
+        Ok(policy) => policy,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = Settings {
+        namespace: fleet.namespace.clone(),
+        redis_url: fleet.redis_url.clone(),
+        amqp_url: fleet.amqp_url.clone(),
+        policy,
+        apis: apis.map(ApiArgs::urls),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(async move {
+        match Target::connect(settings).await {
+            Ok(target) => work(target).await,
+            Err(err) => fail(&err),
+        }
+    })
+}
+
+/// Prints the error and returns its exit code.
+pub fn fail(err: &Error) -> ExitCode {
+    let code = match err.kind() {
+        Kind::Failed => 1,
+        Kind::Invalid => 2,
+        Kind::Refused => 3,
+    };
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    eprintln!("orderctl: {text}");
+    ExitCode::from(code)
+}
+
+/// `--json`: the value, one document on stdout.
+pub fn print_json<T: Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("reports serialize")
+    );
+}
+
+/// A time for a table: to the second, UTC.
+pub fn when(at: jiff::Timestamp) -> String {
+    at.strftime("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+/// How long ago, to the second (`3m 12s`).
+pub fn ago(at: jiff::Timestamp) -> String {
+    let seconds = jiff::Timestamp::now()
+        .duration_since(at)
+        .as_secs()
+        .max(0)
+        .unsigned_abs();
+    humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
+}

@@ -1,0 +1,292 @@
+//! One order in full ([`show_order`]: state, each stage's outcome, the
+//! downstream ids, the audit timeline, what an operator can do next) and
+//! the orders in one state ([`list_orders`]).
+
+use crate::error::{Error, Result};
+use crate::target::{Target, parse_order_id};
+use jiff::Timestamp;
+use orderflow_core::{Certainty, FailureClass, OrderState, Stage};
+use orderflow_store::{AuditEntry, OrderRecord};
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderView {
+    pub order_id: String,
+    pub state: OrderState,
+    /// Why the order is in its state, when the move said.
+    pub reason: Option<String>,
+    pub version: u64,
+    pub correlation_id: String,
+    /// The policy of the latest write.
+    pub policy_id: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// A cancellation was requested, with this reason.
+    pub cancel_requested: Option<String>,
+    /// For an escalated order: the state it was escalated from, which says
+    /// whose problem it is (`payment_pending`: the payment's).
+    pub escalated_from: Option<OrderState>,
+    pub stages: Vec<StageView>,
+    /// Every audited change and note, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+    /// Commands that move the order on from here, if a person must.
+    pub next_steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageView {
+    pub stage: Stage,
+    /// The last classified outcome of the stage's downstream call.
+    pub class: Option<FailureClass>,
+    pub certainty: Option<Certainty>,
+    /// What the stage's downstream made: reservation, payment, shipment.
+    pub downstream_id: Option<String>,
+    /// Runs of the stage for this order.
+    pub runs: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub at: Timestamp,
+    /// A worker (`payment-worker@host/1234`) or `operator:<name>`.
+    pub actor: String,
+    /// `None` for the order's creation; equal to `to` for a note.
+    pub from: Option<OrderState>,
+    pub to: OrderState,
+    pub event: String,
+    pub reason: Option<String>,
+    pub rule: Option<String>,
+    pub policy_id: String,
+    pub version: u64,
+    pub correlation_id: String,
+}
+
+impl From<AuditEntry> for TimelineEntry {
+    fn from(entry: AuditEntry) -> TimelineEntry {
+        TimelineEntry {
+            at: entry.at,
+            actor: entry.actor,
+            from: entry.from,
+            to: entry.to,
+            event: entry.event,
+            reason: entry.reason,
+            rule: entry.rule,
+            policy_id: entry.policy_id,
+            version: entry.version,
+            correlation_id: entry.correlation_id,
+        }
+    }
+}
+
+/// The order `order_id` in full.
+pub async fn show_order(target: &Target, order_id: &str) -> Result<OrderView> {
+    let order_id = parse_order_id(order_id)?;
+    let order = target.order(&order_id).await?;
+    let store = target.store();
+    let audit = store
+        .order_audit(&order_id)
+        .await
+        .map_err(Error::store(format!("cannot read the audit of {order_id}")))?;
+    let mut stages = Vec::new();
+    for stage in Stage::ALL {
+        let runs = store
+            .attempts(&order_id, stage)
+            .await
+            .map_err(Error::store(format!("cannot read the runs of {order_id}")))?;
+        let outcome = order.last_outcomes.get(&stage);
+        stages.push(StageView {
+            stage,
+            class: outcome.map(|o| o.class),
+            certainty: outcome.map(|o| o.certainty),
+            downstream_id: order.downstream_ids.get(&stage).cloned(),
+            runs,
+        });
+    }
+    let escalated_from = escalated_from(&order, &audit);
+    Ok(OrderView {
+        order_id: order_id.to_string(),
+        state: order.state,
+        reason: order.reason.clone(),
+        version: order.version,
+        correlation_id: order.correlation_id.clone(),
+        policy_id: order.policy_id.clone(),
+        created_at: order.created_at,
+        updated_at: order.updated_at,
+        cancel_requested: order.cancel_requested.clone(),
+        escalated_from,
+        stages,
+        next_steps: next_steps(&order, escalated_from),
+        timeline: audit.into_iter().map(TimelineEntry::from).collect(),
+    })
+}
+
+/// For an escalated order, the state the latest escalation left.
+pub(crate) fn escalated_from(order: &OrderRecord, audit: &[AuditEntry]) -> Option<OrderState> {
+    if order.state != OrderState::Escalated {
+        return None;
+    }
+    audit
+        .iter()
+        .rev()
+        .find(|entry| {
+            entry.to == OrderState::Escalated && entry.from != Some(OrderState::Escalated)
+        })
+        .and_then(|entry| entry.from)
+}
+
+/// The stage whose work an order in `state` waits on or last finished.
+pub(crate) fn stage_of(state: OrderState) -> Option<Stage> {
+    use OrderState::*;
+    match state {
+        Received | InventoryPending => Some(Stage::Inventory),
+        Reserved | PaymentPending => Some(Stage::Payment),
+        Paid | ShippingPending | ShipmentAccepted => Some(Stage::Shipping),
+        Delivered | Rejected | Cancelled | Blocked | Escalated => None,
+    }
+}
+
+fn next_steps(order: &OrderRecord, escalated_from: Option<OrderState>) -> Vec<String> {
+    let id = &order.order_id;
+    let reason = "--reason TEXT";
+    let cancel = format!("orderctl order cancel {id} {reason}   (prints the plan; act with --yes)");
+    match order.state {
+        OrderState::PaymentPending => vec![
+            format!(
+                "check the charge with the payment provider, then: orderctl order resolve {id} --stage payment --outcome succeeded|failed {reason}"
+            ),
+            cancel,
+        ],
+        OrderState::Escalated => {
+            let mut steps = Vec::new();
+            match escalated_from.and_then(stage_of) {
+                Some(Stage::Payment) => steps.push(format!(
+                    "check the charge with the payment provider, then: orderctl order resolve {id} --stage payment --outcome succeeded|failed {reason}"
+                )),
+                Some(stage) => steps.push(format!(
+                    "orderctl order retry {id} --stage {stage} {reason}"
+                )),
+                None => {}
+            }
+            steps.push(cancel);
+            steps
+        }
+        OrderState::Blocked => vec![format!(
+            "orderctl order unblock {id} --decision ship|refund {reason}"
+        )],
+        state if state.is_terminal() => Vec::new(),
+        _ => vec![cancel],
+    }
+}
+
+/// Which orders [`list_orders`] returns.
+#[derive(Debug, Clone)]
+pub struct ListFilter {
+    pub state: OrderState,
+    /// Only orders whose reason starts with this (`payment_unresolved`,
+    /// `superseded`).
+    pub reason: Option<String>,
+    /// Only orders in the state for at least this long.
+    pub older_than: Option<Duration>,
+    /// At most this many orders, longest in the state first.
+    pub limit: usize,
+}
+
+/// A reason filter reads each order; it looks at this many, at most.
+pub const REASON_SCAN_LIMIT: usize = 10_000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderList {
+    pub state: OrderState,
+    pub orders: Vec<ListedOrder>,
+    /// More orders match than were returned (raise the limit).
+    pub truncated: bool,
+    /// Said when nothing matched and the namespace looks wrong.
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedOrder {
+    pub order_id: String,
+    /// When the order entered the state.
+    pub since: Timestamp,
+    pub reason: Option<String>,
+    pub cancel_requested: Option<String>,
+}
+
+/// The orders in one state, longest there first.
+pub async fn list_orders(target: &Target, filter: &ListFilter) -> Result<OrderList> {
+    if filter.limit == 0 {
+        return Err(Error::Invalid("the limit must be at least 1".to_owned()));
+    }
+    let store = target.store();
+    let window = if filter.reason.is_some() {
+        REASON_SCAN_LIMIT.max(filter.limit + 1)
+    } else {
+        filter.limit + 1
+    };
+    let entries = store
+        .orders_in_state(filter.state, window)
+        .await
+        .map_err(Error::store(format!(
+            "cannot read the {} orders",
+            filter.state
+        )))?;
+    let cutoff = match filter.older_than {
+        Some(age) => Some(
+            Timestamp::now()
+                .checked_sub(jiff::SignedDuration::try_from(age).map_err(|e| {
+                    Error::Invalid(format!("--older-than {age:?} is too long: {e}"))
+                })?)
+                .map_err(|e| Error::Invalid(format!("--older-than {age:?} is too long: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut orders = Vec::new();
+    let mut truncated = false;
+    for entry in entries {
+        // Oldest first: once one is too young, so are the rest.
+        if cutoff.is_some_and(|cutoff| entry.updated_at > cutoff) {
+            break;
+        }
+        let Some(order) = store
+            .get_order(&entry.order_id)
+            .await
+            .map_err(Error::store(format!(
+                "cannot read order {}",
+                entry.order_id
+            )))?
+        else {
+            continue;
+        };
+        if let Some(prefix) = &filter.reason
+            && !order
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(prefix.as_str()))
+        {
+            continue;
+        }
+        if orders.len() == filter.limit {
+            truncated = true;
+            break;
+        }
+        orders.push(ListedOrder {
+            order_id: entry.order_id.to_string(),
+            since: entry.updated_at,
+            reason: order.reason,
+            cancel_requested: order.cancel_requested,
+        });
+    }
+    let hint = if orders.is_empty() {
+        target.empty_namespace_hint().await
+    } else {
+        None
+    };
+    Ok(OrderList {
+        state: filter.state,
+        orders,
+        truncated,
+        hint,
+    })
+}

@@ -1,0 +1,267 @@
+//! The process from start to exit: settings checked, health endpoints up,
+//! start-up checks against Redis and RabbitMQ, then the role's work until a
+//! signal drains it.
+
+use crate::config::{
+    AMQP_URL, Common, Consume, Job, LISTEN, NAMESPACE, POLICY, REDIS_URL, Settings,
+};
+use crate::failure::Failure;
+use crate::http::{self, Readiness};
+use crate::presence::{self, Identity};
+use crate::role::Role;
+use crate::telemetry;
+use orderflow_broker::{
+    Consumer, ConsumerConfig, Error as BrokerError, Publisher, TopologySpec, chain,
+    without_password,
+};
+use orderflow_core::Stage;
+use orderflow_runtime::{Env, StageLogic, StageRunner};
+use orderflow_stages::{InventoryStage, PaymentStage, Reconciler, ShippingStage};
+use orderflow_store::{Error as StoreError, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// A server that has not answered by then is reported as unreachable: a
+/// fleet being rolled out should fail fast, not hang in start-up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the health server may take to close after the work is done.
+const HTTP_DRAIN: Duration = Duration::from_secs(2);
+
+pub async fn run(settings: Settings) -> Result<(), Failure> {
+    let started_at = jiff::Timestamp::now();
+    let checked = settings.check()?;
+    let (role, common) = (settings.role, &settings.common);
+    let policy_id = checked.policy.id();
+    // Before anything slow: a SIGTERM during start-up then drains instead
+    // of killing the process halfway through a check.
+    let shutdown = orderflow_runtime::shutdown::on_signal()
+        .map_err(|e| Failure::Runtime(format!("cannot listen for SIGTERM/SIGINT: {e}")))?;
+    let metrics = telemetry::install_metrics(role, &policy_id)?;
+
+    // Health first, so an orchestrator sees a live but unready process while
+    // the start-up checks run.
+    let listener = TcpListener::bind(common.listen).await.map_err(|e| {
+        Failure::setting(
+            LISTEN,
+            format!("cannot listen on {} ({e})", common.listen),
+            "pick a free address, or port 0 for any free port",
+        )
+    })?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Failure::Runtime(format!("cannot read the bound address: {e}")))?;
+    info!("listening on {address}");
+    let readiness = Arc::new(Readiness::new(role, policy_id.clone(), shutdown.clone()));
+    let stop_http = CancellationToken::new();
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::router(readiness.clone(), metrics),
+        stop_http.clone(),
+    ));
+
+    let store = connect_store(common).await?;
+    declare_topology(role, common, &checked.spec).await?;
+    readiness.started(store.clone());
+    info!(
+        role = role.as_str(),
+        policy_id = %policy_id,
+        namespace = common.namespace,
+        actor = checked.actor,
+        "started"
+    );
+
+    let identity = Identity {
+        actor: checked.actor.clone(),
+        role: role.as_str().to_owned(),
+        policy_id: policy_id.to_string(),
+        started_at,
+    };
+    let env = Env {
+        store: store.clone(),
+        policy: Arc::new(checked.policy),
+        policy_id,
+        spec: Arc::new(checked.spec),
+        actor: checked.actor,
+    };
+    // The heartbeat and the pause watch last until the work is drained.
+    let stop_presence = CancellationToken::new();
+    let worked = match checked.job {
+        Job::Stage {
+            stage,
+            downstreams,
+            consume,
+        } => {
+            let (paused, watcher) =
+                presence::pause_watch(store.clone(), stage, stop_presence.clone()).await;
+            let beat = presence::heartbeat(
+                store,
+                identity,
+                Some(downstreams.clone()),
+                Some(paused.clone()),
+                stop_presence.clone(),
+            );
+            let run = Consuming {
+                env,
+                role,
+                common,
+                consume: &consume,
+                shutdown,
+                paused,
+            };
+            let worked = match stage {
+                Stage::Inventory => run.queue(InventoryStage::new(downstreams)).await,
+                Stage::Payment => run.queue(PaymentStage::new(downstreams)).await,
+                Stage::Shipping => run.queue(ShippingStage::new(downstreams)).await,
+            };
+            stop_presence.cancel();
+            let _ = tokio::join!(beat, watcher);
+            worked
+        }
+        Job::Reconcile => {
+            let beat = presence::heartbeat(store, identity, None, None, stop_presence.clone());
+            let worked = reconcile(env, common, shutdown).await;
+            stop_presence.cancel();
+            let _ = beat.await;
+            worked
+        }
+    };
+
+    stop_http.cancel();
+    // A scrape in progress may finish; a stuck client must not hold the exit.
+    match tokio::time::timeout(HTTP_DRAIN, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!("the health server failed: {e}"),
+        Ok(Err(e)) => warn!("the health server stopped abnormally: {e}"),
+        Err(_) => warn!("the health server did not stop within {HTTP_DRAIN:?}; exiting anyway"),
+    }
+    if worked.is_ok() {
+        info!("drained, exiting");
+    }
+    worked
+}
+
+/// Redis must answer at start: a worker that cannot record anything must
+/// not take deliveries.
+async fn connect_store(common: &Common) -> Result<Store, Failure> {
+    let shown = without_password(&common.redis_url);
+    // Error texts may quote the URL: never with its password.
+    let masked = |e: &StoreError| e.to_string().replace(&common.redis_url, &shown);
+    let fix = "start Redis (`redis-server --daemonize yes`) or point the setting at a running one";
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Store::connect(&common.redis_url, &common.namespace),
+    )
+    .await
+    {
+        Ok(Ok(store)) => Ok(store),
+        Ok(Err(e @ StoreError::InvalidNamespace(_))) => Err(Failure::setting(
+            NAMESPACE,
+            e,
+            "use 1-64 ASCII letters, digits, `.`, `-` and `_`",
+        )),
+        Ok(Err(e @ StoreError::InvalidArgument(_))) => Err(Failure::setting(
+            REDIS_URL,
+            masked(&e),
+            "give a URL such as redis://host:6379",
+        )),
+        Ok(Err(e)) => Err(Failure::setting(
+            REDIS_URL,
+            format!("cannot reach Redis at {shown} ({})", masked(&e)),
+            fix,
+        )),
+        Err(_) => Err(Failure::setting(
+            REDIS_URL,
+            format!("cannot reach Redis at {shown}: no answer within {CONNECT_TIMEOUT:?}"),
+            fix,
+        )),
+    }
+}
+
+/// RabbitMQ must answer at start, and the namespace's queues must match the
+/// policy; every role declares them, so the first process up creates them
+/// and the reconciler can publish before any worker has started.
+async fn declare_topology(role: Role, common: &Common, spec: &TopologySpec) -> Result<(), Failure> {
+    let shown = without_password(&common.amqp_url);
+    let name = format!("{}.{}.startup", common.namespace, role.binary());
+    let connection = match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        orderflow_broker::connect_named(&common.amqp_url, &name),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => connection,
+        // The broker's text says where and what to check.
+        Ok(Err(e)) => return Err(Failure::Startup(format!("{AMQP_URL}: {}", chain(&e)))),
+        Err(_) => {
+            return Err(Failure::setting(
+                AMQP_URL,
+                format!(
+                    "cannot connect to RabbitMQ at {shown}: no answer within {CONNECT_TIMEOUT:?}"
+                ),
+                "start RabbitMQ (`rabbitmq-server -detached`) or point the setting at a running one",
+            ));
+        }
+    };
+    let declared = orderflow_broker::declare(&connection, spec).await;
+    let _ = connection.close(200, "start-up checks done".into()).await;
+    declared.map_err(|e| match e {
+        BrokerError::TopologyConflict { .. } | BrokerError::ExchangeConflict { .. } => {
+            Failure::Startup(format!(
+                "{POLICY}: the policy does not match the queues namespace `{}` already has: {}",
+                common.namespace,
+                chain(&e)
+            ))
+        }
+        _ => Failure::Startup(format!(
+            "cannot declare the queues of namespace `{}` on RabbitMQ at {shown}: {}",
+            common.namespace,
+            chain(&e)
+        )),
+    })
+}
+
+/// What a stage worker runs its logic with.
+struct Consuming<'a> {
+    env: Env,
+    role: Role,
+    common: &'a Common,
+    consume: &'a Consume,
+    shutdown: CancellationToken,
+    /// Whether an operator paused the stage: no deliveries while it is.
+    paused: watch::Receiver<bool>,
+}
+
+impl Consuming<'_> {
+    /// The runtime's stage loop around the stage's logic, on the stage's
+    /// work queue, until drained; taking nothing while the stage is paused.
+    async fn queue<L: StageLogic>(self, logic: L) -> Result<(), Failure> {
+        let spec = TopologySpec::clone(&self.env.spec);
+        let queue = spec.names().work_queue(logic.stage());
+        let config = ConsumerConfig {
+            amqp_url: self.common.amqp_url.clone(),
+            queue: queue.clone(),
+            prefetch: self.consume.prefetch,
+            concurrency: usize::try_from(self.consume.concurrency).unwrap_or(usize::MAX),
+            shutdown_grace: self.consume.shutdown_grace,
+            consumer_tag_prefix: format!("{}.{}", self.common.namespace, self.role.binary()),
+        };
+        let runner = StageRunner::new(logic, self.env);
+        Consumer::run_pausable(config, spec, runner, self.shutdown, self.paused)
+            .await
+            .map_err(|e| Failure::Runtime(format!("consuming `{queue}`: {}", chain(&e))))
+    }
+}
+
+async fn reconcile(env: Env, common: &Common, shutdown: CancellationToken) -> Result<(), Failure> {
+    let publisher = Publisher::lazy(
+        &common.amqp_url,
+        &format!("{}.reconciler.publisher", common.namespace),
+    );
+    let reconciled = Reconciler::new(env, publisher.clone()).run(shutdown).await;
+    publisher.close().await;
+    reconciled.map_err(|e| Failure::Runtime(format!("reconciler: {}", chain(&e))))
+}

@@ -1,0 +1,444 @@
+//! Reading what happened — the simulator's ledger, orders and audit entries
+//! in the store, messages parked in exception queues, customer events — and
+//! waiting for orders to get somewhere.
+
+use crate::Fleet;
+use downstream_sim::Ledger;
+use orderflow_broker::{Meta, Settlement, admin};
+use orderflow_core::message::OrderId;
+use orderflow_core::state::Disposition;
+use orderflow_core::{OrderState, Stage};
+use orderflow_store::{AuditEntry, OrderRecord};
+use serde::Deserialize;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// How often the waits poll.
+const POLL: Duration = Duration::from_millis(50);
+
+/// A customer-facing event from `{ns}.events.all`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Event {
+    /// `order.paid`, `fulfilment.packed`, ...
+    #[serde(skip)]
+    pub routing_key: String,
+    pub event_id: String,
+    pub order_id: String,
+    pub state: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub at: String,
+}
+
+/// A message parked in an exception queue, as it is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    pub queue: String,
+    pub body: Vec<u8>,
+    pub meta: Meta,
+    pub redelivered: bool,
+}
+
+impl Parked {
+    /// The `orderflow-reason` header.
+    pub fn reason(&self) -> Option<&str> {
+        self.meta.reason.as_deref()
+    }
+
+    /// The `orderflow-order-id` header, else the body's `order_id`.
+    pub fn order_id(&self) -> Option<String> {
+        self.meta.order_id.clone().or_else(|| {
+            serde_json::from_slice::<serde_json::Value>(&self.body)
+                .ok()?
+                .get("order_id")?
+                .as_str()
+                .map(str::to_owned)
+        })
+    }
+
+    /// The `orderflow-validation-errors` header of a malformed message.
+    pub fn validation_errors(&self) -> Option<&str> {
+        self.meta
+            .extra
+            .get("orderflow-validation-errors")
+            .map(String::as_str)
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Where an order is: terminal, or waiting for a person.
+pub fn is_settled(state: OrderState) -> bool {
+    state.disposition() != Disposition::InFlight
+}
+
+fn order_id(id: &str) -> OrderId {
+    OrderId::parse(id).unwrap_or_else(|| panic!("`{id}` is not a valid order id"))
+}
+
+impl Fleet {
+    /// `GET /_ledger`: what really happened downstream.
+    pub async fn ledger(&self) -> Ledger {
+        let url = format!("{}/_ledger", self.sim_url);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert!(
+            response.status().is_success(),
+            "GET {url}: {}",
+            response.status()
+        );
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: unreadable ledger: {e}"))
+    }
+
+    /// The order as the store has it; `None` if it does not exist. A store
+    /// error (Redis restarting) is retried for a few seconds.
+    pub async fn order(&self, id: &str) -> Option<OrderRecord> {
+        let id = order_id(id);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.store.get_order(&id).await {
+                Ok(record) => return record,
+                Err(e) if Instant::now() > deadline => panic!("reading order {id}: {e}"),
+                Err(_) => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
+    /// The order, which must exist.
+    pub async fn expect_order(&self, id: &str) -> OrderRecord {
+        self.order(id)
+            .await
+            .unwrap_or_else(|| panic!("order {id} is not in the store"))
+    }
+
+    /// The order's audit entries, oldest first.
+    pub async fn audit(&self, id: &str) -> Vec<AuditEntry> {
+        let id = order_id(id);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.store.order_audit(&id).await {
+                Ok(entries) => return entries,
+                Err(e) if Instant::now() > deadline => panic!("reading the audit of {id}: {e}"),
+                Err(_) => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
+    /// The states the order went through, from its audit stream:
+    /// `received → reserved → paid`.
+    pub async fn history(&self, id: &str) -> String {
+        let audit = self.audit(id).await;
+        let mut out = String::new();
+        for entry in &audit {
+            if entry.from.is_some() && entry.from == Some(entry.to) {
+                let _ = write!(out, " [{}]", entry.event);
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str(" → ");
+            }
+            let _ = write!(out, "{}", entry.to);
+            if let Some(reason) = &entry.reason {
+                let _ = write!(out, " ({reason})");
+            }
+        }
+        if out.is_empty() {
+            "(no audit entries)".into()
+        } else {
+            out
+        }
+    }
+
+    /// Every message in a stage's exception queue, read without consuming:
+    /// each is taken unsettled and all are returned to the queue at the end.
+    pub async fn exceptions(&self, stage: Stage) -> Vec<Parked> {
+        let queue = self.spec.names().exception_queue(stage);
+        let mut held = Vec::new();
+        let mut parked = Vec::new();
+        while let Some(fetched) = admin::get(&self.conn, &queue)
+            .await
+            .unwrap_or_else(|e| panic!("reading {queue}: {}", orderflow_broker::chain(&e)))
+        {
+            let message = fetched.message();
+            parked.push(Parked {
+                queue: queue.clone(),
+                body: message.body().to_vec(),
+                meta: message.meta().clone(),
+                redelivered: message.redelivered(),
+            });
+            held.push(fetched);
+            if held.len() > 1_000 {
+                break;
+            }
+        }
+        for fetched in held {
+            let _ = fetched.settle(Settlement::Requeue).await;
+        }
+        parked
+    }
+
+    /// The messages parked in a stage's exception queue for `order`.
+    pub async fn exceptions_for(&self, stage: Stage, order: &str) -> Vec<Parked> {
+        self.exceptions(stage)
+            .await
+            .into_iter()
+            .filter(|p| p.order_id().as_deref() == Some(order))
+            .collect()
+    }
+
+    /// Every customer event so far. Events are taken (acked) from
+    /// `{ns}.events.all` into the fleet, so each call returns the ones of
+    /// earlier calls too.
+    pub async fn events(&self) -> Vec<Event> {
+        let queue = self.spec.names().events_queue();
+        let mut events = self.events.lock().await;
+        while let Some(fetched) = admin::get(&self.conn, &queue)
+            .await
+            .unwrap_or_else(|e| panic!("reading {queue}: {}", orderflow_broker::chain(&e)))
+        {
+            let message = fetched.message();
+            match serde_json::from_slice::<Event>(message.body()) {
+                Ok(mut event) => {
+                    event.routing_key = message.routing_key().to_owned();
+                    events.push(event);
+                }
+                Err(e) => panic!(
+                    "an unreadable customer event ({e}): {}",
+                    String::from_utf8_lossy(message.body())
+                ),
+            }
+            let _ = fetched.settle(Settlement::Ack).await;
+        }
+        events.clone()
+    }
+
+    /// The order's customer events so far, duplicates (re-emissions with
+    /// the same event id) dropped.
+    pub async fn events_for(&self, order: &str) -> Vec<Event> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.events()
+            .await
+            .into_iter()
+            .filter(|e| e.order_id == order && seen.insert(e.event_id.clone()))
+            .collect()
+    }
+
+    /// The routing keys of the order's events, in arrival order.
+    pub async fn event_keys(&self, order: &str) -> Vec<String> {
+        self.events_for(order)
+            .await
+            .into_iter()
+            .map(|e| e.routing_key)
+            .collect()
+    }
+
+    /// Waits until the order's events satisfy `ready`; returns them.
+    pub async fn wait_events(
+        &self,
+        order: &str,
+        what: &str,
+        timeout: Duration,
+        ready: impl Fn(&[Event]) -> bool,
+    ) -> Vec<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let events = self.events_for(order).await;
+            if ready(&events) {
+                return events;
+            }
+            if Instant::now() > deadline {
+                let keys: Vec<&str> = events.iter().map(|e| e.routing_key.as_str()).collect();
+                panic!(
+                    "{order}: no {what} within {timeout:?}; events so far: {keys:?}; history: {}",
+                    self.history(order).await
+                );
+            }
+            tokio::time::sleep(POLL * 2).await;
+        }
+    }
+
+    /// Waits until the order exists and satisfies `ready`; returns it.
+    /// Panics after `timeout` with the order's history.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        ready: impl Fn(&OrderRecord) -> bool,
+    ) -> OrderRecord {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(record)) = self.store.get_order(&order_id(id)).await
+                && ready(&record)
+            {
+                return record;
+            }
+            if Instant::now() > deadline {
+                let now = self.order(id).await;
+                panic!(
+                    "{id}: not {what} within {timeout:?}; now {}; history: {}",
+                    now.map_or("absent from the store".to_owned(), |r| format!(
+                        "{} v{} reason {:?}",
+                        r.state, r.version, r.reason
+                    )),
+                    self.history(id).await
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until the order is in one of `states`.
+    pub async fn wait_state(
+        &self,
+        id: &str,
+        states: &[OrderState],
+        timeout: Duration,
+    ) -> OrderRecord {
+        let what = format!("in {states:?}");
+        self.wait_for(id, &what, timeout, |r| states.contains(&r.state))
+            .await
+    }
+
+    /// Waits until every order is terminal (delivered, rejected, cancelled)
+    /// or needs a person (blocked, escalated). Panics listing the others.
+    pub async fn wait_settled(&self, ids: &[String], timeout: Duration) -> Vec<OrderRecord> {
+        let deadline = Instant::now() + timeout;
+        let mut pending: Vec<String> = ids.to_vec();
+        loop {
+            let mut still = Vec::new();
+            for id in &pending {
+                match self.store.get_order(&order_id(id)).await {
+                    Ok(Some(record)) if is_settled(record.state) => {}
+                    _ => still.push(id.clone()),
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let mut report = String::new();
+                for id in pending.iter().take(20) {
+                    let _ = writeln!(report, "  {id}: {}", self.history(id).await);
+                }
+                panic!(
+                    "{} of {} orders not settled within {timeout:?}:\n{report}",
+                    pending.len(),
+                    ids.len()
+                );
+            }
+            tokio::time::sleep(POLL * 2).await;
+        }
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            records.push(self.expect_order(id).await);
+        }
+        records
+    }
+
+    /// Waits until every order this fleet placed has settled.
+    pub async fn wait_all_settled(&self, timeout: Duration) -> Vec<OrderRecord> {
+        let ids = self.placed_ids();
+        self.wait_settled(&ids, timeout).await
+    }
+
+    /// Ids of the valid orders placed so far.
+    pub fn placed_ids(&self) -> Vec<String> {
+        self.tracked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .placed
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until the ledger satisfies `ready`; returns it.
+    pub async fn wait_ledger(
+        &self,
+        what: &str,
+        timeout: Duration,
+        ready: impl Fn(&Ledger) -> bool,
+    ) -> Ledger {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ledger = self.ledger().await;
+            if ready(&ledger) {
+                return ledger;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the ledger shows no {what} within {timeout:?}: {ledger:#?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until a stage's exception queue holds a message matching
+    /// `ready`; returns it.
+    pub async fn wait_parked(
+        &self,
+        stage: Stage,
+        what: &str,
+        timeout: Duration,
+        ready: impl Fn(&Parked) -> bool,
+    ) -> Parked {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let parked = self.exceptions(stage).await;
+            if let Some(found) = parked.iter().find(|p| ready(p)) {
+                return found.clone();
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<String> = parked
+                    .iter()
+                    .map(|p| format!("{:?} {:?}", p.order_id(), p.reason()))
+                    .collect();
+                panic!("{stage} exceptions: no {what} within {timeout:?}; there: {seen:?}");
+            }
+            tokio::time::sleep(POLL * 4).await;
+        }
+    }
+
+    /// Refunds the order's payment on the simulator itself (not through the
+    /// fleet), as a provider-side reversal would; the invariants then do not
+    /// count that refund against the fleet.
+    pub async fn refund_on_sim(&self, order: &str) {
+        let ledger = self.ledger().await;
+        let payment = ledger
+            .payments
+            .iter()
+            .find(|p| p.order_id == order)
+            .unwrap_or_else(|| panic!("{order} has no payment to refund"));
+        self.tracked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .external_refunds
+            .insert(order.to_owned());
+        let url = format!("{}/v1/payments/{}/refund", self.sim_url, payment.id);
+        let response = self
+            .http
+            .post(&url)
+            .header("Idempotency-Key", format!("e2e-refund-{order}"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "POST {url}: {status} {text}");
+    }
+}

@@ -1,0 +1,179 @@
+//! I9 and friends under a mixed load with simulator faults: workers killed
+//! with -9 and restarted, a worker drained by SIGTERM, the namespace's
+//! broker connections dropped, the (private, append-only) Redis crashed and
+//! restarted. At the end every order has settled and I1–I9 hold.
+
+use orderflow_e2e::{Fleet, FleetOptions, Order, OrderState, WorkerKind};
+use std::time::Duration;
+
+/// A fault run settles slower: leases of killed workers lapse first.
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// Mostly good orders, and each business outcome the stages treat
+/// differently: scarce stock, declines, slow and failed payments, a
+/// refused destination.
+fn mixed(prefix: &str, n: usize) -> Vec<Order> {
+    (0..n)
+        .map(|i| {
+            let order = Order::new(&format!("{prefix}-{i}")).customer(&format!("cust-{}", i % 37));
+            match i % 20 {
+                0 => order.sku("SKU-SCARCE", 3),
+                1 => order.token("tok_declined"),
+                2 => order.token("tok_insufficient_funds"),
+                3 => order.token("tok_processing"),
+                4 => order.token("tok_processing_fail"),
+                5 => order.country("ZZ"),
+                6 => order.token("tok_fraud"),
+                7 => order.sku("SKU-7", 2).line("SKU-8", 1, 300),
+                _ => order,
+            }
+        })
+        .collect()
+}
+
+/// How many orders ended where, for the test's output.
+fn tally(records: &[orderflow_e2e::OrderRecord]) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for record in records {
+        let key = match &record.reason {
+            Some(reason) => format!("{} ({reason})", record.state),
+            None => record.state.to_string(),
+        };
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    format!("{counts:?}")
+}
+
+/// Good orders (tok_ok, a supported country, plentiful stock) may end
+/// delayed or escalated under faults, never refused or rolled back.
+async fn assert_good_orders_not_refused(fleet: &Fleet, orders: &[Order]) {
+    for order in orders {
+        let plain = order.payment_token == "tok_ok"
+            && order.country != "ZZ"
+            && order.items.iter().all(|(sku, _, _)| sku != "SKU-SCARCE");
+        if !plain {
+            continue;
+        }
+        let record = fleet.expect_order(&order.order_id).await;
+        assert!(
+            matches!(record.state, OrderState::Delivered | OrderState::Escalated),
+            "{} is {} ({:?}): {}",
+            order.order_id,
+            record.state,
+            record.reason,
+            fleet.history(&order.order_id).await
+        );
+    }
+}
+
+/// Producer mistakes mixed into a run (I7: each parked once, no worker
+/// stopped).
+fn malformed(prefix: &str) -> Vec<Vec<u8>> {
+    vec![
+        format!("{prefix}: not json").into_bytes(),
+        format!(r#"{{"schema":"order.placed/v1","order_id":"{prefix}-bad"}}"#).into_bytes(),
+        format!(r#"{{"schema":"order.cancel/v1","order_id":"{prefix}-bad","reason":""}}"#)
+            .into_bytes(),
+    ]
+}
+
+fn replicated(options: FleetOptions) -> FleetOptions {
+    options
+        .profile_fixture("mixed-faults")
+        .replicas(WorkerKind::Inventory, 2)
+        .replicas(WorkerKind::Payment, 2)
+        .replicas(WorkerKind::Shipping, 2)
+        .replicas(WorkerKind::Reconciler, 2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_mid_run_lose_and_repeat_nothing() {
+    let fleet = Fleet::start(replicated(FleetOptions::new())).await;
+    let orders = mixed("ord-kill", 200);
+    let publishing = async {
+        for chunk in orders.chunks(25) {
+            fleet.place_all(chunk).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let killing = async {
+        let mut killed = Vec::new();
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            killed.push(fleet.kill_and_restart_random_worker());
+        }
+        killed
+    };
+    let ((), killed) = tokio::join!(publishing, killing);
+    eprintln!("killed and restarted: {killed:?}");
+
+    let records = fleet.settle_and_check(SETTLE).await;
+    eprintln!("settled: {}", tally(&records));
+    assert_good_orders_not_refused(&fleet, &orders).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_drains_a_worker_without_losing_its_orders() {
+    let fleet = Fleet::start(replicated(FleetOptions::new())).await;
+    let orders = mixed("ord-term", 80);
+    fleet.place_all(&orders).await;
+    for input in malformed("term") {
+        fleet.publish_malformed(&input).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = fleet
+        .terminate_worker(WorkerKind::Payment, 0, Duration::from_secs(20))
+        .expect("a SIGTERM'd worker exits within its grace period");
+    assert!(status.success(), "a drained worker exits 0: {status}");
+    let status = fleet
+        .terminate_worker(WorkerKind::Shipping, 1, Duration::from_secs(20))
+        .expect("a SIGTERM'd worker exits within its grace period");
+    assert!(status.success(), "a drained worker exits 0: {status}");
+    fleet.start_worker(WorkerKind::Payment, 0);
+    fleet.start_worker(WorkerKind::Shipping, 1);
+
+    let records = fleet.settle_and_check(SETTLE).await;
+    eprintln!("settled: {}", tally(&records));
+    assert_good_orders_not_refused(&fleet, &orders).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_broker_connections_lose_nothing() {
+    let fleet = Fleet::start(replicated(FleetOptions::new())).await;
+    let orders = mixed("ord-conn", 150);
+    let (first, second) = orders.split_at(75);
+    fleet.place_all(first).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let closed = fleet.close_broker_connections().await;
+    assert!(
+        closed >= 6,
+        "the six stage workers' connections at least: {closed}"
+    );
+    fleet.place_all(second).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    fleet.close_broker_connections().await;
+
+    let records = fleet.settle_and_check(SETTLE).await;
+    eprintln!("settled: {}", tally(&records));
+    assert_good_orders_not_refused(&fleet, &orders).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_crash_and_restart_loses_nothing() {
+    let fleet = Fleet::start(replicated(FleetOptions::new()).private_redis()).await;
+    let orders = mixed("ord-redis", 150);
+    let (first, second) = orders.split_at(75);
+    fleet.place_all(first).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    fleet.restart_redis().await;
+    for input in malformed("redis") {
+        fleet.publish_malformed(&input).await;
+    }
+    fleet.place_all(second).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    fleet.restart_redis().await;
+
+    let records = fleet.settle_and_check(SETTLE).await;
+    eprintln!("settled: {}", tally(&records));
+    assert_good_orders_not_refused(&fleet, &orders).await;
+}

@@ -1,0 +1,83 @@
+//! The harness itself: each control a fault test relies on does what it
+//! says — kill -9 and restart, SIGTERM, dropping this namespace's broker
+//! connections (and only those), restarting the private Redis on its
+//! append-only file — and exception queues are read without consuming.
+
+use orderflow_e2e::{Fleet, FleetOptions, Stage, WorkerKind};
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(15);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controls_act_on_this_fleet_only() {
+    let fleet = Fleet::start(FleetOptions::new().private_redis()).await;
+    let other = Fleet::start(FleetOptions::new()).await;
+
+    // Exception queues are read without consuming.
+    fleet.publish_malformed(b"harness: not json").await;
+    let parked = fleet
+        .wait_parked(Stage::Inventory, "malformed input", WITHIN, |p| {
+            p.body == b"harness: not json"
+        })
+        .await;
+    assert_eq!(parked.reason(), Some("malformed"));
+    assert_eq!(fleet.exceptions(Stage::Inventory).await.len(), 1);
+    assert_eq!(fleet.exceptions(Stage::Inventory).await.len(), 1);
+
+    // Broker connections: this fleet's workers lose theirs, the other
+    // fleet's and the harness's stay.
+    let closed = fleet.close_broker_connections().await;
+    assert!(
+        closed >= 3,
+        "expected the three stage workers' connections at least, closed {closed}"
+    );
+    let survivors = orderflow_e2e::fleet::list_connections();
+    assert!(
+        survivors.iter().any(|c| c.name.contains(other.namespace())),
+        "another fleet's connections were closed too: {survivors:?}"
+    );
+    // The inventory worker reconnects and parks the next malformed message.
+    fleet
+        .publish_malformed(b"harness: after the connection loss")
+        .await;
+    fleet
+        .wait_parked(
+            Stage::Inventory,
+            "a message after reconnecting",
+            WITHIN,
+            |p| p.body == b"harness: after the connection loss",
+        )
+        .await;
+
+    // kill -9 and restart.
+    fleet.kill_worker(WorkerKind::Payment, 0);
+    let dead = fleet.dead_workers();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].starts_with("payment-worker#0"), "{dead:?}");
+    fleet.restart_worker(WorkerKind::Payment, 0);
+    fleet.wait_ready(WITHIN).await;
+    assert!(fleet.dead_workers().is_empty());
+
+    // SIGTERM drains and exits 0.
+    let status = fleet
+        .terminate_worker(WorkerKind::Inventory, 0, WITHIN)
+        .expect("the worker exits after SIGTERM");
+    assert!(status.success(), "a drained worker exits cleanly: {status}");
+    fleet.start_worker(WorkerKind::Inventory, 0);
+    fleet.wait_ready(WITHIN).await;
+
+    // The private Redis comes back with what it had.
+    let before = fleet
+        .store()
+        .server_time_ms()
+        .await
+        .expect("the private Redis answers");
+    fleet.restart_redis().await;
+    assert!(fleet.store().server_time_ms().await.unwrap() >= before);
+    fleet.wait_ready(WITHIN).await;
+
+    let ledger = fleet.ledger().await;
+    assert!(ledger.payments.is_empty() && ledger.reservations.is_empty());
+    fleet.assert_invariants().await;
+    other.assert_invariants().await;
+}
