@@ -4,11 +4,11 @@
 
 use crate::Fleet;
 use downstream_sim::Ledger;
-use orderflow_broker::{Meta, Settlement, admin};
+use orderflow_broker::{Settlement, admin};
 use orderflow_core::message::OrderId;
-use orderflow_core::state::Disposition;
 use orderflow_core::{OrderState, Stage};
 use orderflow_store::{AuditEntry, OrderRecord};
+pub use orderflow_verify::{Parked, is_settled};
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -31,50 +31,6 @@ pub struct Event {
     pub message: String,
     #[serde(default)]
     pub at: String,
-}
-
-/// A message parked in an exception queue, as it is there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parked {
-    pub queue: String,
-    pub body: Vec<u8>,
-    pub meta: Meta,
-    pub redelivered: bool,
-}
-
-impl Parked {
-    /// The `orderflow-reason` header.
-    pub fn reason(&self) -> Option<&str> {
-        self.meta.reason.as_deref()
-    }
-
-    /// The `orderflow-order-id` header, else the body's `order_id`.
-    pub fn order_id(&self) -> Option<String> {
-        self.meta.order_id.clone().or_else(|| {
-            serde_json::from_slice::<serde_json::Value>(&self.body)
-                .ok()?
-                .get("order_id")?
-                .as_str()
-                .map(str::to_owned)
-        })
-    }
-
-    /// The `orderflow-validation-errors` header of a malformed message.
-    pub fn validation_errors(&self) -> Option<&str> {
-        self.meta
-            .extra
-            .get("orderflow-validation-errors")
-            .map(String::as_str)
-    }
-
-    pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Where an order is: terminal, or waiting for a person.
-pub fn is_settled(state: OrderState) -> bool {
-    state.disposition() != Disposition::InFlight
 }
 
 fn order_id(id: &str) -> OrderId {
