@@ -21,6 +21,9 @@ pub enum Command {
     States,
     /// Publish producer messages: generated demo orders or a JSONL file.
     Publish(PublishArgs),
+    /// Run the whole fleet on a demo load against the simulator, then check
+    /// every invariant against its ledger.
+    Demo(crate::demo::DemoArgs),
     /// Exception queues: list, peek, export/import, replay, discard, edit.
     #[command(subcommand)]
     Exceptions(crate::exceptions::ExceptionsCommand),

@@ -3,6 +3,7 @@
 //! input, 3 refused as unsafe).
 
 mod cli;
+mod demo;
 mod exceptions;
 mod fleet_args;
 mod order_cmd;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         cli::Command::Publish(args) => publish::run(args),
+        cli::Command::Demo(args) => demo::run(args),
         cli::Command::Exceptions(command) => exceptions::run(command),
         cli::Command::Status(args) => status_cmd::run(args),
         cli::Command::Order(command) => order_cmd::run(command),

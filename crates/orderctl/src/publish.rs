@@ -18,10 +18,10 @@ use tokio::task::JoinSet;
 const IN_FLIGHT: usize = 64;
 
 /// One message ready to publish.
-struct Message {
-    routing_key: &'static str,
-    message_id: String,
-    body: Vec<u8>,
+pub struct Message {
+    pub routing_key: &'static str,
+    pub message_id: String,
+    pub body: Vec<u8>,
 }
 
 pub fn run(args: PublishArgs) -> ExitCode {
@@ -85,7 +85,7 @@ fn message(inbound: &Inbound, body: Vec<u8>) -> Message {
 }
 
 /// `count` valid orders from `seed`: the same seed gives the same orders.
-fn generate(count: usize, seed: u64, mix: Mix) -> Vec<Message> {
+pub fn generate(count: usize, seed: u64, mix: Mix) -> Vec<Message> {
     let mut rng = StdRng::seed_from_u64(seed);
     let placed_at = jiff::Timestamp::now().to_string();
     (0..count)
@@ -150,39 +150,8 @@ async fn publish(args: &PublishArgs, messages: Vec<Message>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let limiter = args
-        .rate
-        .and_then(NonZeroU32::new)
-        .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
     let total = messages.len();
-    let mut confirmed = 0usize;
-    let mut failure = None;
-    let mut in_flight = JoinSet::new();
-    for message in messages {
-        if let Some(limiter) = &limiter {
-            limiter.until_ready().await;
-        }
-        while in_flight.len() >= IN_FLIGHT || (failure.is_some() && !in_flight.is_empty()) {
-            settle(in_flight.join_next().await, &mut confirmed, &mut failure);
-        }
-        if failure.is_some() {
-            break;
-        }
-        let outgoing = Outgoing {
-            exchange: exchange.clone(),
-            routing_key: message.routing_key.to_owned(),
-            body: message.body,
-            meta: Meta {
-                message_id: Some(message.message_id),
-                ..Meta::default()
-            },
-        };
-        let publisher = publisher.clone();
-        in_flight.spawn(async move { publisher.publish(outgoing).await });
-    }
-    while let Some(done) = in_flight.join_next().await {
-        settle(Some(done), &mut confirmed, &mut failure);
-    }
+    let (confirmed, failure) = send(&publisher, &exchange, messages, args.rate).await;
     publisher.close().await;
 
     if args.json {
@@ -203,6 +172,49 @@ async fn publish(args: &PublishArgs, messages: Vec<Message>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Publishes every message to `exchange` with confirms, at most `rate` a
+/// second; returns how many the broker confirmed, and the first failure
+/// explained (after which nothing more is sent).
+pub async fn send(
+    publisher: &Publisher,
+    exchange: &str,
+    messages: Vec<Message>,
+    rate: Option<u32>,
+) -> (usize, Option<String>) {
+    let limiter = rate
+        .and_then(NonZeroU32::new)
+        .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
+    let mut confirmed = 0usize;
+    let mut failure = None;
+    let mut in_flight = JoinSet::new();
+    for message in messages {
+        if let Some(limiter) = &limiter {
+            limiter.until_ready().await;
+        }
+        while in_flight.len() >= IN_FLIGHT || (failure.is_some() && !in_flight.is_empty()) {
+            settle(in_flight.join_next().await, &mut confirmed, &mut failure);
+        }
+        if failure.is_some() {
+            break;
+        }
+        let outgoing = Outgoing {
+            exchange: exchange.to_owned(),
+            routing_key: message.routing_key.to_owned(),
+            body: message.body,
+            meta: Meta {
+                message_id: Some(message.message_id),
+                ..Meta::default()
+            },
+        };
+        let publisher = publisher.clone();
+        in_flight.spawn(async move { publisher.publish(outgoing).await });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        settle(Some(done), &mut confirmed, &mut failure);
+    }
+    (confirmed, failure)
 }
 
 fn settle(

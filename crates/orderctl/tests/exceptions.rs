@@ -128,10 +128,32 @@ impl Namespace {
 
     async fn stop(self) {
         self.publisher.close().await;
-        orderflow_broker::topology::delete(&self.conn, &self.spec)
-            .await
-            .unwrap();
-        self.store.purge_namespace().await.unwrap();
+    }
+}
+
+impl Drop for Namespace {
+    /// Deletes the namespace's queues, exchanges and keys, also when the
+    /// test failed (on a thread of its own: drop cannot await).
+    fn drop(&mut self) {
+        let (spec, name) = (self.spec.clone(), self.name.clone());
+        let cleaned = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                if let Ok(conn) = orderflow_broker::connect(AMQP_URL).await {
+                    let _ = orderflow_broker::topology::delete(&conn, &spec).await;
+                }
+                if let Ok(store) = Store::connect(REDIS_URL, &name).await {
+                    let _ = store.purge_namespace().await;
+                }
+            });
+        })
+        .join();
+        if cleaned.is_err() && !std::thread::panicking() {
+            panic!("cleaning up namespace {} failed", self.name);
+        }
     }
 }
 

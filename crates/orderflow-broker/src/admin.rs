@@ -288,7 +288,7 @@ fn table_to_amqp(table: &BTreeMap<String, FieldValue>) -> Result<FieldTable, Err
 }
 
 /// Every AMQP basic property of a message, exactly as delivered: with
-/// [`publish_raw`] a message is published again unchanged.
+/// [`RawPublisher`] a message is published again unchanged.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawProperties {
     pub content_type: Option<String>,

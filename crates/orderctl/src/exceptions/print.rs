@@ -235,9 +235,10 @@ pub fn replayed(report: &ReplayReport, as_json: bool) {
             .iter()
             .map(|m| {
                 let p = m.prediction.as_ref();
-                let policy = p
-                    .and_then(|p| p.policy.as_ref())
-                    .map(|d| format!("{} (rule {}; given {})", d.decision, d.rule, d.given));
+                let policy = p.and_then(|p| p.policy.as_ref()).map(|d| {
+                    let when = if d.applies { "" } else { "if it ran: " };
+                    format!("{when}{} (rule {}; given {})", d.decision, d.rule, d.given)
+                });
                 vec![
                     m.id.clone(),
                     or_dash(m.order_id.as_deref()),

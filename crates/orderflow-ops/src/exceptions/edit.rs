@@ -1,8 +1,8 @@
 //! `exceptions discard` and `edit`.
 //!
 //! Discard acknowledges messages after auditing each, with the operator's
-//! reason. Edit is two calls around the operator's editor: [`open_edit`]
-//! reads the message without consuming it; [`edit`] validates the new
+//! reason. Edit is two calls around the operator's editor: [`open_edit()`]
+//! reads the message without consuming it; [`edit()`] validates the new
 //! body, sends it as a new message (id `<original>.edit-<hash>`, the same
 //! for the same edit, so repeating an edit is absorbed like any duplicate)
 //! and acknowledges the original, auditing the sha256 of both bodies. An
@@ -126,7 +126,7 @@ pub struct EditSubject {
     pub message: ExceptionMessage,
     /// The body, to edit.
     pub body: Vec<u8>,
-    /// Give it back to [`edit`]: the edit applies only to this body.
+    /// Give it back to [`edit()`]: the edit applies only to this body.
     pub sha256: String,
 }
 

@@ -1,23 +1,23 @@
 //! Exception queues (`{ns}.{stage}.exceptions`): what a person must look
 //! at, and the operator's ways out of them.
 //!
-//! - [`list`] and [`peek`] read without consuming: messages are taken with
+//! - [`list()`] and [`peek()`] read without consuming: messages are taken with
 //!   `basic.get` on one channel and all returned when it closes (the broker
 //!   marks them redelivered and, on a quorum queue, counts the delivery in
 //!   `x-delivery-count`). Both read a bounded number. A read of the whole
 //!   queue keeps its order; the broker puts messages returned from a
 //!   partial read behind the others, so a queue longer than the limit
 //!   rotates.
-//! - [`export`] drains a queue into a JSONL file ([`record`] has the line
+//! - [`export()`] drains a queue into a JSONL file ([`record`] has the line
 //!   format); a message is acknowledged only after its line is written and
 //!   synced, and a rerun acknowledges without writing what the file already
-//!   holds. [`import`] publishes such a file back, byte for byte.
-//! - [`replay`] sends messages back to their stage with the attempt count
+//!   holds. [`import()`] publishes such a file back, byte for byte.
+//! - [`replay()`] sends messages back to their stage with the attempt count
 //!   reset, under a replay id recorded per message in the store, so a
 //!   repeated or concurrent replay never sends a message twice; it can be
 //!   dry-run, rate-limited, tried on a canary first, and halts by itself
 //!   when replayed orders come back.
-//! - [`discard`] and [`edit`] remove or fix messages.
+//! - [`discard()`] and [`edit()`] remove or fix messages.
 //!
 //! Every action that changes something is audited: a note on the order the
 //! message names (actor `operator:<name>`), or a fleet audit entry when it
@@ -142,7 +142,7 @@ impl ExceptionQueues {
             .map_err(|e| self.broker_error(e))
     }
 
-    pub async fn close(self) {
+    pub async fn close(&self) {
         self.publisher.close().await;
         if self.connection.status().connected() {
             let _ = self.connection.close(200, "done".into()).await;

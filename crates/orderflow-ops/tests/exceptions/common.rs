@@ -150,14 +150,36 @@ impl Fleet {
         order
     }
 
-    /// Deletes the namespace's queues and keys.
+    /// Closes the connections; dropping the fleet deletes the namespace.
     pub async fn stop(self) {
         self.queues.close().await;
         self.publisher.close().await;
-        orderflow_broker::topology::delete(&self.connection, &self.spec)
-            .await
-            .expect("delete topology");
-        self.store.purge_namespace().await.expect("purge keys");
+    }
+}
+
+impl Drop for Fleet {
+    /// Deletes the namespace's queues, exchanges and keys, also when the
+    /// test failed (on a thread of its own: drop cannot await).
+    fn drop(&mut self) {
+        let (spec, ns) = (self.spec.clone(), self.ns.clone());
+        let cleaned = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                if let Ok(connection) = orderflow_broker::connect(&amqp_url()).await {
+                    let _ = orderflow_broker::topology::delete(&connection, &spec).await;
+                }
+                if let Ok(store) = Store::connect(&redis_url(), &ns).await {
+                    let _ = store.purge_namespace().await;
+                }
+            });
+        })
+        .join();
+        if cleaned.is_err() && !std::thread::panicking() {
+            panic!("cleaning up namespace {} failed", self.ns);
+        }
     }
 }
 

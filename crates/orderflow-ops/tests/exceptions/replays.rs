@@ -299,7 +299,12 @@ async fn a_dry_run_says_what_would_happen_and_sends_nothing() {
         "{}",
         parked.stage_will
     );
-    assert!(parked.policy.is_none());
+    let today = parked
+        .policy
+        .as_ref()
+        .expect("what the policy makes of the outcome");
+    assert!(!today.applies, "the stage absorbs it");
+    assert!(decision.applies);
     let gone = report.messages[2].prediction.as_ref().unwrap();
     assert!(
         gone.stage_will.contains("order_not_found"),
