@@ -18,8 +18,8 @@ pub mod reconciler;
 pub mod shipping;
 
 pub use downstreams::{Downstreams, Urls};
-pub use operation::{Confirmation, commit_reservation, undo};
 pub use inventory::InventoryStage;
+pub use operation::{Confirmation, commit_reservation, undo};
 pub use payment::PaymentStage;
 pub use reconciler::Reconciler;
 pub use shipping::ShippingStage;
