@@ -308,7 +308,9 @@ mod tests {
             })
         );
         assert!(check_transition(Delivered, Cancelled, None).is_err());
-        assert!(check_transition(PaymentPending, Cancelled, None).is_err());
+        // Shipping never rejects a paid order: it blocks it for a person.
+        assert!(check_transition(ShippingPending, Rejected, None).is_err());
+        assert!(check_transition(PaymentPending, Reserved, None).is_err());
     }
 
     #[test]

@@ -78,6 +78,11 @@ impl Reconciler {
     /// about.
     pub async fn round(&self) -> Result<usize, Error> {
         let policy = &self.env.policy;
+        // The fleet's orders by state, for dashboards and alerts: one
+        // reconciler's view is the fleet's (they all read the same index).
+        for (state, count) in self.env.store.count_by_state().await? {
+            metrics::gauge!("orderflow_orders", "state" => state.as_str()).set(count as f64);
+        }
         let tracking = self
             .candidates(OrderState::ShipmentAccepted, Duration::ZERO)
             .await?
@@ -144,12 +149,17 @@ impl Reconciler {
     ) -> Result<Vec<OrderId>, Error> {
         let now = jiff::Timestamp::now();
         let entries: Vec<IndexEntry> = self.env.store.orders_in_state(state, BATCH).await?;
+        let age = |entry: &IndexEntry| {
+            Duration::try_from(now.duration_since(entry.updated_at)).unwrap_or_default()
+        };
+        // How long the oldest order has waited in the state: what an alert
+        // on "pending payments older than the window" reads.
+        let oldest = entries.first().map(age).unwrap_or_default();
+        metrics::gauge!("orderflow_oldest_order_seconds", "state" => state.as_str())
+            .set(oldest.as_secs_f64());
         Ok(entries
             .into_iter()
-            .take_while(|entry| {
-                let waited = now.duration_since(entry.updated_at);
-                Duration::try_from(waited).unwrap_or_default() >= older_than
-            })
+            .take_while(|entry| age(entry) >= older_than)
             .map(|entry| entry.order_id)
             .collect())
     }
