@@ -3,7 +3,7 @@
 //!
 //! `cargo test -p orderflow-e2e` builds this package and its libraries, not
 //! other packages' binaries. When one is missing, the first test to need it
-//! runs `cargo build --bins -p orderflow-worker -p downstream-sim` once per
+//! runs `cargo build --bins -p orderflow-worker -p downstream-sim -p orderctl` once per
 //! test executable and says so. Binaries that exist are used as they are:
 //! after changing a worker, rebuild it (or set `ORDERFLOW_E2E_REBUILD=1`).
 
@@ -14,13 +14,17 @@ use std::sync::OnceLock;
 /// The simulator of the three downstream APIs.
 pub const SIM: &str = "downstream-sim";
 
-/// Every binary a fleet starts.
-pub const ALL: [&str; 5] = [
+/// The operator's tool, for the tests that act as an operator.
+pub const CTL: &str = "orderctl";
+
+/// Every binary a fleet starts, and the operator's tool.
+pub const ALL: [&str; 6] = [
     "inventory-worker",
     "payment-worker",
     "shipping-worker",
     "reconciler",
     SIM,
+    CTL,
 ];
 
 /// `target/<profile>`: where cargo put the test executable's siblings.
@@ -67,11 +71,14 @@ fn ensure_built(dir: &Path) -> Result<(), String> {
     // Build only the packages whose binaries are missing: a worker crate
     // that does not compile right now must not keep the simulator away.
     let mut packages = Vec::new();
-    if forced || missing.iter().any(|b| *b != SIM) {
+    if forced || missing.iter().any(|b| *b != SIM && *b != CTL) {
         packages.push("orderflow-worker");
     }
     if forced || missing.contains(&SIM) {
         packages.push("downstream-sim");
+    }
+    if forced || missing.contains(&CTL) {
+        packages.push("orderctl");
     }
     let mut command = Command::new(&cargo);
     command.current_dir(workspace).args(["build", "--bins"]);
