@@ -7,7 +7,7 @@
 use crate::Downstreams;
 use crate::events::order_event;
 use crate::ingress::{self, Message};
-use crate::operation::{INVENTORY, conclude, decide_operation, escalate, placed};
+use crate::operation::{INVENTORY, conclude, decide_operation, placed};
 use crate::{cancel, deadline};
 use orderflow_broker::Incoming;
 use orderflow_core::{OrderState, Stage};
@@ -54,15 +54,7 @@ impl StageLogic for InventoryStage {
         }
         let placed = match placed(order) {
             Ok(placed) => placed,
-            Err(detail) => {
-                return Ok(escalate(
-                    "order_unreadable",
-                    None,
-                    Some(detail),
-                    "order.unreadable.escalate",
-                    vec![],
-                ));
-            }
+            Err(unreadable) => return Ok(unreadable),
         };
         let api = &self.downstreams.inventory;
         let key = INVENTORY.key(order, Operation::Reserve);

@@ -122,10 +122,18 @@ pub fn check_of(job: &Job) -> Option<orderflow_runtime::Check> {
         .and_then(|step| step.check)
 }
 
-/// The order as the producer placed it, stored with the order at ingress.
-pub fn placed(order: &OrderRecord) -> Result<OrderPlaced, String> {
-    serde_json::from_value(order.body.clone())
-        .map_err(|err| format!("the stored order body is unreadable: {err}"))
+/// The order as the producer placed it, stored with the order at ingress;
+/// unreadable (only a bug or tampering), the order is escalated.
+pub fn placed(order: &OrderRecord) -> Result<OrderPlaced, Effect> {
+    serde_json::from_value(order.body.clone()).map_err(|err| {
+        escalate(
+            "order_unreadable",
+            None,
+            Some(format!("the stored order body is unreadable: {err}")),
+            "order.unreadable.escalate",
+            vec![],
+        )
+    })
 }
 
 /// Whether a call that must eventually succeed (an undo, a commit) did.

@@ -7,7 +7,7 @@
 
 use crate::Downstreams;
 use crate::deadline;
-use crate::operation::{PAYMENT, check_of, conclude, decide_operation, escalate, placed};
+use crate::operation::{PAYMENT, check_of, conclude, decide_operation, placed};
 use orderflow_core::{OrderState, Stage};
 use orderflow_downstream::Operation;
 use orderflow_downstream::api::Payment;
@@ -41,15 +41,7 @@ impl StageLogic for PaymentStage {
         }
         let placed = match placed(order) {
             Ok(placed) => placed,
-            Err(detail) => {
-                return Ok(escalate(
-                    "order_unreadable",
-                    None,
-                    Some(detail),
-                    "order.unreadable.escalate",
-                    vec![],
-                ));
-            }
+            Err(unreadable) => return Ok(unreadable),
         };
         let api = &self.downstreams.payment;
         let key = PAYMENT.key(order, Operation::Charge);

@@ -9,7 +9,7 @@ use crate::Downstreams;
 use crate::deadline;
 use crate::fulfilment;
 use crate::operation::{
-    SHIPPING, check_of, commit_reservation, conclude, decide_operation, escalate, placed,
+    SHIPPING, check_of, commit_reservation, conclude, decide_operation, placed,
 };
 use orderflow_core::{Decision, OrderState, Stage};
 use orderflow_downstream::Operation;
@@ -49,15 +49,7 @@ impl StageLogic for ShippingStage {
         }
         let placed = match placed(order) {
             Ok(placed) => placed,
-            Err(detail) => {
-                return Ok(escalate(
-                    "order_unreadable",
-                    None,
-                    Some(detail),
-                    "order.unreadable.escalate",
-                    vec![],
-                ));
-            }
+            Err(unreadable) => return Ok(unreadable),
         };
         let api = &self.downstreams.shipping;
         let key = SHIPPING.key(order, Operation::Ship);
