@@ -54,7 +54,7 @@ impl StageLogic for InventoryStage {
         }
         let placed = match placed(order) {
             Ok(placed) => placed,
-            Err(unreadable) => return Ok(unreadable),
+            Err(unreadable) => return Ok(*unreadable),
         };
         let api = &self.downstreams.inventory;
         let key = INVENTORY.key(order, Operation::Reserve);

@@ -124,15 +124,15 @@ pub fn check_of(job: &Job) -> Option<orderflow_runtime::Check> {
 
 /// The order as the producer placed it, stored with the order at ingress;
 /// unreadable (only a bug or tampering), the order is escalated.
-pub fn placed(order: &OrderRecord) -> Result<OrderPlaced, Effect> {
+pub fn placed(order: &OrderRecord) -> Result<OrderPlaced, Box<Effect>> {
     serde_json::from_value(order.body.clone()).map_err(|err| {
-        escalate(
+        Box::new(escalate(
             "order_unreadable",
             None,
             Some(format!("the stored order body is unreadable: {err}")),
             "order.unreadable.escalate",
             vec![],
-        )
+        ))
     })
 }
 

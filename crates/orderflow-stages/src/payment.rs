@@ -41,7 +41,7 @@ impl StageLogic for PaymentStage {
         }
         let placed = match placed(order) {
             Ok(placed) => placed,
-            Err(unreadable) => return Ok(unreadable),
+            Err(unreadable) => return Ok(*unreadable),
         };
         let api = &self.downstreams.payment;
         let key = PAYMENT.key(order, Operation::Charge);

@@ -49,7 +49,7 @@ impl StageLogic for ShippingStage {
         }
         let placed = match placed(order) {
             Ok(placed) => placed,
-            Err(unreadable) => return Ok(unreadable),
+            Err(unreadable) => return Ok(*unreadable),
         };
         let api = &self.downstreams.shipping;
         let key = SHIPPING.key(order, Operation::Ship);
