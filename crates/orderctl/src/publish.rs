@@ -189,12 +189,14 @@ pub async fn send(
     let mut confirmed = 0usize;
     let mut failure = None;
     let mut in_flight = JoinSet::new();
+    let mut progress = Progress::new(messages.len());
     for message in messages {
         if let Some(limiter) = &limiter {
             limiter.until_ready().await;
         }
         while in_flight.len() >= IN_FLIGHT || (failure.is_some() && !in_flight.is_empty()) {
             settle(in_flight.join_next().await, &mut confirmed, &mut failure);
+            progress.show(confirmed);
         }
         if failure.is_some() {
             break;
@@ -213,8 +215,52 @@ pub async fn send(
     }
     while let Some(done) = in_flight.join_next().await {
         settle(Some(done), &mut confirmed, &mut failure);
+        progress.show(confirmed);
     }
+    progress.done();
     (confirmed, failure)
+}
+
+/// A progress line on a terminal (`confirmed/total`), redrawn at most a few
+/// times a second; nothing when stderr is not a terminal.
+struct Progress {
+    total: usize,
+    on_terminal: bool,
+    drawn: Option<std::time::Instant>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            total,
+            on_terminal: std::io::stderr().is_terminal(),
+            drawn: None,
+        }
+    }
+
+    fn show(&mut self, confirmed: usize) {
+        let due = self
+            .drawn
+            .is_none_or(|at| at.elapsed() >= std::time::Duration::from_millis(200));
+        if self.on_terminal && due {
+            let width = 30;
+            let filled = (confirmed * width).checked_div(self.total).unwrap_or(width);
+            eprint!(
+                "\r\x1b[K[{}{}] {confirmed}/{} confirmed",
+                "#".repeat(filled),
+                " ".repeat(width - filled.min(width)),
+                self.total
+            );
+            self.drawn = Some(std::time::Instant::now());
+        }
+    }
+
+    fn done(&self) {
+        if self.on_terminal && self.drawn.is_some() {
+            eprint!("\r\x1b[K");
+        }
+    }
 }
 
 fn settle(
