@@ -24,6 +24,20 @@ pub enum Command {
     /// Run the whole fleet on a demo load against the simulator, then check
     /// every invariant against its ledger.
     Demo(crate::demo::DemoArgs),
+    /// Benchmark the fleet on a fault profile, per policy: throughput,
+    /// downstream calls, retries, exceptions and invariant violations.
+    ///
+    /// N orders run through the simulator and the four workers as separate
+    /// processes. Exit 0 when the run completed, violations or not.
+    Bench(crate::bench::BenchArgs),
+    /// Break the fleet during a run (kill workers, drop its broker
+    /// connections, restart a private Redis), then check every invariant.
+    ///
+    /// Exit 1 when an order did not settle or an invariant broke.
+    Chaos(crate::chaos::ChaosArgs),
+    /// The raw lapin pipeline's worker process of `bench --baseline raw`.
+    #[command(hide = true)]
+    BenchRawWorker(crate::bench::RawWorkerArgs),
     /// Exception queues: list, peek, export/import, replay, discard, edit.
     #[command(subcommand)]
     Exceptions(crate::exceptions::ExceptionsCommand),

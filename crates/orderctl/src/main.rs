@@ -2,10 +2,13 @@
 //! the documented exit codes (0 ok, 1 operation failed, 2 bad usage or
 //! input, 3 refused as unsafe).
 
+mod bench;
+mod chaos;
 mod cli;
 mod demo;
 mod exceptions;
 mod fleet_args;
+mod local_fleet;
 mod order_cmd;
 mod policy_cmd;
 mod policy_source;
@@ -27,6 +30,9 @@ fn main() -> ExitCode {
         }
         cli::Command::Publish(args) => publish::run(args),
         cli::Command::Demo(args) => demo::run(args),
+        cli::Command::Bench(args) => bench::run(args),
+        cli::Command::Chaos(args) => chaos::run(args),
+        cli::Command::BenchRawWorker(args) => bench::run_raw_worker(args),
         cli::Command::Exceptions(command) => exceptions::run(command),
         cli::Command::Status(args) => status_cmd::run(args),
         cli::Command::Order(command) => order_cmd::run(command),

@@ -9,19 +9,29 @@
 //! # Layout
 //! - [`raw`]: the raw lapin baseline (worker and driver).
 //! - [`runtime_pipeline`]: the same hops through the runtime.
-//! - [`measure`]: throughput, percentiles, peak RSS, the table.
+//! - [`measure`]: throughput, percentiles, peak RSS, CPU time, the table.
+//!
+//! Without the default `runtime` feature only [`raw`] and [`measure`] are
+//! built: `orderctl bench` measures its baseline with them.
 
 pub mod measure;
 pub mod raw;
+#[cfg(feature = "runtime")]
 pub mod runtime_pipeline;
 
+#[cfg(feature = "runtime")]
 use measure::{CpuSample, Driven, Figures, peak_rss_kib};
+#[cfg(feature = "runtime")]
 use orderflow_core::Policy;
+#[cfg(feature = "runtime")]
 use runtime_pipeline::Target;
+#[cfg(feature = "runtime")]
 use std::process::{Child, Command, Stdio};
+#[cfg(feature = "runtime")]
 use std::time::Duration;
 
 /// What to run.
+#[cfg(feature = "runtime")]
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
     pub amqp_url: String,
@@ -31,6 +41,7 @@ pub struct BenchConfig {
     pub concurrency: usize,
 }
 
+#[cfg(feature = "runtime")]
 #[derive(Debug, serde::Serialize)]
 pub struct Report {
     pub raw: Figures,
@@ -40,6 +51,7 @@ pub struct Report {
 }
 
 /// Runs both pipelines in a fresh namespace and removes it afterwards.
+#[cfg(feature = "runtime")]
 pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let policy = Policy::default_policy();
@@ -91,6 +103,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
 
 /// Starts the pipeline's worker process, drives the load, reads the
 /// worker's peak memory, stops it.
+#[cfg(feature = "runtime")]
 async fn measure_in_child<F, Fut>(
     config: &BenchConfig,
     worker_args: &[&str],
@@ -121,6 +134,7 @@ where
     ))
 }
 
+#[cfg(feature = "runtime")]
 fn spawn_worker(config: &BenchConfig, args: &[&str]) -> anyhow::Result<Child> {
     Ok(Command::new(std::env::current_exe()?)
         .arg("worker")

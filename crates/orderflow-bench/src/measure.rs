@@ -72,10 +72,10 @@ impl CpuSample {
 }
 
 /// Linux's USER_HZ, the unit of `/proc/PID/stat` times.
-const TICKS_PER_SECOND: f64 = 100.0;
+pub const TICKS_PER_SECOND: f64 = 100.0;
 
 /// utime + stime of a process, in clock ticks (0 if it is gone).
-fn cpu_ticks(pid: u32) -> u64 {
+pub fn cpu_ticks(pid: u32) -> u64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0;
     };
@@ -95,7 +95,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 /// The first process whose command name is `name` (the local RabbitMQ or
 /// Redis server; on another host they are not measured).
-fn pid_named(name: &str) -> Option<u32> {
+pub fn pid_named(name: &str) -> Option<u32> {
     std::fs::read_dir("/proc")
         .ok()?
         .flatten()
