@@ -89,7 +89,10 @@ where
         let ruling = decide(policy, &ctx);
         match ruling.decision {
             Decision::RetryAfter { delay } => {
-                if !spend_retry(store, stage, dp).await? {
+                // A policy that retries even with the budget spent (the
+                // naive baseline has no budget) retries unbudgeted rather
+                // than asking the budget again and again.
+                if ctx.budget != BudgetState::Spent && !spend_retry(store, stage, dp).await? {
                     ctx.budget = BudgetState::Spent;
                     continue;
                 }

@@ -7,7 +7,7 @@ use crate::key::IdempotencyKey;
 use orderflow_core::Stage;
 use orderflow_core::decide::BreakerState;
 use orderflow_core::outcome::{
-    CallKind, ClassifyRule, Outcome, Response, TransportFailure, classify,
+    CallKind, ClassifyRule, FailureClass, Outcome, Response, TransportFailure, classify,
 };
 use orderflow_core::policy::DownstreamPolicy;
 use reqwest::{Method, StatusCode, Url};
@@ -159,11 +159,25 @@ impl Downstream {
         }
 
         let started = Instant::now();
-        let answer = match request.send().await {
-            Ok(response) => self.read(kind, response, started).await,
-            Err(err) => Answer::without_body(transport_failure(&err).outcome(), started.elapsed()),
+        let (answer, client_error) = match request.send().await {
+            Ok(response) => {
+                let client_error = response.status().is_client_error();
+                (self.read(kind, response, started).await, client_error)
+            }
+            Err(err) => (
+                Answer::without_body(transport_failure(&err).outcome(), started.elapsed()),
+                false,
+            ),
         };
-        self.breaker.record(answer.outcome.class, answer.latency);
+        // A status query answered "not found" is a healthy downstream saying
+        // the request never landed: counted as a failure, it would keep the
+        // breaker tripping after an outage, when such answers are common.
+        let health = if kind == CallKind::Status && client_error {
+            FailureClass::Success
+        } else {
+            answer.outcome.class
+        };
+        self.breaker.record(health, answer.latency);
         record_metrics(self.stage, endpoint, &answer.outcome, answer.latency);
         // 0 closed, 1 half-open, 2 open: one gauge a dashboard can colour.
         let breaker = match self.breaker.state() {

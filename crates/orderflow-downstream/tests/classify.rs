@@ -387,3 +387,23 @@ async fn a_503_storm_opens_the_breaker_and_recovery_closes_it() {
     }
     assert_eq!(api.0.breaker().state(), BreakerState::Closed);
 }
+
+#[tokio::test]
+async fn status_queries_answered_not_found_keep_the_breaker_closed() {
+    // After an outage many re-checks find nothing: a healthy answer, not a
+    // failure, or the breaker would never close again.
+    let sim = Sim::start("").await;
+    let api = PaymentApi::new(&sim.base, &policy()).unwrap();
+    for n in 0..40 {
+        let key = IdempotencyKey::new(&order(&format!("nf-{n}")), Operation::Charge);
+        let answer = api.payment(&key).await;
+        assert_eq!(
+            (answer.outcome.class, answer.outcome.certainty),
+            (Transient, NotApplied)
+        );
+    }
+    assert_eq!(
+        api.0.breaker().state(),
+        orderflow_core::decide::BreakerState::Closed
+    );
+}
