@@ -120,7 +120,12 @@ fn render(status: &Status) -> String {
         .orders
         .iter()
         .filter(|(_, n)| **n > 0)
-        .map(|(state, n)| format!("{state} {n}"))
+        .map(
+            |(state, n)| match status.overdue.get(state).filter(|o| **o > 0) {
+                Some(overdue) => format!("{state} {n} ({overdue} past deadline)"),
+                None => format!("{state} {n}"),
+            },
+        )
         .collect();
     out.push_str(&format!(
         "\norders: {}\n\n",

@@ -5,6 +5,7 @@
 //! move against this table before it writes, and `docs/states.md` is generated
 //! from it (a test keeps the two equal).
 
+use crate::stage::Stage;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -89,6 +90,23 @@ impl OrderState {
     /// Entering this state requires a reason an operator can act on.
     pub fn requires_reason(self) -> bool {
         self.disposition() == Disposition::NeedsPerson
+    }
+
+    /// The stage whose message an order in this state waits for (and whose
+    /// deadline it is held to); `None` once no stage works on it.
+    pub fn owner(self) -> Option<Stage> {
+        match self {
+            OrderState::Received | OrderState::InventoryPending => Some(Stage::Inventory),
+            OrderState::Reserved | OrderState::PaymentPending => Some(Stage::Payment),
+            OrderState::Paid | OrderState::ShippingPending | OrderState::ShipmentAccepted => {
+                Some(Stage::Shipping)
+            }
+            OrderState::Delivered
+            | OrderState::Rejected
+            | OrderState::Cancelled
+            | OrderState::Blocked
+            | OrderState::Escalated => None,
+        }
     }
 }
 

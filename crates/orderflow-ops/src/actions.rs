@@ -14,7 +14,7 @@
 //! running it again.
 
 use crate::error::{Error, Result};
-use crate::orders::{escalated_from, stage_of};
+use crate::orders::escalated_from;
 use crate::plans::{self, CancelRoute, Decision, PaymentCheck, PaymentOutcome, Plan};
 use crate::target::{Target, parse_order_id};
 use orderflow_broker::names::ORDER_CANCEL;
@@ -256,7 +256,7 @@ pub async fn cancel(target: &Target, input: &ActionInput) -> Result<ActionReport
         CancelRoute::Refused(why) => Err(Error::Refused(why)),
         CancelRoute::Fleet(_) => action.request_cancel(&order).await,
         CancelRoute::Operator(_) => {
-            let stage = from.and_then(stage_of).unwrap_or(Stage::Shipping);
+            let stage = from.and_then(OrderState::owner).unwrap_or(Stage::Shipping);
             action
                 .act(stage, |order, from| match plans::cancel(order, from, &action.reason) {
                     CancelRoute::Operator(plan) => Ok(plan),
@@ -771,7 +771,7 @@ impl<'a> Action<'a> {
         let published = self.publish(vec![message]).await?;
         notes.push(format!(
             "the {} stage carries the cancellation out once its outcome is known: follow it with `orderctl order show {}`",
-            stage_of(state).map_or("owning", Stage::as_str),
+            state.owner().map_or("owning", Stage::as_str),
             self.order_id
         ));
         Ok(ActionReport {

@@ -135,17 +135,6 @@ pub(crate) fn escalated_from(order: &OrderRecord, audit: &[AuditEntry]) -> Optio
         .and_then(|entry| entry.from)
 }
 
-/// The stage whose work an order in `state` waits on or last finished.
-pub(crate) fn stage_of(state: OrderState) -> Option<Stage> {
-    use OrderState::*;
-    match state {
-        Received | InventoryPending => Some(Stage::Inventory),
-        Reserved | PaymentPending => Some(Stage::Payment),
-        Paid | ShippingPending | ShipmentAccepted => Some(Stage::Shipping),
-        Delivered | Rejected | Cancelled | Blocked | Escalated => None,
-    }
-}
-
 fn next_steps(order: &OrderRecord, escalated_from: Option<OrderState>) -> Vec<String> {
     let id = &order.order_id;
     let reason = "--reason TEXT";
@@ -159,7 +148,7 @@ fn next_steps(order: &OrderRecord, escalated_from: Option<OrderState>) -> Vec<St
         ],
         OrderState::Escalated => {
             let mut steps = Vec::new();
-            match escalated_from.and_then(stage_of) {
+            match escalated_from.and_then(OrderState::owner) {
                 Some(Stage::Payment) => steps.push(format!(
                     "check the charge with the payment provider, then: orderctl order resolve {id} --stage payment --outcome succeeded|failed {reason}"
                 )),

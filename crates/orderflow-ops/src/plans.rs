@@ -12,7 +12,6 @@
 //!   provider that does not honour idempotency keys (it could apply twice);
 //! - moves follow the state table (`orderflow_core::state::TRANSITIONS`).
 
-use crate::orders::stage_of;
 use orderflow_core::state::check_transition;
 use orderflow_core::{Certainty, Compensation, FailureClass, OrderState, Policy, Stage};
 use orderflow_runtime::Emission;
@@ -105,7 +104,7 @@ pub(crate) fn resolve_payment(
     let id = &order.order_id;
     match order.state {
         PaymentPending => {}
-        Escalated if escalated_from.and_then(stage_of) == Some(Stage::Payment) => {}
+        Escalated if escalated_from.and_then(OrderState::owner) == Some(Stage::Payment) => {}
         Escalated => {
             return Err(match escalated_from {
                 Some(from @ (ShipmentAccepted | Paid | ShippingPending)) => format!(
@@ -114,7 +113,7 @@ pub(crate) fn resolve_payment(
                 ),
                 Some(from) => format!(
                     "order {id} was escalated from {from} (the {} stage), not by the payment stage; see `orderctl order show {id}`",
-                    stage_of(from).map_or("?", Stage::as_str)
+                    from.owner().map_or("?", Stage::as_str)
                 ),
                 None => format!(
                     "cannot tell from the audit which stage escalated order {id}; see `orderctl order show {id}`"
@@ -197,7 +196,7 @@ pub(crate) fn retry(
     let id = &order.order_id;
     match order.state {
         OrderState::Escalated => {
-            let by = escalated_from.and_then(stage_of);
+            let by = escalated_from.and_then(OrderState::owner);
             match by {
                 Some(by) if by == stage => {}
                 Some(by) => {
@@ -374,7 +373,7 @@ pub(crate) fn cancel(
         Delivered | Rejected | Cancelled => CancelRoute::Refused(ended(order)),
         Blocked | Escalated => {
             if order.state == Escalated {
-                let stage = escalated_from.and_then(stage_of);
+                let stage = escalated_from.and_then(OrderState::owner);
                 if let Some(stage) = stage
                     && order
                         .last_outcomes

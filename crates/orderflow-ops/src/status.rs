@@ -39,6 +39,9 @@ pub struct Status {
     pub stages: Vec<StageStatus>,
     /// Orders per state, from the state index.
     pub orders: BTreeMap<OrderState, u64>,
+    /// Per state a stage works on: orders there longer than that stage's
+    /// `deadline` (the reconciler escalates them as `stuck`).
+    pub overdue: BTreeMap<OrderState, u64>,
     pub downstreams: Vec<DownstreamStatus>,
     pub workers: Vec<WorkerStatus>,
     /// Each policy id live workers report, with the workers running it.
@@ -151,6 +154,21 @@ pub async fn status(target: &Target, options: StatusOptions) -> Result<Status> {
         .count_by_state()
         .await
         .map_err(read("orders by state"))?;
+    let mut overdue = BTreeMap::new();
+    let now = jiff::Timestamp::now();
+    for state in OrderState::ALL {
+        let Some(stage) = state.owner() else { continue };
+        let deadline = target.policy().stage(stage).deadline;
+        let cutoff = jiff::SignedDuration::try_from(deadline)
+            .ok()
+            .and_then(|deadline| now.checked_sub(deadline).ok())
+            .unwrap_or(jiff::Timestamp::MIN);
+        let count = store
+            .count_in_state_entered_before(state, cutoff)
+            .await
+            .map_err(read("orders by state"))?;
+        overdue.insert(state, count);
+    }
     let paused = store.paused_stages().await.map_err(read("paused stages"))?;
     let workers: Vec<WorkerStatus> = store
         .live_workers()
@@ -195,6 +213,7 @@ pub async fn status(target: &Target, options: StatusOptions) -> Result<Status> {
         policy_id: target.policy_id().to_string(),
         stages,
         orders,
+        overdue,
         downstreams,
         policy_drift: policies.len() > 1,
         policies,
@@ -352,6 +371,12 @@ fn warnings(status: &Status) -> Vec<String> {
                 downstream.downstream
             ));
         }
+    }
+    for (state, n) in status.overdue.iter().filter(|(_, n)| **n > 0) {
+        warnings.push(format!(
+            "{n} order(s) {state} for longer than the {} stage's deadline (the reconciler escalates them as `stuck`; is the stage running?)",
+            state.owner().map_or("?", Stage::as_str)
+        ));
     }
     for state in [OrderState::Escalated, OrderState::Blocked] {
         if let Some(n) = status.orders.get(&state).filter(|n| **n > 0) {

@@ -39,17 +39,6 @@ struct Ask {
     check: Option<Check>,
 }
 
-/// The stage whose message an order in `state` waits for.
-fn owner(state: OrderState) -> Option<Stage> {
-    use OrderState::*;
-    match state {
-        Received | InventoryPending => Some(Stage::Inventory),
-        Reserved | PaymentPending => Some(Stage::Payment),
-        Paid | ShippingPending | ShipmentAccepted => Some(Stage::Shipping),
-        Delivered | Rejected | Cancelled | Blocked | Escalated => None,
-    }
-}
-
 impl Reconciler {
     pub fn new(env: Env, publisher: Publisher) -> Reconciler {
         Reconciler { env, publisher }
@@ -122,7 +111,7 @@ impl Reconciler {
 
         let mut stuck = HashMap::new();
         for state in OrderState::ALL {
-            let Some(stage) = owner(state) else { continue };
+            let Some(stage) = state.owner() else { continue };
             if state == OrderState::ShipmentAccepted {
                 // Tracking has its own stall threshold.
                 continue;

@@ -128,6 +128,23 @@ impl Store {
         Ok(OrderState::ALL.into_iter().zip(counts).collect())
     }
 
+    /// How many orders entered `state` before `cutoff` and are still
+    /// there by the index (one `ZCOUNT`; may be off like
+    /// [`Store::count_by_state`]).
+    pub async fn count_in_state_entered_before(
+        &self,
+        state: OrderState,
+        cutoff: Timestamp,
+    ) -> Result<u64, Error> {
+        let count: u64 = redis::cmd("ZCOUNT")
+            .arg(self.keys.index(state))
+            .arg("-inf")
+            .arg(cutoff.as_millisecond())
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(count)
+    }
+
     /// Makes the index agree with the order's record; returns the state it
     /// was indexed under (`None`: no such order, removed from the index).
     pub async fn reindex_order(&self, order_id: &OrderId) -> Result<Option<OrderState>, Error> {
