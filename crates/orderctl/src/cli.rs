@@ -51,6 +51,9 @@ pub enum Command {
     /// Pause or resume every worker of a stage.
     #[command(subcommand)]
     Stage(crate::stage_cmd::StageCommand),
+    /// The operator console in the browser: fleet, exceptions, orders, with
+    /// the same audited actions as these commands.
+    Console(crate::console_cmd::ConsoleArgs),
 }
 
 #[derive(Debug, Args)]

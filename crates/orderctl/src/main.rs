@@ -5,6 +5,7 @@
 mod bench;
 mod chaos;
 mod cli;
+mod console_cmd;
 mod demo;
 mod exceptions;
 mod fleet_args;
@@ -37,5 +38,6 @@ fn main() -> ExitCode {
         cli::Command::Status(args) => status_cmd::run(args),
         cli::Command::Order(command) => order_cmd::run(command),
         cli::Command::Stage(command) => stage_cmd::run(command),
+        cli::Command::Console(args) => console_cmd::run(args),
     }
 }

@@ -31,7 +31,9 @@ pub use actions::{
     resolve_payment, retry, unblock,
 };
 pub use error::{Error, Kind};
-pub use orders::{ListFilter, OrderList, OrderView, list_orders, show_order};
+pub use orders::{
+    ListFilter, NextStep, OrderList, OrderView, allowed_steps, list_orders, show_order,
+};
 pub use plans::{Decision, PaymentOutcome};
 pub use stages::{PauseReport, ResumeReport, pause_stage, resume_stage};
 pub use status::{Status, StatusOptions, status};

@@ -30,7 +30,9 @@ pub struct OrderView {
     pub stages: Vec<StageView>,
     /// Every audited change and note, oldest first.
     pub timeline: Vec<TimelineEntry>,
-    /// Commands that move the order on from here, if a person must.
+    /// What a person may do with the order now.
+    pub allowed: Vec<NextStep>,
+    /// The same as `orderctl` commands.
     pub next_steps: Vec<String>,
 }
 
@@ -116,6 +118,7 @@ pub async fn show_order(target: &Target, order_id: &str) -> Result<OrderView> {
         cancel_requested: order.cancel_requested.clone(),
         escalated_from,
         stages,
+        allowed: allowed_steps(order.state, escalated_from),
         next_steps: next_steps(&order, escalated_from),
         timeline: audit.into_iter().map(TimelineEntry::from).collect(),
     })
@@ -135,37 +138,62 @@ pub(crate) fn escalated_from(order: &OrderRecord, audit: &[AuditEntry]) -> Optio
         .and_then(|entry| entry.from)
 }
 
-fn next_steps(order: &OrderRecord, escalated_from: Option<OrderState>) -> Vec<String> {
-    let id = &order.order_id;
-    let reason = "--reason TEXT";
-    let cancel = format!("orderctl order cancel {id} {reason}   (prints the plan; act with --yes)");
-    match order.state {
-        OrderState::PaymentPending => vec![
-            format!(
-                "check the charge with the payment provider, then: orderctl order resolve {id} --stage payment --outcome succeeded|failed {reason}"
-            ),
-            cancel,
-        ],
+/// An action a person may take on an order in its current state (what
+/// the console offers as buttons and `orderctl order show` as commands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum NextStep {
+    /// Check the charge with the provider, then say how it ended.
+    ResolvePayment,
+    /// Run the stage again from its entry state.
+    Retry { stage: Stage },
+    /// Decide a blocked shipment: ship or refund.
+    Unblock,
+    /// Cancel, with the compensation plan shown first.
+    Cancel,
+}
+
+/// What a person may do with an order in its state; nothing once it ended.
+pub fn allowed_steps(state: OrderState, escalated_from: Option<OrderState>) -> Vec<NextStep> {
+    match state {
+        OrderState::PaymentPending => vec![NextStep::ResolvePayment, NextStep::Cancel],
         OrderState::Escalated => {
             let mut steps = Vec::new();
             match escalated_from.and_then(OrderState::owner) {
-                Some(Stage::Payment) => steps.push(format!(
-                    "check the charge with the payment provider, then: orderctl order resolve {id} --stage payment --outcome succeeded|failed {reason}"
-                )),
-                Some(stage) => steps.push(format!(
-                    "orderctl order retry {id} --stage {stage} {reason}"
-                )),
+                Some(Stage::Payment) => steps.push(NextStep::ResolvePayment),
+                Some(stage) => steps.push(NextStep::Retry { stage }),
                 None => {}
             }
-            steps.push(cancel);
+            steps.push(NextStep::Cancel);
             steps
         }
-        OrderState::Blocked => vec![format!(
-            "orderctl order unblock {id} --decision ship|refund {reason}"
-        )],
+        OrderState::Blocked => vec![NextStep::Unblock],
         state if state.is_terminal() => Vec::new(),
-        _ => vec![cancel],
+        _ => vec![NextStep::Cancel],
     }
+}
+
+/// Each allowed step as the `orderctl` command that takes it.
+fn next_steps(order: &OrderRecord, escalated_from: Option<OrderState>) -> Vec<String> {
+    let id = &order.order_id;
+    let reason = "--reason TEXT";
+    allowed_steps(order.state, escalated_from)
+        .into_iter()
+        .map(|step| match step {
+            NextStep::ResolvePayment => format!(
+                "check the charge with the payment provider, then: orderctl order resolve {id} --stage payment --outcome succeeded|failed {reason}"
+            ),
+            NextStep::Retry { stage } => {
+                format!("orderctl order retry {id} --stage {stage} {reason}")
+            }
+            NextStep::Unblock => {
+                format!("orderctl order unblock {id} --decision ship|refund {reason}")
+            }
+            NextStep::Cancel => format!(
+                "orderctl order cancel {id} {reason}   (prints the plan; act with --yes)"
+            ),
+        })
+        .collect()
 }
 
 /// Which orders [`list_orders`] returns.

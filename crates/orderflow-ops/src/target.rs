@@ -114,6 +114,11 @@ impl Target {
         &self.env.policy_id
     }
 
+    /// The broker, for the exception queues ([`crate::exceptions::ExceptionQueues`]).
+    pub fn amqp_url(&self) -> &str {
+        &self.amqp_url
+    }
+
     pub(crate) fn spec(&self) -> &TopologySpec {
         &self.env.spec
     }

@@ -1,0 +1,8 @@
+//! (being written)
+
+use crate::Console;
+use axum::Router;
+
+pub fn routes() -> Router<Console> {
+    Router::new()
+}

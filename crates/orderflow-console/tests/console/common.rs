@@ -1,0 +1,262 @@
+//! Each test: a namespace of its own on the real RabbitMQ and Redis (its
+//! topology declared, deleted at the end, passed or failed), the
+//! downstream simulator in this process, orders set up with the store,
+//! and the console served on a loopback port of its own. A test that
+//! cannot reach RabbitMQ or Redis fails and says how to start them.
+
+use downstream_sim::Profile;
+use orderflow_broker::{Connection, Meta, Publisher, TopologySpec, chain};
+use orderflow_console::{Config, Console};
+use orderflow_core::message::OrderId;
+use orderflow_core::{OrderState, Policy, Stage};
+use orderflow_ops::{Settings, Target};
+use orderflow_store::{AuditEntry, FieldUpdate, Store, Transition};
+use serde_json::{Value, json};
+
+pub fn amqp_url() -> String {
+    std::env::var("ORDERFLOW_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("ORDERFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub struct Fleet {
+    pub ns: String,
+    pub store: Store,
+    pub connection: Connection,
+    pub publisher: Publisher,
+    pub spec: TopologySpec,
+    pub policy: Policy,
+    /// The console's address: `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub http: reqwest::Client,
+    pub sim: downstream_sim::Running,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// How a test's console is set up.
+#[derive(Default)]
+pub struct Options {
+    pub token: Option<String>,
+    pub default_actor: Option<String>,
+}
+
+impl Fleet {
+    pub async fn new() -> Fleet {
+        Fleet::with(Options {
+            default_actor: Some("alice".into()),
+            ..Options::default()
+        })
+        .await
+    }
+
+    pub async fn with(options: Options) -> Fleet {
+        let ns = format!("t-{}", uuid::Uuid::new_v4().simple());
+        let policy = Policy::default_policy();
+        let connection = orderflow_broker::connect(&amqp_url()).await.unwrap_or_else(|e| {
+            panic!(
+                "these tests need RabbitMQ at {}: {}\nstart it (rabbitmq-server -detached) or set ORDERFLOW_TEST_AMQP_URL",
+                amqp_url(),
+                chain(&e)
+            )
+        });
+        let store = Store::connect(&redis_url(), &ns).await.unwrap_or_else(|e| {
+            panic!(
+                "these tests need Redis at {}: {e}\nstart it (redis-server --daemonize yes) or set ORDERFLOW_TEST_REDIS_URL",
+                redis_url()
+            )
+        });
+        let spec = TopologySpec::from_policy(&ns, &policy).expect("a t-<uuid> namespace is valid");
+        orderflow_broker::declare(&connection, &spec)
+            .await
+            .unwrap_or_else(|e| panic!("declare the topology: {}", chain(&e)));
+        let sim = downstream_sim::start(Profile::default())
+            .await
+            .expect("the simulator starts");
+        let target = Target::connect(Settings {
+            namespace: ns.clone(),
+            redis_url: redis_url(),
+            amqp_url: amqp_url(),
+            policy: policy.clone(),
+            apis: Some(orderflow_stages_urls(sim.base_url())),
+        })
+        .await
+        .expect("the target connects");
+        let console = Console::new(
+            target,
+            Config {
+                token: options.token,
+                default_actor: options.default_actor.unwrap_or_default(),
+                export_dir: std::env::temp_dir().join(format!("{ns}-exports")),
+                refresh_secs: 5,
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = console.router();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .await
+                .expect("the console serves");
+        });
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Fleet {
+            publisher: Publisher::lazy(&amqp_url(), &format!("{ns}.test")),
+            ns,
+            store,
+            connection,
+            spec,
+            policy,
+            url,
+            http,
+            sim,
+            server,
+        }
+    }
+
+    /// `GET path`: the status and the body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// `POST path` with a form, as a page of the console sends it.
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("origin", &self.url)
+            .form(form)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Creates the order and moves it along `path` (each `(state,
+    /// reason)`), as the stages would, with `fields` set on the last move.
+    pub async fn order(
+        &self,
+        id: &str,
+        path: &[(OrderState, Option<&str>)],
+        fields: Vec<FieldUpdate>,
+    ) -> OrderId {
+        let order_id = OrderId::parse(id).unwrap();
+        self.store
+            .create_order(
+                &order_id,
+                &placed(id),
+                &format!("corr-{id}"),
+                &self.policy.id(),
+                "inventory-worker@test/1",
+            )
+            .await
+            .expect("create the order");
+        let (mut version, mut state) = (1, OrderState::Received);
+        for (i, (to, reason)) in path.iter().enumerate() {
+            let last = i + 1 == path.len();
+            version = self
+                .store
+                .transition(
+                    &order_id,
+                    &Transition {
+                        expected_version: version,
+                        from: state,
+                        to: *to,
+                        reason: reason.map(str::to_owned),
+                        event: format!("test.{to}"),
+                        actor: "worker@test/1".into(),
+                        correlation_id: format!("corr-{id}"),
+                        policy_id: self.policy.id(),
+                        rule: Some("test.rule".into()),
+                        fields_to_set: if last { fields.clone() } else { Vec::new() },
+                        idempotency: None,
+                        fencing: None,
+                        release_lease: false,
+                    },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("move {id} to {to}: {e}"));
+            state = *to;
+        }
+        order_id
+    }
+
+    /// Puts a message into the stage's exception queue.
+    pub async fn park(&self, stage: Stage, body: &[u8], meta: Meta) {
+        self.publisher
+            .to_queue(
+                &self.spec.names().exception_queue(stage),
+                body.to_vec(),
+                meta,
+            )
+            .await
+            .expect("parked");
+    }
+
+    pub async fn audit(&self, order_id: &OrderId) -> Vec<AuditEntry> {
+        self.store
+            .order_audit(order_id)
+            .await
+            .expect("the audit reads")
+    }
+}
+
+fn orderflow_stages_urls(base: &str) -> orderflow_stages::Urls {
+    orderflow_stages::Urls {
+        inventory: base.to_owned(),
+        payment: base.to_owned(),
+        shipping: base.to_owned(),
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.server.abort();
+        let (spec, ns) = (self.spec.clone(), self.ns.clone());
+        // Drop cannot await, and the test's runtime may be unwinding.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a cleanup runtime");
+            runtime.block_on(async {
+                if let Ok(connection) = orderflow_broker::connect(&amqp_url()).await {
+                    let _ = orderflow_broker::topology::delete(&connection, &spec).await;
+                }
+                if let Ok(store) = Store::connect(&redis_url(), &ns).await {
+                    let _ = store.purge_namespace().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub fn placed(id: &str) -> Value {
+    json!({
+        "schema": "order.placed/v1",
+        "order_id": id,
+        "customer_id": "cust-1",
+        "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": 2500}],
+        "currency": "EUR",
+        "payment_token": "tok_ok",
+        "shipping_address": {
+            "name": "Ada Lovelace", "line1": "1 Main St", "city": "Berlin",
+            "postal_code": "10115", "country": "DE"
+        },
+        "placed_at": "2026-11-28T10:15:00Z"
+    })
+}
