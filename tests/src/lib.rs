@@ -20,6 +20,9 @@
 //!   queues and customer events, and waiting for orders to settle.
 //! - [`invariants`]: I1–I9 as [`Violation`]s.
 //! - [`fixtures`]: the policy files and simulator profiles of the scenarios.
+//! - [`browser`]: [`Browser`], headless Chromium through a `chromedriver` of
+//!   the test's own (WebDriver): open, wait for, fill, click, read, and
+//!   screenshots in `target/console-screenshots/`.
 //!
 //! A test starts a [`Fleet`], publishes, waits, asserts what its scenario is
 //! about, and ends with [`Fleet::assert_invariants`]. Dropping the fleet
@@ -27,6 +30,7 @@
 //! Redis keys; a failing test prints the tail of every process's log first.
 
 pub mod binaries;
+pub mod browser;
 pub mod fixtures;
 pub mod fleet;
 pub mod invariants;
@@ -35,6 +39,7 @@ pub mod orders;
 pub mod process;
 pub mod redis;
 
+pub use browser::Browser;
 pub use fleet::{Fleet, FleetOptions, WorkerKind};
 pub use invariants::{AuditStep, Expectations, OrderView, Snapshot, Violation};
 pub use observe::{Event, Parked};

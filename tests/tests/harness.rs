@@ -1,9 +1,12 @@
 //! The harness itself: each control a fault test relies on does what it
 //! says — kill -9 and restart, SIGTERM, dropping this namespace's broker
 //! connections (and only those), restarting the private Redis on its
-//! append-only file — and exception queues are read without consuming.
+//! append-only file — and exception queues are read without consuming;
+//! and the headless browser a console test drives fills, clicks, reads and
+//! takes screenshots.
 
-use orderflow_e2e::{Fleet, FleetOptions, Stage, WorkerKind};
+use orderflow_e2e::{Browser, Fleet, FleetOptions, Stage, WorkerKind};
+use std::io::{Read, Write};
 use std::time::Duration;
 
 const WITHIN: Duration = Duration::from_secs(15);
@@ -80,4 +83,72 @@ async fn the_controls_act_on_this_fleet_only() {
     assert!(ledger.payments.is_empty() && ledger.reservations.is_empty());
     fleet.assert_invariants().await;
     other.assert_invariants().await;
+}
+
+/// A page whose button writes the field's value into the page.
+const PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>orderflow-e2e browser harness</title></head>
+<body>
+  <label>Order id <input id="order" name="order"></label>
+  <button id="show" onclick="document.getElementById('shown').textContent =
+    'Order ' + document.getElementById('order').value">Show</button>
+  <p id="shown"></p>
+</body></html>"#;
+
+/// Serves `html` to every request on a free local port (HTTP/1.0, a
+/// thread per connection); returns its URL.
+fn serve(html: &'static str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a local port");
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut request = Vec::new();
+                let mut buf = [0; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = write!(
+                    stream,
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                    html.len()
+                );
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_fills_clicks_reads_and_takes_screenshots() {
+    let url = serve(PAGE);
+    let browser = Browser::start().await;
+    browser.open(&url).await;
+    assert_eq!(
+        browser.title().await.unwrap(),
+        "orderflow-e2e browser harness"
+    );
+
+    browser.fill("#order", "ord-42").await;
+    browser.click("button#show").await;
+    assert_eq!(
+        browser.wait_for_text("#shown", "ord-42").await,
+        "Order ord-42"
+    );
+    assert_eq!(browser.text("#shown").await, "Order ord-42");
+
+    let path = browser.screenshot("harness-browser").await;
+    let png = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        path.display()
+    );
+    assert!(path.ends_with("console-screenshots/harness-browser.png"));
+
+    browser.close().await;
 }
