@@ -12,7 +12,6 @@
 //! with violations (the naive preset is expected to make some).
 
 mod metrics;
-mod plot;
 mod profiles;
 mod raw;
 mod report;
@@ -25,8 +24,9 @@ use crate::local_fleet::figures::Outcome;
 use crate::local_fleet::{self, Children, Ground, Launch, Settled};
 use clap::{Args, ValueEnum};
 use orderflow_broker::Publisher;
+use orderflow_console::charts::plot::{self, Sample};
+use orderflow_core::OrderState;
 use orderflow_verify::Expectations;
-use plot::Sample;
 use profiles::{Phase, PolicyChoice};
 use report::{BenchReport, RunReport};
 use std::collections::BTreeSet;
@@ -181,12 +181,15 @@ async fn bench(args: &BenchArgs) -> Result<(), Stop> {
         raw,
     };
     if let Some(path) = &args.plot {
-        let panels: Vec<(String, &[Sample])> = plots
+        let panels: Vec<(String, &[Sample<OrderState>])> = plots
             .iter()
             .map(|(title, samples)| (title.clone(), samples.as_slice()))
             .collect();
-        std::fs::write(path, plot::svg(&panels))
-            .map_err(|e| Stop::Failed(format!("cannot write {}: {e}", path.display())))?;
+        std::fs::write(
+            path,
+            plot::svg(&panels, "seconds since the first publish", &OrderState::ALL),
+        )
+        .map_err(|e| Stop::Failed(format!("cannot write {}: {e}", path.display())))?;
         eprintln!("orders by state over time: {}", path.display());
     }
     if args.json {
@@ -208,7 +211,7 @@ async fn run_once(
     policy: &PolicyChoice,
     bin_dir: &std::path::Path,
     index: usize,
-) -> Result<(RunReport, Vec<Sample>), Stop> {
+) -> Result<(RunReport, Vec<Sample<OrderState>>), Stop> {
     let namespace = format!(
         "bench-{}-{}-{index}",
         jiff::Timestamp::now().as_second(),
@@ -244,7 +247,7 @@ async fn measure(
     bin_dir: &std::path::Path,
     ground: &Ground,
     slot: &mut Option<Children>,
-) -> Result<(RunReport, Vec<Sample>), Stop> {
+) -> Result<(RunReport, Vec<Sample<OrderState>>), Stop> {
     let namespace = &ground.namespace;
     let dir = local_fleet::run_dir(namespace).map_err(Stop::Failed)?;
     let profile_path =

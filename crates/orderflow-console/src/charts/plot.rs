@@ -1,16 +1,17 @@
-//! `--plot FILE.svg`: orders by state over time, one panel per run, as a
-//! small hand-written SVG (a line per state that ever held an order).
+//! Counts over time as a small hand-written SVG: one panel per run, a
+//! line per series that ever counted something (orders by state for
+//! `orderctl bench --plot` and the console, decisions by class for the
+//! console). No chart library, nothing fetched by the page.
 
-use orderflow_core::OrderState;
 use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::fmt::{Display, Write};
 
-/// Orders by state at one moment of a run.
+/// The counts of each series at one moment.
 #[derive(Debug, Clone)]
-pub struct Sample {
-    /// Seconds since the first publish.
+pub struct Sample<K> {
+    /// Where on the x axis, in the axis's unit.
     pub at: f64,
-    pub counts: BTreeMap<OrderState, u64>,
+    pub counts: BTreeMap<K, u64>,
 }
 
 const WIDTH: f64 = 760.0;
@@ -20,14 +21,19 @@ const RIGHT: f64 = 160.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 40.0;
 
-/// A colour per state, in the order of `OrderState::ALL`.
+/// A colour per series, in the order the series are given.
 const COLOURS: [&str; 12] = [
     "#9e9e9e", "#7b1fa2", "#1976d2", "#f57c00", "#0097a7", "#fbc02d", "#5d4037", "#2e7d32",
     "#c62828", "#455a64", "#d81b60", "#e65100",
 ];
 
-/// One panel per `(title, samples)`, stacked.
-pub fn svg(panels: &[(String, &[Sample])]) -> String {
+/// One panel per `(title, samples)`, stacked; `series` in legend order,
+/// `axis` names the x axis and its unit.
+pub fn svg<K: Ord + Display>(
+    panels: &[(String, &[Sample<K>])],
+    axis: &str,
+    series: &[K],
+) -> String {
     let height = PANEL * panels.len().max(1) as f64;
     let mut out = String::new();
     let _ = writeln!(
@@ -39,13 +45,20 @@ pub fn svg(panels: &[(String, &[Sample])]) -> String {
         r#"<rect width="{WIDTH}" height="{height}" fill="white"/>"#
     );
     for (i, (title, samples)) in panels.iter().enumerate() {
-        panel(&mut out, PANEL * i as f64, title, samples);
+        panel(&mut out, PANEL * i as f64, title, samples, axis, series);
     }
     out.push_str("</svg>\n");
     out
 }
 
-fn panel(out: &mut String, y0: f64, title: &str, samples: &[Sample]) {
+fn panel<K: Ord + Display>(
+    out: &mut String,
+    y0: f64,
+    title: &str,
+    samples: &[Sample<K>],
+    axis: &str,
+    series: &[K],
+) {
     let (x_left, x_right) = (LEFT, WIDTH - RIGHT);
     let (y_top, y_bottom) = (y0 + TOP, y0 + PANEL - BOTTOM);
     let max_t = samples.iter().map(|s| s.at).fold(0.0, f64::max).max(1.0);
@@ -80,9 +93,10 @@ fn panel(out: &mut String, y0: f64, title: &str, samples: &[Sample]) {
     }
     let _ = writeln!(
         out,
-        r#"<text x="{}" y="{}" text-anchor="middle">seconds since the first publish</text>"#,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
         (x_left + x_right) / 2.0,
-        y_bottom + 32.0
+        y_bottom + 32.0,
+        escape(axis)
     );
     for n in ticks(max_n) {
         let _ = writeln!(
@@ -94,17 +108,17 @@ fn panel(out: &mut String, y0: f64, title: &str, samples: &[Sample]) {
         );
     }
     let mut legend = 0.0;
-    for (state, colour) in OrderState::ALL.iter().zip(COLOURS) {
+    for (key, colour) in series.iter().zip(COLOURS.iter().cycle()) {
         if !samples
             .iter()
-            .any(|s| s.counts.get(state).is_some_and(|n| *n > 0))
+            .any(|s| s.counts.get(key).is_some_and(|n| *n > 0))
         {
             continue;
         }
         let points: Vec<String> = samples
             .iter()
             .map(|s| {
-                let n = s.counts.get(state).copied().unwrap_or(0) as f64;
+                let n = s.counts.get(key).copied().unwrap_or(0) as f64;
                 format!("{:.1},{:.1}", x(s.at), y(n))
             })
             .collect();
@@ -116,11 +130,12 @@ fn panel(out: &mut String, y0: f64, title: &str, samples: &[Sample]) {
         let ly = y_top + 6.0 + legend * 16.0;
         let _ = writeln!(
             out,
-            r#"<rect x="{}" y="{}" width="10" height="10" fill="{colour}"/><text x="{}" y="{}">{state}</text>"#,
+            r#"<rect x="{}" y="{}" width="10" height="10" fill="{colour}"/><text x="{}" y="{}">{}</text>"#,
             x_right + 15.0,
             ly - 9.0,
             x_right + 30.0,
-            ly
+            ly,
+            escape(&key.to_string())
         );
         legend += 1.0;
     }
@@ -151,6 +166,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orderflow_core::OrderState;
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
@@ -171,7 +187,11 @@ mod tests {
                 counts: BTreeMap::from([(OrderState::Delivered, 10), (OrderState::Received, 0)]),
             },
         ];
-        let svg = svg(&[("default <fast>".into(), &samples)]);
+        let svg = svg(
+            &[("default <fast>".into(), &samples)],
+            "seconds",
+            &OrderState::ALL,
+        );
         assert!(svg.starts_with("<svg"), "{svg}");
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains(">delivered</text>") && svg.contains(">received</text>"));
