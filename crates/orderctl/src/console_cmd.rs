@@ -60,7 +60,7 @@ pub fn run(args: ConsoleArgs) -> ExitCode {
         let console = Console::new(target, config);
         let shown = listener.local_addr().map_or(listen, |addr| addr);
         eprintln!(
-            "orderflow console for namespace `{namespace}` on http://{shown}/ (Ctrl-C stops it)"
+            "orderflow console for namespace `{namespace}` listening on {shown} (http://{shown}/; Ctrl-C stops it)"
         );
         let served = axum::serve(listener, console.router())
             .with_graceful_shutdown(async {

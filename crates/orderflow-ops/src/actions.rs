@@ -32,6 +32,13 @@ use serde::{Deserialize, Serialize};
 /// The longest reason accepted (an `order.cancel/v1` carries it).
 const MAX_REASON: usize = 512;
 
+/// A fresh action id, made the way an action without one gets it: a page
+/// renders one into each action form, so a double submit or a re-post
+/// acts once. Time-ordered (UUID v7), so ids sort by when they were made.
+pub fn new_action_id() -> String {
+    format!("act-{}", uuid::Uuid::now_v7().simple())
+}
+
 /// Who does what to which order, and why.
 #[derive(Debug, Clone)]
 pub struct ActionInput {
@@ -326,7 +333,7 @@ impl<'a> Action<'a> {
                 }
                 id.clone()
             }
-            None => format!("act-{}", uuid::Uuid::new_v4().simple()),
+            None => new_action_id(),
         };
         Ok(Action {
             target,

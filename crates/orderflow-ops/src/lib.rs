@@ -28,7 +28,7 @@ pub mod target;
 
 pub use actions::{
     ActionInput, ActionKind, ActionReport, CancelBy, CancelPlan, Done, cancel, cancel_plan,
-    resolve_payment, retry, unblock,
+    new_action_id, resolve_payment, retry, unblock,
 };
 pub use error::{Error, Kind};
 pub use orders::{

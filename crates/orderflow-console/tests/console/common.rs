@@ -260,3 +260,76 @@ pub fn placed(id: &str) -> Value {
         "placed_at": "2026-11-28T10:15:00Z"
     })
 }
+
+// The downstream simulator, called the way the fleet's stages call it, so
+// an order set up here has real reservations and charges for the actions
+// to check, refund and release.
+
+/// The fleet's idempotency key (`{order_id}.{stage}.{operation}`, as
+/// `orderflow_downstream::IdempotencyKey` makes it), spelled out because
+/// these tests talk HTTP to the simulator.
+fn fleet_key(order_id: &OrderId, stage: Stage, operation: &str) -> String {
+    format!("{order_id}.{stage}.{operation}")
+}
+
+impl Fleet {
+    /// A real reservation in the simulator, with the fleet's key.
+    pub async fn reserve(&self, order_id: &OrderId) -> String {
+        let body = json!({
+            "order_id": order_id.as_str(),
+            "items": placed(order_id.as_str())["items"],
+        });
+        let key = fleet_key(order_id, Stage::Inventory, "reserve");
+        let answer = self.sim_post("/v1/reservations", &key, body).await;
+        answer["reservation_id"]
+            .as_str()
+            .expect("a reservation id")
+            .to_owned()
+    }
+
+    /// A real charge in the simulator, with the fleet's key; `tok_ok`
+    /// succeeds.
+    pub async fn charge(&self, order_id: &OrderId, token: &str) -> String {
+        let body = json!({
+            "order_id": order_id.as_str(),
+            "amount": 2500,
+            "currency": "EUR",
+            "payment_token": token,
+        });
+        let key = fleet_key(order_id, Stage::Payment, "charge");
+        let answer = self.sim_post("/v1/payments", &key, body).await;
+        answer["payment_id"]
+            .as_str()
+            .expect("a payment id")
+            .to_owned()
+    }
+
+    /// The simulator's ground truth.
+    pub async fn ledger(&self) -> downstream_sim::Ledger {
+        self.http
+            .get(format!("{}/_ledger", self.sim.base_url()))
+            .send()
+            .await
+            .expect("the ledger answers")
+            .json()
+            .await
+            .expect("the ledger is JSON")
+    }
+
+    async fn sim_post(&self, path: &str, key: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.sim.base_url()))
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path} to the simulator: {e}"));
+        assert!(
+            response.status().is_success(),
+            "POST {path}: {}",
+            response.status()
+        );
+        response.json().await.expect("a JSON answer")
+    }
+}
