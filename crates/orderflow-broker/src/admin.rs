@@ -61,8 +61,8 @@ pub async fn queue_stats(connection: &Connection, queue: &str) -> Result<QueueSt
 /// are taken with `basic.get` on one channel and never acknowledged, and
 /// closing the channel returns them. While they are held (briefly) no
 /// consumer gets them; a quorum queue counts the return as a delivery
-/// attempt (`x-delivery-count`), so peek only at queues without a delivery
-/// limit, such as the exception queues.
+/// attempt (`x-delivery-count`), so peek only at queues whose delivery
+/// limit reading cannot reach, such as the exception queues.
 pub async fn peek(
     connection: &Connection,
     queue: &str,

@@ -20,7 +20,8 @@ pub enum Error {
 
     /// A queue exists with arguments other than the ones being declared.
     #[error(
-        "queue `{queue}` already exists with a different `{argument}` (broker said: {detail}); RabbitMQ cannot change it on an existing queue: drain and delete it with `rabbitmqctl delete_queue {queue}`, or restore the previous policy value"
+        "queue `{queue}` already exists with a different `{argument}` (broker said: {detail}); RabbitMQ cannot change it on an existing queue: {}, or restore the previous policy value",
+        conflict_fix(queue)
     )]
     TopologyConflict {
         queue: String,
@@ -113,6 +114,22 @@ impl Error {
     }
 }
 
+/// How to replace a queue declared with other arguments without losing
+/// what it holds: an exception queue's messages wait for a person, so they
+/// are exported and imported around the delete.
+fn conflict_fix(queue: &str) -> String {
+    let delete = format!("`rabbitmqctl delete_queue {queue}`");
+    match queue.strip_suffix(".exceptions") {
+        Some(prefix) => {
+            let stage = prefix.rsplit('.').next().unwrap_or(prefix);
+            format!(
+                "move its messages out with `orderctl exceptions export --stage {stage} --out FILE`, delete it with {delete}, start a worker (which declares it anew), then `orderctl exceptions import FILE`"
+            )
+        }
+        None => format!("drain and delete it with {delete}"),
+    }
+}
+
 fn shown(exchange: &str) -> String {
     if exchange.is_empty() {
         "the default exchange".to_owned()
@@ -155,6 +172,23 @@ mod tests {
             "PRECONDITION_FAILED",
             "rabbitmqctl delete_queue orderflow.inventory",
             "restore the previous policy value",
+        ] {
+            assert!(text.contains(part), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_exception_queue_is_exported_and_imported_around_the_delete() {
+        let err = Error::TopologyConflict {
+            queue: "orderflow.payment.exceptions".into(),
+            argument: "x-delivery-limit".into(),
+            detail: "PRECONDITION_FAILED - inequivalent arg".into(),
+        };
+        let text = err.to_string();
+        for part in [
+            "orderctl exceptions export --stage payment --out FILE",
+            "rabbitmqctl delete_queue orderflow.payment.exceptions",
+            "orderctl exceptions import FILE",
         ] {
             assert!(text.contains(part), "{text}");
         }

@@ -4,8 +4,10 @@
 //! Every queue is a durable quorum queue. Work queues carry an explicit
 //! delivery limit (3.10 has no default; 4.x defaults to 20 and drops past it
 //! without a dead-letter exchange) and dead-letter at-least-once to their
-//! exception queue, which needs `reject-publish` overflow. Delay queues hold
-//! a message for their tier and dead-letter it back to the work queue.
+//! exception queue, which needs `reject-publish` overflow. Exception queues
+//! carry the largest delivery limit, so reading them never drops a message.
+//! Delay queues hold a message for their tier and dead-letter it back to the
+//! work queue.
 
 use crate::Error;
 use crate::names::{Names, ORDER_CANCEL, ORDER_PLACED};
@@ -39,6 +41,9 @@ pub struct DelayQueue {
 /// The events queue keeps the newest this many events; older ones make way
 /// (a retention buffer for subscribers, not an archive).
 pub const EVENTS_RETAINED: i64 = 100_000;
+
+/// The exception queues' delivery limit: the largest the broker takes.
+pub const EXCEPTION_DELIVERY_LIMIT: i32 = i32::MAX;
 
 /// Everything [`declare`] creates for one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +138,16 @@ impl TopologySpec {
         events.insert("x-overflow".into(), text("drop-head"));
         queues.push((self.names.events_queue(), events));
         for stage in &self.stages {
-            queues.push((stage.exceptions.clone(), quorum()));
+            let mut exceptions = quorum();
+            // Never dropped for being read: operators peek (and the console
+            // reads every few seconds), each read is a delivery, and 4.x
+            // would drop past its default limit of 20. 3.x takes no -1
+            // (unlimited), so the largest limit instead.
+            exceptions.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongInt(EXCEPTION_DELIVERY_LIMIT),
+            );
+            queues.push((stage.exceptions.clone(), exceptions));
             for delay in &stage.delays {
                 let mut args = quorum();
                 let ttl = i64::try_from(delay.delay.as_millis()).unwrap_or(i64::MAX);
@@ -350,6 +364,22 @@ mod tests {
         );
         assert_eq!(arg(args, "x-dead-letter-strategy"), &text("at-least-once"));
         assert_eq!(arg(args, "x-overflow"), &text("reject-publish"));
+    }
+
+    #[test]
+    fn reading_an_exception_queue_never_reaches_its_delivery_limit() {
+        let spec = spec();
+        let queues = spec.queues();
+        let (_, args) = queues
+            .iter()
+            .find(|(name, _)| name == "ns.payment.exceptions")
+            .unwrap();
+        assert_eq!(arg(args, "x-queue-type"), &text("quorum"));
+        assert_eq!(arg(args, "x-delivery-limit"), &AMQPValue::LongInt(i32::MAX));
+        assert!(
+            !args.inner().contains_key("x-dead-letter-exchange"),
+            "the end of the line: nothing dead-letters out of it"
+        );
     }
 
     #[test]
