@@ -14,6 +14,7 @@
 //! store's schedules: a claimed order is not asked about again by any
 //! replica before its claim runs out.
 
+use futures_util::{StreamExt, TryStreamExt, stream};
 use orderflow_broker::{Meta, Outgoing, Publisher};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Stage};
@@ -26,6 +27,9 @@ use tracing::{debug, info, warn};
 
 /// Orders looked at per kind and round.
 const BATCH: usize = 1000;
+/// Step messages a round has in flight at once (each on a channel of the
+/// publisher's pool).
+const ASKS_IN_FLIGHT: usize = 32;
 
 pub struct Reconciler {
     env: Env,
@@ -163,10 +167,9 @@ impl Reconciler {
         every: Duration,
     ) -> Result<usize, Error> {
         let store = &self.env.store;
-        for id in candidates.keys() {
-            store.schedule_if_absent(kind, id, 0).await?;
-        }
-        let mut asked = 0;
+        let ids: Vec<&OrderId> = candidates.keys().collect();
+        store.schedule_if_absent(kind, &ids, 0).await?;
+        let mut asks = Vec::new();
         for claim in store.claim_due(kind, BATCH, every).await? {
             let Some(ask) = candidates.get(&claim.order_id) else {
                 store.finish_claim(&claim).await?;
@@ -192,13 +195,20 @@ impl Reconciler {
             }
             .with_policy_id(&self.env.policy_id);
             let queue = self.env.spec.names().work_queue(ask.stage);
-            self.publisher
-                .publish(Outgoing::to_queue(&queue, step.to_bytes(), meta))
-                .await?;
-            metrics::counter!("orderflow_reconciler_asks_total", "kind" => kind.as_str())
-                .increment(1);
-            asked += 1;
+            asks.push(Outgoing::to_queue(&queue, step.to_bytes(), meta));
         }
+        // Confirmed publishes in flight at once: a round with a thousand
+        // shipments to track must not take a thousand round trips.
+        let asked = asks.len();
+        stream::iter(asks)
+            .map(Ok::<_, Error>)
+            .try_for_each_concurrent(ASKS_IN_FLIGHT, |ask| async move {
+                self.publisher.publish(ask).await?;
+                metrics::counter!("orderflow_reconciler_asks_total", "kind" => kind.as_str())
+                    .increment(1);
+                Ok(())
+            })
+            .await?;
         Ok(asked)
     }
 }

@@ -74,22 +74,25 @@ impl Store {
         Ok(())
     }
 
-    /// Schedules the order at `due_at_ms` unless it is scheduled already
-    /// (a claimed entry keeps its claim); `true` if added.
+    /// Schedules each order at `due_at_ms` unless it is scheduled already
+    /// (a claimed entry keeps its claim), in one command; returns how many
+    /// were added.
     pub async fn schedule_if_absent(
         &self,
         kind: ScheduleKind,
-        order_id: &OrderId,
+        order_ids: &[&OrderId],
         due_at_ms: u64,
-    ) -> Result<bool, Error> {
-        let added: u64 = redis::cmd("ZADD")
-            .arg(self.keys.schedule(kind))
-            .arg("NX")
-            .arg(due_at_ms)
-            .arg(order_id.as_str())
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(added == 1)
+    ) -> Result<u64, Error> {
+        if order_ids.is_empty() {
+            return Ok(0);
+        }
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(self.keys.schedule(kind)).arg("NX");
+        for id in order_ids {
+            zadd.arg(due_at_ms).arg(id.as_str());
+        }
+        let added: u64 = zadd.query_async(&mut self.conn()).await?;
+        Ok(added)
     }
 
     /// Schedules the order `delay` after the server's now; returns the due

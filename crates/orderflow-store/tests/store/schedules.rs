@@ -141,17 +141,28 @@ async fn a_rescheduled_claim_is_not_removed_by_finishing_it() {
 async fn scheduling_if_absent_keeps_an_existing_due_time() {
     let t = TestNs::new().await;
     let id = order_id("nx-1");
-    assert!(
+    let other = order_id("nx-2");
+    assert_eq!(
         t.store
-            .schedule_if_absent(ScheduleKind::Stuck, &id, 1_000)
+            .schedule_if_absent(ScheduleKind::Stuck, &[&id], 1_000)
             .await
-            .unwrap()
+            .unwrap(),
+        1
     );
-    assert!(
-        !t.store
-            .schedule_if_absent(ScheduleKind::Stuck, &id, 5_000)
+    assert_eq!(
+        t.store
+            .schedule_if_absent(ScheduleKind::Stuck, &[&id, &other], 5_000)
             .await
-            .unwrap()
+            .unwrap(),
+        1,
+        "only the order not scheduled yet is added"
+    );
+    assert_eq!(
+        t.store
+            .scheduled_at(ScheduleKind::Stuck, &other)
+            .await
+            .unwrap(),
+        Some(5_000)
     );
     assert_eq!(
         t.store
