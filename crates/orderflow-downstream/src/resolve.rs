@@ -4,9 +4,14 @@
 //! park, fail, compensate, block, escalate) is returned for the worker to
 //! act on.
 //!
-//! Retries spend the downstream's fleet-wide budget; a refused spend is
-//! re-decided as "budget spent", which applies the stage's overload
-//! behaviour instead of a retry.
+//! Retries in the run spend the downstream's fleet-wide budget; a refused
+//! spend is re-decided as "budget spent", which applies the stage's
+//! overload behaviour (defer) instead of a retry. A deferred re-attempt is
+//! a new request, not a retry: the delay tier it waited out paces it, the
+//! breaker still guards it, and its own retries spend budget again. (Had it
+//! to win a budget spent by a fault rate above the budget's ratio, it
+//! would be deferred until its tiers ran out and escalate an operation
+//! that only needed sending again.)
 
 use crate::transport::{Answer, Downstream};
 use orderflow_core::decide::{BudgetState, DecisionContext, Ruling, decide};
@@ -19,8 +24,7 @@ use std::time::Duration;
 /// How the delivery starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
-    /// Send the operation: a first attempt, or a deferred re-attempt (which
-    /// spends budget like any retry).
+    /// Send the operation: a first attempt, or a deferred re-attempt.
     Act,
     /// Ask by key first: a parked `*_pending` order being re-checked.
     Query,
@@ -66,20 +70,10 @@ where
             ctx.queried = true;
             poll_status(&mut query, poll.limit, poll.interval).await
         }
-        Start::Act if ctx.deferrals == 0 => {
+        Start::Act => {
             store.record_first_attempt(stage, &dp.budget).await?;
             calls += 1;
             act().await
-        }
-        Start::Act => {
-            if spend_retry(store, stage, dp).await? {
-                calls += 1;
-                act().await
-            } else {
-                // Not sent: decide on what is known, with the budget spent.
-                ctx.budget = BudgetState::Spent;
-                budget_refusal()
-            }
         }
     };
 
@@ -151,17 +145,6 @@ where
         answer = query().await;
     }
     answer
-}
-
-/// A re-attempt the budget refused: nothing was sent.
-fn budget_refusal<T>() -> Answer<T> {
-    let mut outcome = orderflow_core::outcome::TransportFailure::BreakerOpen.outcome();
-    outcome.code = Some("retry_budget_spent".into());
-    Answer {
-        outcome,
-        body: None,
-        latency: Duration::ZERO,
-    }
 }
 
 /// "Equal jitter": half the delay fixed, half random, so a fleet that failed

@@ -91,6 +91,43 @@ async fn at_a_50_percent_failure_rate_retries_stay_within_the_budget() {
     );
 }
 
+#[tokio::test]
+async fn a_deferred_re_attempt_is_sent_though_the_budget_is_spent() {
+    let sim = Sim::start("seed = 3\n").await;
+    let mut policy = Policy::default_policy();
+    let dp = &mut policy.downstreams.inventory;
+    dp.budget.ratio = 0.0;
+    dp.budget.min_per_window = 1;
+    dp.budget.window = Duration::from_secs(60);
+    let store = store().await;
+    while store
+        .try_spend_retry(Stage::Inventory, &policy.downstreams.inventory.budget)
+        .await
+        .unwrap()
+        .granted
+    {}
+    let api = InventoryApi::new(&sim.base, &policy).unwrap();
+    let id = OrderId::parse("o-deferred").unwrap();
+    let key = IdempotencyKey::new(&id, Operation::Reserve);
+    let lines = items();
+    let mut ctx = first_attempt(&policy, Stage::Inventory);
+    ctx.deferrals = 2;
+    let resolution = resolve(
+        &policy,
+        &store,
+        &api.0,
+        ctx,
+        Start::Act,
+        || api.reserve(&key, &id, &lines),
+        || api.status_of(&key),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resolution.ruling.decision, Decision::Proceed);
+    assert_eq!(resolution.calls, 1);
+    assert_eq!(sim.ledger().await.calls_to(Endpoint::InventoryReserve), 1);
+}
+
 /// One charge against a provider that ignores idempotency keys and whose
 /// every charge times out after it applied, resolved under `policy`.
 async fn charge_with_unknown_outcome(mut policy: Policy) -> (Resolution<Payment>, Ledger) {

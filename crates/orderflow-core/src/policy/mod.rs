@@ -195,9 +195,10 @@ impl RetryPolicy {
     }
 }
 
-/// Retries (in-process and deferred alike) may add at most `ratio` of the
-/// recent first attempts, fleet-wide, plus `min_per_window` so a quiet
-/// system can still retry.
+/// In-process retries may add at most `ratio` of the recent requests,
+/// fleet-wide, plus `min_per_window` so a quiet system can still retry.
+/// What the budget refuses is deferred; a deferred re-attempt is a new
+/// request (its delay tier paces it, the breaker guards it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetPolicy {
