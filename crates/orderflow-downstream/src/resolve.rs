@@ -6,8 +6,9 @@
 //!
 //! Retries in the run spend the downstream's fleet-wide budget; a refused
 //! spend is re-decided as "budget spent", which applies the stage's
-//! overload behaviour (defer) instead of a retry. A deferred re-attempt is
-//! a new request, not a retry: the delay tier it waited out paces it, the
+//! overload behaviour (defer) instead of a retry. A deferred re-attempt
+//! (sent at once, or after its status query found nothing done) is a new
+//! request, not a retry: the delay tier it waited out paces it, the
 //! breaker still guards it, and its own retries spend budget again. (Had it
 //! to win a budget spent by a fault rate above the budget's ratio, it
 //! would be deferred until its tiers ran out and escalate an operation
@@ -83,10 +84,15 @@ where
         let ruling = decide(policy, &ctx);
         match ruling.decision {
             Decision::RetryAfter { delay } => {
-                // A policy that retries even with the budget spent (the
-                // naive baseline has no budget) retries unbudgeted rather
-                // than asking the budget again and again.
-                if ctx.budget != BudgetState::Spent && !spend_retry(store, stage, dp).await? {
+                if calls == 0 {
+                    // The run began by asking and learnt nothing was done:
+                    // this send is the run's request, not a retry.
+                    store.record_first_attempt(stage, &dp.budget).await?;
+                } else if ctx.budget != BudgetState::Spent && !spend_retry(store, stage, dp).await?
+                {
+                    // A policy that retries even with the budget spent
+                    // (the naive baseline has no budget) retries unbudgeted
+                    // rather than asking the budget again and again.
                     ctx.budget = BudgetState::Spent;
                     continue;
                 }

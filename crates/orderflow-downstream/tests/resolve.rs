@@ -126,6 +126,32 @@ async fn a_deferred_re_attempt_is_sent_though_the_budget_is_spent() {
     assert_eq!(resolution.ruling.decision, Decision::Proceed);
     assert_eq!(resolution.calls, 1);
     assert_eq!(sim.ledger().await.calls_to(Endpoint::InventoryReserve), 1);
+
+    // A deferred run that begins by asking (the last send may have been
+    // applied) and learns nothing was done sends once, unbudgeted too.
+    let id = OrderId::parse("o-asked").unwrap();
+    let key = IdempotencyKey::new(&id, Operation::Reserve);
+    let mut ctx = first_attempt(&policy, Stage::Inventory);
+    ctx.deferrals = 1;
+    let resolution = resolve(
+        &policy,
+        &store,
+        &api.0,
+        ctx,
+        Start::Query,
+        || api.reserve(&key, &id, &lines),
+        || api.status_of(&key),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        resolution.ruling.decision,
+        Decision::Proceed,
+        "{:?}",
+        resolution.ruling
+    );
+    assert_eq!(resolution.calls, 1);
+    assert_eq!(sim.ledger().await.calls_to(Endpoint::InventoryReserve), 2);
 }
 
 /// One charge against a provider that ignores idempotency keys and whose
