@@ -754,7 +754,7 @@ async fn export(
     // The library audits no export (nothing is decided about a message):
     // the log says who moved them.
     tracing::info!(actor = %operator, %stage, path = %report.path, written = report.written, "exported exception messages from the console");
-    let download = format!("/exceptions/exports/{}", path_segment(&file));
+    let download = format!("/exceptions/exports/{}", layout::url_component(&file));
     let body = html! {
         h1 { "Exceptions: " (stage) }
         div #result data-written=(report.written) data-lines=(report.lines) data-file=(file) {
@@ -1018,31 +1018,20 @@ async fn edit(
 
 fn stage_href(stage: Stage, reason: Option<&str>) -> String {
     match reason {
-        Some(reason) => format!("/exceptions/{stage}?reason={}", path_segment(reason)),
+        Some(reason) => format!(
+            "/exceptions/{stage}?reason={}",
+            layout::url_component(reason)
+        ),
         None => format!("/exceptions/{stage}"),
     }
 }
 
 fn edit_href(stage: Stage, id: &str) -> String {
-    format!("/exceptions/{stage}/edit?id={}", path_segment(id))
+    format!("/exceptions/{stage}/edit?id={}", layout::url_component(id))
 }
 
 fn order_href(order: &str) -> String {
-    format!("/orders/{}", path_segment(order))
-}
-
-/// Percent-encodes everything but unreserved characters, for a path
-/// segment or a query value (reasons come from message headers).
-fn path_segment(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    format!("/orders/{}", layout::url_component(order))
 }
 
 fn or_dash(value: Option<impl ToString>) -> String {

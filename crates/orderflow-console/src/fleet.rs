@@ -151,7 +151,7 @@ fn stage_row(stage: &StageStatus) -> Markup {
                     Some(exceptions) if exceptions.messages > 0 => {
                         a.bad href=(format!("/exceptions/{name}")) { strong { (exceptions.messages) } }
                         @for (reason, n) in &exceptions.by_reason {
-                            " " a.badge href=(format!("/exceptions/{name}?reason={reason}")) { (reason) " ×" (n) }
+                            " " a.badge href=(format!("/exceptions/{name}?reason={}", layout::url_component(reason))) { (reason) " ×" (n) }
                         }
                         @if (exceptions.sampled) < exceptions.messages {
                             span.muted { " (reasons of the first " (exceptions.sampled) ")" }

@@ -159,6 +159,20 @@ pub fn age(secs: u64) -> String {
     }
 }
 
+/// Percent-encodes everything but unreserved characters, for a path
+/// segment or a query value (reasons and ids come from message headers).
+pub fn url_component(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A timestamp to the second, in UTC.
 pub fn time(at: jiff::Timestamp) -> String {
     at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
@@ -167,6 +181,15 @@ pub fn time(at: jiff::Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_components_keep_only_unreserved_characters() {
+        assert_eq!(url_component("payment_unresolved"), "payment_unresolved");
+        assert_eq!(
+            url_component("/exceptions?stage=payment&x=a b"),
+            "%2Fexceptions%3Fstage%3Dpayment%26x%3Da%20b"
+        );
+    }
 
     #[test]
     fn ages_read_at_a_glance() {

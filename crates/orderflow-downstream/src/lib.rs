@@ -8,6 +8,8 @@
 //!   result classified into class + certainty by the policy's rules,
 //!   metrics per downstream, endpoint and class.
 //! - [`breaker`]: a circuit breaker per downstream and process.
+//! - [`limit`]: the calls in flight per downstream and process, an adaptive
+//!   limit that backs off when the provider says it is overloaded.
 //! - [`api`]: typed calls of the inventory, payment and shipping APIs.
 //! - [`resolve`]: one logical operation run to a decision — in-process
 //!   retries within the fleet-wide retry budget, status queries and polls.
@@ -15,6 +17,7 @@
 pub mod api;
 pub mod breaker;
 pub mod key;
+pub mod limit;
 pub mod resolve;
 pub mod transport;
 

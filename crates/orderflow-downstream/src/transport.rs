@@ -4,6 +4,7 @@
 
 use crate::breaker::{Breaker, Permit};
 use crate::key::IdempotencyKey;
+use crate::limit::InFlightLimit;
 use orderflow_core::Stage;
 use orderflow_core::decide::BreakerState;
 use orderflow_core::outcome::{
@@ -47,7 +48,8 @@ impl<T> Answer<T> {
 }
 
 /// A downstream API: base URL, HTTP client with the policy's timeouts, the
-/// policy's classification rules, and this process's breaker for it.
+/// policy's classification rules, and this process's breaker and in-flight
+/// limit for it.
 #[derive(Debug)]
 pub struct Downstream {
     stage: Stage,
@@ -55,6 +57,7 @@ pub struct Downstream {
     http: reqwest::Client,
     rules: Vec<ClassifyRule>,
     breaker: Breaker,
+    in_flight: InFlightLimit,
 }
 
 impl Downstream {
@@ -89,6 +92,7 @@ impl Downstream {
             http,
             rules: policy.classify.clone(),
             breaker: Breaker::new(policy.breaker.clone()),
+            in_flight: InFlightLimit::new(policy.max_in_flight),
         })
     }
 
@@ -146,6 +150,7 @@ impl Downstream {
             record_metrics(self.stage, endpoint, &answer.outcome, answer.latency);
             return answer;
         }
+        let in_flight = self.in_flight.acquire().await;
         let url = self
             .base
             .join(path)
@@ -178,6 +183,12 @@ impl Downstream {
             answer.outcome.class
         };
         self.breaker.record(health, answer.latency);
+        in_flight.finish(matches!(
+            answer.outcome.class,
+            FailureClass::Overloaded | FailureClass::RateLimited
+        ));
+        metrics::gauge!("orderflow_in_flight_limit", "downstream" => self.stage.as_str())
+            .set(f64::from(self.in_flight.current()));
         record_metrics(self.stage, endpoint, &answer.outcome, answer.latency);
         // 0 closed, 1 half-open, 2 open: one gauge a dashboard can colour.
         let breaker = match self.breaker.state() {

@@ -166,6 +166,10 @@ pub struct DownstreamPolicy {
     /// How long the downstream remembers an idempotency key.
     #[serde(with = "humantime_serde")]
     pub key_retention: Duration,
+    /// Calls a worker process has in flight to it at most. The process
+    /// adapts below this: halved when the downstream answers overloaded or
+    /// rate limited, grown back by its other answers.
+    pub max_in_flight: u32,
     pub retry: RetryPolicy,
     pub budget: BudgetPolicy,
     pub breaker: BreakerPolicy,

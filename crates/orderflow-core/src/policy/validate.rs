@@ -184,6 +184,11 @@ fn check_downstream(
         "must be at least 1".into(),
     );
     check(
+        dp.max_in_flight >= 1,
+        "max_in_flight",
+        "must be at least 1 (no call could be made)".into(),
+    );
+    check(
         dp.breaker.half_open_calls >= 1,
         "breaker.half_open_calls",
         "must be at least 1".into(),
