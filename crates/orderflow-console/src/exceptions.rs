@@ -50,14 +50,6 @@ async fn connect(console: &Console) -> Result<ExceptionQueues, PageError> {
     Ok(ExceptionQueues::connect(target.amqp_url(), target.namespace()).await?)
 }
 
-fn bad(message: impl Into<String>) -> PageError {
-    PageError::new(
-        StatusCode::BAD_REQUEST,
-        "Not done: check the request",
-        message.into(),
-    )
-}
-
 fn parse_stage(raw: &str) -> Result<Stage, PageError> {
     raw.parse().map_err(|err: orderflow_core::stage::UnknownStage| {
         PageError::new(
@@ -390,19 +382,23 @@ impl ReplayForm {
             "selected" => {
                 let ids = fields.all("id");
                 if ids.is_empty() {
-                    return Err(bad(
+                    return Err(PageError::bad_request(
                         "no message selected: tick the messages to replay, or replay the whole group",
                     ));
                 }
                 Some(ids)
             }
             "group" => None,
-            other => return Err(bad(format!("scope `{other}`: `selected` or `group`"))),
+            other => {
+                return Err(PageError::bad_request(format!(
+                    "scope `{other}`: `selected` or `group`"
+                )));
+            }
         };
         let rate = match fields.text("rate") {
             None => None,
             Some(raw) => Some(raw.parse::<NonZeroU32>().map_err(|_| {
-                bad(format!(
+                PageError::bad_request(format!(
                     "rate `{raw}`: messages per second, a whole number above 0 (empty: no limit)"
                 ))
             })?),
@@ -410,7 +406,7 @@ impl ReplayForm {
         let canary = match fields.text("canary") {
             None => 0,
             Some(raw) => raw.parse::<usize>().map_err(|_| {
-                bad(format!(
+                PageError::bad_request(format!(
                     "canary `{raw}`: how many messages to send first, a whole number (0: none)"
                 ))
             })?,
@@ -418,7 +414,9 @@ impl ReplayForm {
         let halt_text = fields.text("halt").map(str::to_owned);
         let halt = match &halt_text {
             None => HaltThreshold::default(),
-            Some(raw) => raw.parse().map_err(|why| bad(format!("halt {why}")))?,
+            Some(raw) => raw
+                .parse()
+                .map_err(|why| PageError::bad_request(format!("halt {why}")))?,
         };
         Ok(ReplayForm {
             ids,
@@ -478,7 +476,7 @@ async fn replay(
         (None, true) => ops::new_replay_id(),
         // The dry run's id is what makes a double submit harmless.
         (None, false) => {
-            return Err(bad(
+            return Err(PageError::bad_request(
                 "a real replay carries the replay id of its dry run: start with the dry run, then press \"Replay for real\" on its page",
             ));
         }
@@ -672,13 +670,13 @@ async fn discard(
     let fields = Fields(fields);
     // Said here in the console's words; the library refuses the same.
     let Some(reason) = fields.text("reason") else {
-        return Err(bad(
+        return Err(PageError::bad_request(
             "say why you discard: the reason goes into the audit with your name. Nothing was removed",
         ));
     };
     let ids = fields.all("id");
     if ids.is_empty() {
-        return Err(bad(
+        return Err(PageError::bad_request(
             "no message selected: tick the messages to discard. Nothing was removed",
         ));
     }
@@ -791,7 +789,7 @@ fn export_file_name(file: &str) -> Option<&str> {
 
 async fn download(State(console): State<Console>, Path(file): Path<String>) -> Response {
     let Some(name) = export_file_name(&file) else {
-        return bad(format!(
+        return PageError::bad_request(format!(
             "`{file}` is not an export: give the plain name of a .jsonl file the console wrote (no paths)"
         ))
         .into_response();
@@ -868,7 +866,7 @@ async fn edit_page(
     queues.close().await;
     let subject = subject?;
     let Some(text) = editable(&subject.body) else {
-        return Err(bad(format!(
+        return Err(PageError::bad_request(format!(
             "message {} has a body that is not text: edit it with `orderctl exceptions edit`",
             query.id
         )));
@@ -933,7 +931,7 @@ async fn edit(
     let stage = parse_stage(&stage)?;
     let fields = Fields(fields);
     let (Some(id), Some(sha256)) = (fields.text("id"), fields.text("sha256")) else {
-        return Err(bad(
+        return Err(PageError::bad_request(
             "open the message to edit from its stage's page: the form names the message and the body it had",
         ));
     };

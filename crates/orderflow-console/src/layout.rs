@@ -85,6 +85,15 @@ impl PageError {
             message,
         }
     }
+
+    /// The request is wrong: what the library calls invalid.
+    pub fn bad_request(message: impl Into<String>) -> PageError {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Not done: check the request",
+            message.into(),
+        )
+    }
 }
 
 impl IntoResponse for PageError {

@@ -15,7 +15,6 @@ use crate::auth::Session;
 use crate::layout::{self, PageError, PageResult, state_badge, time};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -83,14 +82,10 @@ async fn index(
     }
     let in_state = match search.state.as_deref().map(str::trim) {
         Some(raw) if !raw.is_empty() => Some(raw.parse::<OrderState>().map_err(|_| {
-            PageError::new(
-                StatusCode::BAD_REQUEST,
-                "Not done: check the request",
-                format!(
-                    "`{raw}` is not an order state; one of: {}",
-                    OrderState::ALL.map(OrderState::as_str).join(", ")
-                ),
-            )
+            PageError::bad_request(format!(
+                "`{raw}` is not an order state; one of: {}",
+                OrderState::ALL.map(OrderState::as_str).join(", ")
+            ))
         })?),
         _ => None,
     };
@@ -455,7 +450,7 @@ struct ActionForm {
 impl ActionForm {
     fn read(form: Result<Form<ActionForm>, FormRejection>) -> Result<ActionForm, PageError> {
         form.map(|Form(form)| form)
-            .map_err(|rejection| bad_request(rejection.body_text()))
+            .map_err(|rejection| PageError::bad_request(rejection.body_text()))
     }
 
     /// A blank reason goes on to the library, which refuses it with its
@@ -476,14 +471,6 @@ fn filled(value: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn bad_request(message: String) -> PageError {
-    PageError::new(
-        StatusCode::BAD_REQUEST,
-        "Not done: check the request",
-        message,
-    )
-}
-
 async fn resolve(
     State(console): State<Console>,
     session: Session,
@@ -496,7 +483,7 @@ async fn resolve(
         "succeeded" => PaymentOutcome::Succeeded,
         "failed" => PaymentOutcome::Failed,
         _ => {
-            return Err(bad_request(
+            return Err(PageError::bad_request(
                 "say how the charge ended: succeeded or failed".to_owned(),
             ));
         }
@@ -519,7 +506,7 @@ async fn retry(
     let stage = form
         .stage
         .parse::<Stage>()
-        .map_err(|e| bad_request(e.to_string()))?;
+        .map_err(|e| PageError::bad_request(e.to_string()))?;
     let input = form.input(id, operator);
     let report = orderflow_ops::retry(console.target(), &input, stage).await?;
     Ok(result(&console, &session, &report))
@@ -537,7 +524,9 @@ async fn unblock(
         "ship" => Decision::Ship,
         "refund" => Decision::Refund,
         _ => {
-            return Err(bad_request("choose a decision: ship or refund".to_owned()));
+            return Err(PageError::bad_request(
+                "choose a decision: ship or refund".to_owned(),
+            ));
         }
     };
     let input = form.input(id, operator);
