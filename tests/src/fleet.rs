@@ -8,6 +8,7 @@ use crate::process::{Proc, create_file};
 use crate::redis::PrivateRedis;
 use crate::{amqp_url, fixtures, redis_url};
 use downstream_sim::Profile;
+use orderflow_broker::sockets::{amqp_port, client_ports};
 use orderflow_broker::{Connection, Publisher, TopologySpec};
 use orderflow_core::Policy;
 use orderflow_store::Store;
@@ -488,7 +489,7 @@ impl Fleet {
         let ns = self.ns.clone();
         let broker_port = amqp_port(&amqp_url());
         tokio::task::spawn_blocking(move || {
-            let ports = crate::fleet::client_ports(&pids, broker_port);
+            let ports = client_ports(&pids, broker_port);
             let connections = list_connections();
             let mine: Vec<&BrokerConnection> = connections
                 .iter()
@@ -662,17 +663,6 @@ fn wait_for_listen_line(sim: &mut Proc) -> String {
     }
 }
 
-/// The port of an AMQP URL (5672 when it names none).
-fn amqp_port(url: &str) -> u16 {
-    let after_scheme = url.split("://").nth(1).unwrap_or(url);
-    let authority = after_scheme.split(['/', '?']).next().unwrap_or("");
-    let host_port = authority.rsplit('@').next().unwrap_or(authority);
-    host_port
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
-        .unwrap_or(5672)
-}
-
 /// A row of `rabbitmqctl list_connections pid peer_port client_properties`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerConnection {
@@ -731,63 +721,9 @@ fn connection_name(properties: &str) -> Option<String> {
     Some(entry[value_start..value_end].to_owned())
 }
 
-/// Local ports of the TCP connections that processes `pids` hold to
-/// `remote_port`, read from `/proc` (socket inodes of their descriptors,
-/// matched in the network namespace's socket tables).
-pub fn client_ports(pids: &[u32], remote_port: u16) -> BTreeSet<u16> {
-    let mut inodes = BTreeSet::new();
-    for pid in pids {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if let Ok(target) = std::fs::read_link(fd.path())
-                && let Some(inode) = target
-                    .to_str()
-                    .and_then(|t| t.strip_prefix("socket:["))
-                    .and_then(|t| t.strip_suffix(']'))
-            {
-                inodes.insert(inode.to_owned());
-            }
-        }
-    }
-    let mut ports = BTreeSet::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(remote), Some(inode)) =
-                (fields.get(1), fields.get(2), fields.get(9))
-            else {
-                continue;
-            };
-            let port = |addr: &str| {
-                addr.rsplit_once(':')
-                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-            };
-            if inodes.contains(*inode)
-                && port(remote) == Some(remote_port)
-                && let Some(local_port) = port(local)
-            {
-                ports.insert(local_port);
-            }
-        }
-    }
-    ports
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_amqp_port_is_read_from_the_url() {
-        assert_eq!(amqp_port("amqp://guest:guest@127.0.0.1:5672/%2f"), 5672);
-        assert_eq!(amqp_port("amqp://u:p@host:5673"), 5673);
-        assert_eq!(amqp_port("amqp://host/vh"), 5672);
-    }
 
     #[test]
     fn connection_rows_are_parsed_and_headers_skipped() {

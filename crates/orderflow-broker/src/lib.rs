@@ -19,6 +19,8 @@
 //!   concurrency, graceful shutdown and reconnection with backoff.
 //! - [`admin`]: queue depth and single-message `basic.get`, for operator
 //!   tools and tests.
+//! - [`sockets`]: which connections processes hold to the broker, for the
+//!   tools that drop a fleet's connections on purpose.
 //! - `error`: [`Error`] and [`chain`] for logging its causes.
 
 pub mod admin;
@@ -29,6 +31,7 @@ pub mod headers;
 mod message;
 pub mod names;
 mod publisher;
+pub mod sockets;
 pub mod topology;
 
 pub use connection::{connect, connect_named, without_password};

@@ -295,7 +295,7 @@ async fn run_chaos(
     let mut tally = Tally::default();
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut victims: Vec<&str> = Vec::new();
-    let broker_port = broker::amqp_port(&args.amqp_url);
+    let broker_port = orderflow_broker::sockets::amqp_port(&args.amqp_url);
     let redis_port = redis_url
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse::<u16>().ok());
