@@ -89,7 +89,8 @@ async fn a_publish_nobody_routes_is_unroutable_not_success() {
 }
 
 /// Many tasks on one publisher, half of them unroutable: each gets its own
-/// answer (a returned message is never credited to another publish).
+/// answer (a returned message is never credited to another publish). Enough
+/// of them that the broker confirms in batches that mix the two.
 #[tokio::test]
 async fn concurrent_publishes_each_get_their_own_confirm() {
     let fixture = Fixture::new("").await;
@@ -99,7 +100,7 @@ async fn concurrent_publishes_each_get_their_own_confirm() {
     let payment = fixture.spec.stage(Stage::Payment).work.clone();
     let missing = format!("{}.no-such-queue", fixture.namespace());
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..60u32 {
+    for i in 0..600u32 {
         let publisher = publisher.clone();
         let routable = i % 2 == 0;
         let queue = if routable {
@@ -127,8 +128,8 @@ async fn concurrent_publishes_each_get_their_own_confirm() {
             (routable, other) => panic!("routable={routable} but got {other:?}"),
         }
     }
-    assert_eq!(delivered, 30);
-    assert_eq!(fixture.depth(&payment).await, 30);
+    assert_eq!(delivered, 300);
+    assert_eq!(fixture.depth(&payment).await, 300);
     publisher.close().await;
 }
 
