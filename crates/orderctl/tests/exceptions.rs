@@ -116,7 +116,8 @@ impl Namespace {
             timestamp: Some(1_764_325_000),
             stage: Some(stage),
             attempt: Some(3),
-            first_attempt_at: Some(1_764_324_000_000),
+            // Recent: a replay refuses steps first tried before the replay window.
+            first_attempt_at: Some(jiff::Timestamp::now().as_millisecond() - 3_600_000),
             class: Some(FailureClass::Timeout),
             certainty: Some(Certainty::Unknown),
             reason: Some(format!("{stage}_unresolved")),

@@ -327,7 +327,9 @@ async fn settle(mut incoming: mpsc::UnboundedReceiver<Pending>, counters: Arc<Co
         for (route, sequence, reply, confirmation) in ready {
             let outcome = match confirmation {
                 Err(err) => Outcome::Failed(err),
-                Ok(Confirmation::Ack(_)) if returned.covers(&route, sequence) => Outcome::Unroutable,
+                Ok(Confirmation::Ack(_)) if returned.covers(&route, sequence) => {
+                    Outcome::Unroutable
+                }
                 Ok(Confirmation::Ack(_)) => Outcome::Stored,
                 // Every channel is in confirm mode, so NotRequested cannot
                 // happen; treat it as "not stored" rather than as success.

@@ -468,7 +468,7 @@ impl Run<'_> {
 
     async fn planned(&self, h: &Held) -> Result<ReplayedMessage, Error> {
         let mut entry = self.entry(h, ReplayOutcome::Planned);
-        if let Some(problems) = still_invalid(self.request.stage, h) {
+        if let Some(problems) = refusal(self.request.stage, h, self.op.policy) {
             entry.outcome = ReplayOutcome::Skipped;
             entry.detail = Some(problems);
         }
@@ -526,7 +526,7 @@ impl Run<'_> {
         let stage = self.request.stage;
         let names = self.queues.names();
         let destination = match (
-            still_invalid(stage, h),
+            refusal(stage, h, self.op.policy),
             destination(names, stage, h.message.kind),
         ) {
             (None, Some(destination)) => destination,
@@ -773,6 +773,36 @@ fn destination(names: &Names, stage: Stage, kind: BodyKind) -> Option<Destinatio
 }
 
 /// The problems of a body that would only come back as malformed.
+/// Why a held message is not sent back as it is, if it is not.
+fn refusal(stage: Stage, h: &Held, policy: &Policy) -> Option<String> {
+    still_invalid(stage, h).or_else(|| past_replay_window(h, policy, jiff::Timestamp::now()))
+}
+
+/// A step first attempted longer than `exceptions.replay_window` ago: the
+/// downstream may have forgotten the step's idempotency key by now, so
+/// running it again could repeat its side effect (a second charge). The
+/// first attempt counts, not the parking: the key was first sent then.
+fn past_replay_window(h: &Held, policy: &Policy, now: jiff::Timestamp) -> Option<String> {
+    if h.message.kind != BodyKind::Step {
+        return None;
+    }
+    let meta = h.taken.message().meta();
+    let first_ms = meta.first_attempt_at.or_else(|| {
+        let secs = i64::try_from(meta.timestamp?).ok()?;
+        secs.checked_mul(1000)
+    })?;
+    let age_ms = u64::try_from(now.as_millisecond().saturating_sub(first_ms)).ok()?;
+    let window = policy.exceptions.replay_window;
+    if u128::from(age_ms) <= window.as_millis() {
+        return None;
+    }
+    let age = humantime::format_duration(Duration::from_secs(age_ms / 1000));
+    Some(format!(
+        "first attempted {age} ago, past exceptions.replay_window ({}): the downstream may have forgotten this step's idempotency key, so running it again could repeat its side effect; settle the order by hand (`orderctl order resolve`) and discard this message",
+        humantime::format_duration(window)
+    ))
+}
+
 fn still_invalid(stage: Stage, h: &Held) -> Option<String> {
     let body = h.taken.message().body();
     let problems = match h.message.kind {

@@ -233,7 +233,8 @@ pub fn escalation(stage: Stage, order: &str, id: &str, reason: &str) -> Meta {
         timestamp: Some(1_764_325_000),
         stage: Some(stage),
         attempt: Some(4),
-        first_attempt_at: Some(1_764_324_000_000),
+        // Recent: a replay refuses steps first tried before the replay window.
+        first_attempt_at: Some(jiff::Timestamp::now().as_millisecond() - 3_600_000),
         class: Some(FailureClass::Timeout),
         certainty: Some(Certainty::Unknown),
         reason: Some(reason.to_owned()),

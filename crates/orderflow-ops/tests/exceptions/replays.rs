@@ -1,7 +1,7 @@
 //! `replay`: the copy sent, the replay id, dry runs, and the stage's
 //! idempotency record when a message is replayed again.
 
-use crate::common::{Fleet, malformed, step};
+use crate::common::{Fleet, escalation, malformed, step};
 use orderflow_broker::{Consumer, admin};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Stage};
@@ -375,6 +375,45 @@ async fn a_still_malformed_message_is_not_replayed_and_unknown_ids_are_refused()
     assert_eq!(err.kind(), ErrorKind::BadInput);
     assert!(err.to_string().contains("no-such"), "{err}");
     assert_eq!(fleet.depth(&fleet.exceptions(Stage::Inventory)).await, 1);
+    fleet.stop().await;
+}
+
+/// A step first tried longer ago than `exceptions.replay_window` (24 h by
+/// default) may meet a downstream that forgot its idempotency key: neither
+/// the dry run nor the replay sends it, and it stays for a person.
+#[tokio::test]
+async fn a_step_first_tried_before_the_replay_window_is_not_replayed() {
+    let fleet = Fleet::new().await;
+    let order = fleet.order_in("o-old", OrderState::Reserved).await;
+    let mut meta = escalation(
+        Stage::Payment,
+        order.as_str(),
+        "m-old",
+        "payment_unresolved",
+    );
+    meta.first_attempt_at = Some(jiff::Timestamp::now().as_millisecond() - 25 * 3_600_000);
+    fleet
+        .park(Stage::Payment, &step(order.as_str(), Stage::Payment), meta)
+        .await;
+
+    let mut dry = request(Stage::Payment, Selection::All, "r-old");
+    dry.dry_run = true;
+    let planned = replay(&fleet, &dry).await;
+    assert_eq!(planned.messages[0].outcome, ReplayOutcome::Skipped);
+
+    let report = replay(&fleet, &request(Stage::Payment, Selection::All, "r-old")).await;
+    assert_eq!((report.sent, report.skipped), (0, 1));
+    let detail = report.messages[0].detail.as_deref().unwrap();
+    assert!(
+        detail.contains("1day 1h") && detail.contains("exceptions.replay_window (1day)"),
+        "{detail}"
+    );
+    assert!(detail.contains("orderctl order resolve"), "{detail}");
+    assert_eq!(
+        fleet.depth(&fleet.exceptions(Stage::Payment)).await,
+        1,
+        "it stays"
+    );
     fleet.stop().await;
 }
 
