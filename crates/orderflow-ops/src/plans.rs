@@ -430,6 +430,7 @@ mod tests {
             downstream_ids: BTreeMap::new(),
             last_outcomes: BTreeMap::new(),
             cancel_requested: None,
+            reservation_committed: false,
         }
     }
 

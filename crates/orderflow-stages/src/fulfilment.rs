@@ -64,7 +64,7 @@ pub async fn track(
     let since_progress = Duration::from_millis(now_ms.saturating_sub(progress.since_ms));
     let ruling = track_fulfilment(&env.policy, step, since_progress);
     let effect = match &ruling.decision {
-        Decision::Proceed => match commit_reservation(downstreams, env, order).await {
+        Decision::Proceed => match commit_unless_done(downstreams, env, order).await {
             Ok(()) => Effect {
                 transition: Some(planned(
                     OrderState::Delivered,
@@ -123,4 +123,17 @@ async fn payment_after_shipment(
         ruling.rule,
         vec![],
     ))
+}
+
+/// The shipping stage commits the reservation when the carrier accepts the
+/// shipment; only a commit it could not confirm is made here.
+async fn commit_unless_done(
+    downstreams: &Downstreams,
+    env: &Env,
+    order: &OrderRecord,
+) -> Result<(), String> {
+    if order.reservation_committed {
+        return Ok(());
+    }
+    commit_reservation(downstreams, env, order).await
 }

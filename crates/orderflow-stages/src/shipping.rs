@@ -15,7 +15,7 @@ use orderflow_core::{Decision, OrderState, Stage};
 use orderflow_downstream::Operation;
 use orderflow_downstream::api::Shipment;
 use orderflow_runtime::{Check, Effect, Env, Error, Job, StageLogic};
-use orderflow_store::OrderRecord;
+use orderflow_store::{FieldUpdate, OrderRecord};
 use std::sync::Arc;
 use tracing::warn;
 
@@ -73,13 +73,21 @@ impl StageLogic for ShippingStage {
             |s: &Shipment| &s.shipment_id,
         )
         .await?;
-        if decided.ruling.decision == Decision::Proceed {
-            // Accepted: the stock is sold. Done again (same key) before the
-            // order is marked delivered, so a failure here only delays it.
-            if let Err(detail) = commit_reservation(&self.downstreams, env, order).await {
-                warn!(order_id = %order.order_id, %detail, "reservation not committed yet; the reconciler commits it before delivery");
-            }
+        // Accepted: the stock is sold. A failed commit is tried again
+        // (same key) before the order is marked delivered, so it only
+        // delays delivery; a confirmed one is recorded and not repeated.
+        let committed = decided.ruling.decision == Decision::Proceed
+            && match commit_reservation(&self.downstreams, env, order).await {
+                Ok(()) => true,
+                Err(detail) => {
+                    warn!(order_id = %order.order_id, %detail, "reservation not committed yet; the reconciler commits it before delivery");
+                    false
+                }
+            };
+        let mut effect = conclude(&SHIPPING, env, &self.downstreams, order, job, &decided).await;
+        if committed && let Some(transition) = effect.transition.as_mut() {
+            transition.fields.push(FieldUpdate::ReservationCommitted);
         }
-        Ok(conclude(&SHIPPING, env, &self.downstreams, order, job, &decided).await)
+        Ok(effect)
     }
 }

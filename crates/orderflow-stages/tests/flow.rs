@@ -2,6 +2,7 @@
 //! and Redis and against the simulator: the stage logic's own loop, quicker
 //! than the process-level end-to-end tests in the workspace's `tests/`.
 
+use downstream_sim::Endpoint;
 use downstream_sim::Profile;
 use downstream_sim::ledger::{Ledger, PaymentState, ReservationState};
 use orderflow_broker::{
@@ -247,6 +248,47 @@ async fn an_order_is_reserved_paid_shipped_and_tracked_to_delivery() {
     assert_eq!(ledger.reservations.len(), 1);
     assert_eq!(ledger.payments.len(), 1);
     assert_eq!(ledger.shipments.len(), 1);
+    assert_eq!(ledger.reservations[0].state, ReservationState::Committed);
+    assert!(record.reservation_committed);
+    assert_eq!(
+        ledger.calls_to(Endpoint::InventoryCommit),
+        1,
+        "committed when the carrier accepted, not again at delivery"
+    );
+    fleet.stop().await;
+}
+
+/// The commit when the carrier accepts is refused: the order is accepted
+/// all the same, and the reconciler commits before it marks it delivered.
+#[tokio::test]
+async fn a_commit_refused_at_acceptance_is_made_before_delivery() {
+    let fleet = Fleet::start(&format!(
+        "{QUICK_FULFILMENT}[faults.\"inventory.commit\"]\nunavailable_503 = 1.0\n"
+    ))
+    .await;
+    let id = fleet.place("commit-1", "tok_ok").await;
+    let accepted = fleet
+        .wait_for(&id, OrderState::ShipmentAccepted, Duration::from_secs(20))
+        .await;
+    assert!(!accepted.reservation_committed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        fleet.store.get_order(&id).await.unwrap().unwrap().state,
+        OrderState::ShipmentAccepted,
+        "not delivered while the stock is not sold"
+    );
+
+    let lifted = reqwest::Client::new()
+        .put(format!("{}/_faults", fleet.sim.base_url()))
+        .json(&serde_json::json!({"shipping": {"fulfilment_step_ms": 100}}))
+        .send()
+        .await
+        .expect("the simulator answers");
+    assert!(lifted.status().is_success());
+    fleet
+        .wait_for(&id, OrderState::Delivered, Duration::from_secs(20))
+        .await;
+    let ledger = fleet.ledger().await;
     assert_eq!(ledger.reservations[0].state, ReservationState::Committed);
     fleet.stop().await;
 }

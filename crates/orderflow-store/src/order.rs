@@ -51,6 +51,8 @@ pub struct OrderRecord {
     /// A cancellation was requested, with this reason
     /// ([`Store::request_cancel`]).
     pub cancel_requested: Option<String>,
+    /// The inventory confirmed the reservation's commit (the stock is sold).
+    pub reservation_committed: bool,
 }
 
 /// The result of [`Store::create_order`].
@@ -81,6 +83,8 @@ pub enum FieldUpdate {
         stage: Stage,
         outcome: LastOutcome,
     },
+    /// The inventory confirmed the reservation's commit.
+    ReservationCommitted,
 }
 
 /// One compare-and-set move of an order.
@@ -376,8 +380,13 @@ fn field_pairs(update: &FieldUpdate) -> Vec<(String, String)> {
                 outcome.certainty.as_str().to_owned(),
             ),
         ],
+        FieldUpdate::ReservationCommitted => {
+            vec![(RESERVATION_COMMITTED.to_owned(), "1".to_owned())]
+        }
     }
 }
+
+const RESERVATION_COMMITTED: &str = "reservation_committed";
 
 /// `{'ok', version, state, at_ms, entry_id, field, value, ...}`
 pub(crate) fn parse_written(key: &str, reply: Vec<String>) -> Result<Written, Error> {
@@ -448,5 +457,6 @@ pub(crate) fn parse_record(
         downstream_ids,
         last_outcomes,
         cancel_requested: map.get("cancel_requested").cloned(),
+        reservation_committed: map.contains_key(RESERVATION_COMMITTED),
     })
 }
