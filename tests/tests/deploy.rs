@@ -1202,7 +1202,11 @@ fn probes_and_scrape_ports_point_at_the_listen_address() {
         if !worker && !has_probes {
             continue;
         }
-        let listen_flag = help(&run.binary, &[]).flags.get("listen").cloned();
+        // The subcommand's own flag (`orderctl console --listen`).
+        let listen_flag = help(&run.binary, &run.subcommands())
+            .flags
+            .get("listen")
+            .cloned();
         let listen_env = listen_flag
             .as_ref()
             .and_then(|f| f.env.clone())
