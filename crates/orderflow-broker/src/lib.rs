@@ -15,6 +15,8 @@
 //! - `connection`: [`connect`], with [`Error::Unreachable`] for start-up checks.
 //! - `publisher`: [`Publisher`], persistent mandatory publishes awaited to
 //!   their confirm; unroutable and nacked messages are errors.
+//! - `confirms`: one task per publishing channel that answers its pipelined
+//!   publishes, pairing returned messages with the publish they belong to.
 //! - `consumer`: [`Consumer::run`], the manual-ack loop with bounded
 //!   concurrency, graceful shutdown and reconnection with backoff.
 //! - [`admin`]: queue depth and single-message `basic.get`, for operator
@@ -24,6 +26,7 @@
 //! - `error`: [`Error`] and [`chain`] for logging its causes.
 
 pub mod admin;
+mod confirms;
 mod connection;
 mod consumer;
 mod error;

@@ -133,6 +133,37 @@ async fn concurrent_publishes_each_get_their_own_confirm() {
     publisher.close().await;
 }
 
+/// Callers that stop waiting for their confirm do not hold up the channel:
+/// each of those publishes is still sent and settled, and the next one is
+/// answered as usual.
+#[tokio::test]
+async fn a_publish_whose_caller_stops_waiting_is_still_settled() {
+    let fixture = Fixture::new("").await;
+    let publisher = Publisher::connect(&amqp_url(), fixture.namespace())
+        .await
+        .unwrap();
+    let payment = fixture.spec.stage(Stage::Payment).work.clone();
+    for i in 0..50u32 {
+        let meta = Meta {
+            message_id: Some(format!("gone-{i}")),
+            ..Meta::default()
+        };
+        let send = publisher.to_queue(&payment, b"{}".to_vec(), meta);
+        // Polled until it waits for its confirm, then dropped.
+        let _ = tokio::time::timeout(Duration::from_micros(1), send).await;
+    }
+    publisher
+        .to_queue(&payment, b"{}".to_vec(), Meta::default())
+        .await
+        .expect("the next publish is confirmed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fixture.depth(&payment).await < 51 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fixture.depth(&payment).await, 51);
+    publisher.close().await;
+}
+
 /// A queue that refuses new messages (full, `reject-publish`) nacks them.
 #[tokio::test]
 async fn a_refused_message_is_nacked() {

@@ -236,6 +236,10 @@ async fn an_order_shows_its_outcomes_ids_timeline_and_next_steps() {
 #[tokio::test]
 async fn an_unknown_order_names_the_namespaces_that_exist() {
     let fleet = Fleet::new().await;
+    // Another namespace with an order, of this test's own (not one that
+    // happens to be there from a test running beside it).
+    let other = Fleet::new().await;
+    other.order("o-elsewhere", &[]).await;
     let err = orderflow_ops::show_order(&fleet.target, "o-none")
         .await
         .unwrap_err();
@@ -245,7 +249,10 @@ async fn an_unknown_order_names_the_namespaces_that_exist() {
         text.contains("o-none") && text.contains(&fleet.ns),
         "{text}"
     );
-    assert!(text.contains("namespaces with some"), "{text}");
+    assert!(
+        text.contains("namespaces with some") && text.contains(&other.ns),
+        "{text}"
+    );
     let bad = orderflow_ops::show_order(&fleet.target, "no spaces")
         .await
         .unwrap_err();
