@@ -745,13 +745,16 @@ async fn export(
         jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
     );
     let path = dir.join(&file);
+    let target = console.target();
+    let op = Operator {
+        store: target.store(),
+        policy: target.policy(),
+        actor: &operator,
+    };
     let queues = connect(&console).await?;
-    let report = ops::export(&queues, stage, &path, None).await;
+    let report = ops::export(&queues, &op, stage, &path, None).await;
     queues.close().await;
     let report = report?;
-    // The library audits no export (nothing is decided about a message):
-    // the log says who moved them.
-    tracing::info!(actor = %operator, %stage, path = %report.path, written = report.written, "exported exception messages from the console");
     let download = format!("/exceptions/exports/{}", layout::url_component(&file));
     let body = html! {
         h1 { "Exceptions: " (stage) }

@@ -122,6 +122,8 @@ pub struct ExportArgs {
     pub json: bool,
     #[command(flatten)]
     pub fleet: Fleet,
+    #[command(flatten)]
+    pub acting: Acting,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +134,8 @@ pub struct ImportArgs {
     pub json: bool,
     #[command(flatten)]
     pub fleet: Fleet,
+    #[command(flatten)]
+    pub acting: Acting,
 }
 
 #[derive(Debug, Args)]
@@ -292,15 +296,27 @@ async fn dispatch(command: ExceptionsCommand) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         ExceptionsCommand::Export(args) => {
-            let queues = connect(&args.fleet).await?;
-            let report = ops::export(&queues, args.stage, &args.out, args.limit).await;
+            let (queues, store, policy) = connect_acting(&args.fleet, &args.acting).await?;
+            let actor = actor(&args.acting);
+            let op = Operator {
+                store: &store,
+                policy: &policy,
+                actor: &actor,
+            };
+            let report = ops::export(&queues, &op, args.stage, &args.out, args.limit).await;
             queues.close().await;
             print::exported(&report?, args.json);
             Ok(ExitCode::SUCCESS)
         }
         ExceptionsCommand::Import(args) => {
-            let queues = connect(&args.fleet).await?;
-            let report = ops::import(&queues, &args.file).await;
+            let (queues, store, policy) = connect_acting(&args.fleet, &args.acting).await?;
+            let actor = actor(&args.acting);
+            let op = Operator {
+                store: &store,
+                policy: &policy,
+                actor: &actor,
+            };
+            let report = ops::import(&queues, &op, &args.file).await;
             queues.close().await;
             print::imported(&report?, args.json);
             Ok(ExitCode::SUCCESS)

@@ -11,11 +11,18 @@
 //! current namespace, with its exact properties, headers and body, each
 //! confirmed by the broker. Lines whose message is already in the queue
 //! are skipped, so an import can be rerun too.
+//!
+//! Both are audited: each exported message on its order (as a discard is,
+//! just before its ack: it leaves the queue then), an import once in the
+//! fleet's audit stream (the file says which messages).
 
+use super::audit::Action;
+use super::message::ExceptionMessage;
 use super::record::{Identity, Record};
-use super::{Error, ExceptionQueues};
+use super::{Error, ExceptionQueues, Operator};
 use orderflow_broker::admin::RawPublisher;
 use orderflow_core::Stage;
+use orderflow_store::FleetNote;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -55,10 +62,12 @@ pub struct ImportReport {
 /// `limit` of them.
 pub async fn export(
     queues: &ExceptionQueues,
+    op: &Operator<'_>,
     stage: Stage,
     path: &Path,
     limit: Option<usize>,
 ) -> Result<ExportReport, Error> {
+    op.audit_actor()?;
     let (mut file, mut known, dropped_partial_line) = open_for_export(path)?;
     let mut lines = known.len();
     let mut report = ExportReport {
@@ -93,6 +102,14 @@ pub async fn export(
                 lines += 1;
                 report.written += 1;
             }
+            let parked = ExceptionMessage::read(stage, message, jiff::Timestamp::now());
+            let action = Action {
+                event: "operator.export",
+                message: &parked,
+                order: None,
+                reason: format!("moved to {}", path.display()),
+            };
+            op.audit(&queues.queue(stage), action).await?;
             taken.ack().await?;
         }
         Ok(())
@@ -168,7 +185,12 @@ fn sync_parent(path: &Path) -> Result<(), Error> {
 
 /// Publishes every line of `path` back to its stage's exception queue.
 /// Every line is checked before anything is published.
-pub async fn import(queues: &ExceptionQueues, path: &Path) -> Result<ImportReport, Error> {
+pub async fn import(
+    queues: &ExceptionQueues,
+    op: &Operator<'_>,
+    path: &Path,
+) -> Result<ImportReport, Error> {
+    let actor = op.audit_actor()?;
     let text = std::fs::read_to_string(path).map_err(Error::file(path))?;
     let mut records = Vec::new();
     let mut problems = Vec::new();
@@ -227,5 +249,27 @@ pub async fn import(queues: &ExceptionQueues, path: &Path) -> Result<ImportRepor
     }
     .await;
     publisher.close().await;
+    if report.published > 0 {
+        let stages: Vec<String> = report
+            .by_stage
+            .iter()
+            .map(|(stage, n)| format!("{n} to {stage}"))
+            .collect();
+        op.store
+            .fleet_note(&FleetNote {
+                event: "operator.import".to_owned(),
+                subject: format!("exceptions import of {}", report.path),
+                reason: Some(format!(
+                    "{} of {} lines published ({})",
+                    report.published,
+                    report.lines,
+                    stages.join(", ")
+                )),
+                actor,
+                correlation_id: report.path.clone(),
+                policy_id: op.policy.id(),
+            })
+            .await?;
+    }
     result.map(|()| report)
 }

@@ -102,9 +102,15 @@ async fn export_then_import_restores_body_and_headers_byte_for_byte() {
         .unwrap();
 
     let first = TempPath::new("first.jsonl");
-    let report = exceptions::export(&fleet.queues, Stage::Payment, &first.0, None)
-        .await
-        .unwrap();
+    let report = exceptions::export(
+        &fleet.queues,
+        &fleet.operator(),
+        Stage::Payment,
+        &first.0,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.written, 5);
     assert_eq!(report.lines, 5);
     assert_eq!(
@@ -123,21 +129,43 @@ async fn export_then_import_restores_body_and_headers_byte_for_byte() {
     assert!(records[4].id.starts_with("body-"), "{}", records[4].id);
     assert_eq!(records[4].body.as_deref(), Some("not json at all"));
 
-    let imported = exceptions::import(&fleet.queues, &first.0).await.unwrap();
+    let imported = exceptions::import(&fleet.queues, &fleet.operator(), &first.0)
+        .await
+        .unwrap();
     assert_eq!(imported.published, 5);
     assert_eq!(imported.by_stage[&Stage::Payment], 5);
     assert_eq!(fleet.depth(&fleet.exceptions(Stage::Payment)).await, 5);
-    let again = exceptions::import(&fleet.queues, &first.0).await.unwrap();
+    let again = exceptions::import(&fleet.queues, &fleet.operator(), &first.0)
+        .await
+        .unwrap();
     assert_eq!(
         again.published, 0,
         "an import rerun skips what is already there"
     );
     assert_eq!(again.already_in_queue, 5);
+    // No order of these is in the store: each export is audited in the
+    // fleet's stream, and so is the import that published something.
+    let notes = fleet.store.fleet_notes(None, 100).await.unwrap();
+    let count = |event: &str| notes.iter().filter(|n| n.event == event).count();
+    assert_eq!(count("operator.export"), 5, "{notes:?}");
+    assert_eq!(count("operator.import"), 1, "{notes:?}");
+    let import = notes.iter().find(|n| n.event == "operator.import").unwrap();
+    assert_eq!(import.actor, "operator:tester");
+    assert!(
+        import.reason.as_deref() == Some("5 of 5 lines published (5 to payment)"),
+        "{import:?}"
+    );
 
     let second = TempPath::new("second.jsonl");
-    exceptions::export(&fleet.queues, Stage::Payment, &second.0, None)
-        .await
-        .unwrap();
+    exceptions::export(
+        &fleet.queues,
+        &fleet.operator(),
+        Stage::Payment,
+        &second.0,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         std::fs::read(&second.0).unwrap(),
         std::fs::read(&first.0).unwrap(),
@@ -173,9 +201,15 @@ async fn an_export_stopped_after_writing_and_before_acking_writes_nothing_twice(
     write!(file, "{}", &second[..second.len() / 2]).unwrap();
     drop(file);
 
-    let report = exceptions::export(&fleet.queues, Stage::Shipping, &out.0, None)
-        .await
-        .unwrap();
+    let report = exceptions::export(
+        &fleet.queues,
+        &fleet.operator(),
+        Stage::Shipping,
+        &out.0,
+        None,
+    )
+    .await
+    .unwrap();
     assert!(report.dropped_partial_line);
     assert_eq!(report.already_in_file, 1);
     assert_eq!(report.written, 5);
@@ -196,9 +230,15 @@ async fn an_export_stopped_after_writing_and_before_acking_writes_nothing_twice(
     );
 
     // A rerun on an empty queue changes nothing.
-    let rerun = exceptions::export(&fleet.queues, Stage::Shipping, &out.0, None)
-        .await
-        .unwrap();
+    let rerun = exceptions::export(
+        &fleet.queues,
+        &fleet.operator(),
+        Stage::Shipping,
+        &out.0,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!((rerun.written, rerun.lines), (0, 6));
     fleet.stop().await;
 }
@@ -216,9 +256,15 @@ async fn export_refuses_to_append_to_a_file_of_something_else() {
         .await;
     let out = TempPath::new("other.jsonl");
     std::fs::write(&out.0, "{\"some\":\"other file\"}\n").unwrap();
-    let err = exceptions::export(&fleet.queues, Stage::Payment, &out.0, None)
-        .await
-        .unwrap_err();
+    let err = exceptions::export(
+        &fleet.queues,
+        &fleet.operator(),
+        Stage::Payment,
+        &out.0,
+        None,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BadInput);
     assert!(err.to_string().contains("line 1"), "{err}");
     assert_eq!(
@@ -241,7 +287,7 @@ async fn import_checks_every_line_before_publishing_any() {
     )
     .to_line();
     std::fs::write(&file.0, format!("{good}\nnot a record\n")).unwrap();
-    let err = exceptions::import(&fleet.queues, &file.0)
+    let err = exceptions::import(&fleet.queues, &fleet.operator(), &file.0)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BadInput);
