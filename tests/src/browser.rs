@@ -196,11 +196,18 @@ impl Browser {
 
     /// The rendered text of the element `css` (waiting for it).
     pub async fn text(&self, css: &str) -> String {
-        self.wait_for(css)
-            .await
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("cannot read the text of `{css}`: {e}"))
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.wait_for(css).await.text().await {
+                Ok(text) => return text,
+                // The page was replaced between finding the element and
+                // reading it (a navigation, a refresh): look again.
+                Err(e) if e.is_stale_element_reference() && Instant::now() <= deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot read the text of `{css}`: {e}"),
+            }
+        }
     }
 
     /// Waits up to [`WAIT`] until the text of the element `css` contains
