@@ -296,49 +296,27 @@ async fn dispatch(command: ExceptionsCommand) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         ExceptionsCommand::Export(args) => {
-            let (queues, store, policy) = connect_acting(&args.fleet, &args.acting).await?;
-            let actor = actor(&args.acting);
-            let op = Operator {
-                store: &store,
-                policy: &policy,
-                actor: &actor,
-            };
-            let report = ops::export(&queues, &op, args.stage, &args.out, args.limit).await;
+            let acted = connect_acting(&args.fleet, &args.acting).await?;
+            let (queues, op) = (&acted.queues, acted.operator());
+            let report = ops::export(queues, &op, args.stage, &args.out, args.limit).await;
             queues.close().await;
             print::exported(&report?, args.json);
             Ok(ExitCode::SUCCESS)
         }
         ExceptionsCommand::Import(args) => {
-            let (queues, store, policy) = connect_acting(&args.fleet, &args.acting).await?;
-            let actor = actor(&args.acting);
-            let op = Operator {
-                store: &store,
-                policy: &policy,
-                actor: &actor,
-            };
-            let report = ops::import(&queues, &op, &args.file).await;
+            let acted = connect_acting(&args.fleet, &args.acting).await?;
+            let (queues, op) = (&acted.queues, acted.operator());
+            let report = ops::import(queues, &op, &args.file).await;
             queues.close().await;
             print::imported(&report?, args.json);
             Ok(ExitCode::SUCCESS)
         }
         ExceptionsCommand::Replay(args) => replay(args).await,
         ExceptionsCommand::Discard(args) => {
-            let (queues, store, policy) = connect_acting(&args.fleet, &args.acting).await?;
-            let actor = actor(&args.acting);
-            let op = Operator {
-                store: &store,
-                policy: &policy,
-                actor: &actor,
-            };
-            let report = ops::discard(
-                &queues,
-                &op,
-                args.stage,
-                &args.ids,
-                &args.reason,
-                args.limit,
-            )
-            .await;
+            let acted = connect_acting(&args.fleet, &args.acting).await?;
+            let (queues, op) = (&acted.queues, acted.operator());
+            let report =
+                ops::discard(queues, &op, args.stage, &args.ids, &args.reason, args.limit).await;
             queues.close().await;
             print::discarded(&report?, args.json);
             Ok(ExitCode::SUCCESS)
@@ -348,13 +326,8 @@ async fn dispatch(command: ExceptionsCommand) -> Result<ExitCode, Failure> {
 }
 
 async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
-    let (queues, store, policy) = connect_acting(&args.fleet, &args.acting).await?;
-    let actor = actor(&args.acting);
-    let op = Operator {
-        store: &store,
-        policy: &policy,
-        actor: &actor,
-    };
+    let acted = connect_acting(&args.fleet, &args.acting).await?;
+    let (queues, op) = (&acted.queues, acted.operator());
     let selection = match (&args.reason, args.all) {
         (Some(reason), _) => Selection::Reason(reason.clone()),
         (None, true) => Selection::All,
@@ -375,7 +348,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
         replay_id,
         limit: args.limit,
     };
-    let report = ops::replay(&queues, &op, &request).await;
+    let report = ops::replay(queues, &op, &request).await;
     queues.close().await;
     let report = report?;
     print::replayed(&report, args.json);
@@ -403,15 +376,10 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
 }
 
 async fn edit(args: EditArgs) -> Result<ExitCode, Failure> {
-    let (queues, store, policy) = connect_acting(&args.fleet, &args.acting).await?;
-    let actor = actor(&args.acting);
-    let op = Operator {
-        store: &store,
-        policy: &policy,
-        actor: &actor,
-    };
+    let acted = connect_acting(&args.fleet, &args.acting).await?;
+    let (queues, op) = (&acted.queues, acted.operator());
     let result = async {
-        let subject = ops::open_edit(&queues, args.stage, &args.id, args.limit).await?;
+        let subject = ops::open_edit(queues, args.stage, &args.id, args.limit).await?;
         let body = if args.sets.is_empty() {
             editor::edit(&subject)?
         } else {
@@ -432,7 +400,7 @@ async fn edit(args: EditArgs) -> Result<ExitCode, Failure> {
             body,
             limit: args.limit,
         };
-        Ok(ops::edit(&queues, &op, &request).await?)
+        Ok(ops::edit(queues, &op, &request).await?)
     }
     .await;
     queues.close().await;
@@ -468,10 +436,26 @@ async fn known_namespaces(fleet: &Fleet) -> Option<String> {
     })
 }
 
-async fn connect_acting(
-    fleet: &Fleet,
-    acting: &Acting,
-) -> Result<(ExceptionQueues, Store, Policy), Failure> {
+/// What an audited action needs: the queues, the store, the policy and who
+/// acts.
+struct Acted {
+    queues: ExceptionQueues,
+    store: Store,
+    policy: Policy,
+    actor: String,
+}
+
+impl Acted {
+    fn operator(&self) -> Operator<'_> {
+        Operator {
+            store: &self.store,
+            policy: &self.policy,
+            actor: &self.actor,
+        }
+    }
+}
+
+async fn connect_acting(fleet: &Fleet, acting: &Acting) -> Result<Acted, Failure> {
     let policy = crate::policy_source::load(&acting.policy).map_err(|err| Failure {
         kind: ErrorKind::BadInput,
         text: err.to_string(),
@@ -489,7 +473,12 @@ async fn connect_acting(
             ),
         })?;
     let queues = connect(fleet).await?;
-    Ok((queues, store, policy))
+    Ok(Acted {
+        queues,
+        store,
+        policy,
+        actor: actor(acting),
+    })
 }
 
 /// `--actor`, else ORDERFLOW_ACTOR (through clap), else the OS user.
