@@ -21,7 +21,7 @@ use maud::{Markup, html};
 use orderflow_core::Stage;
 use orderflow_ops::exceptions::reasons::guide;
 use orderflow_ops::exceptions::{
-    self as ops, Audited, DEFAULT_READ_LIMIT, ExceptionQueues, HaltThreshold, Operator, Peeked,
+    self as ops, Audited, DEFAULT_READ_LIMIT, ExceptionQueues, HaltThreshold, Peeked,
     ReplayOutcome, ReplayReport, ReplayRequest, ReplayedMessage, Selection,
 };
 use serde::Deserialize;
@@ -492,12 +492,7 @@ async fn replay(
         replay_id: replay_id.clone(),
         limit: DEFAULT_READ_LIMIT,
     };
-    let target = console.target();
-    let op = Operator {
-        store: target.store(),
-        policy: target.policy(),
-        actor: &operator,
-    };
+    let op = console.target().operator(&operator);
     let queues = connect(&console).await?;
     let report = ops::replay(&queues, &op, &request).await;
     queues.close().await;
@@ -680,12 +675,7 @@ async fn discard(
             "no message selected: tick the messages to discard. Nothing was removed",
         ));
     }
-    let target = console.target();
-    let op = Operator {
-        store: target.store(),
-        policy: target.policy(),
-        actor: &operator,
-    };
+    let op = console.target().operator(&operator);
     let queues = connect(&console).await?;
     let queue = queues.queue(stage);
     let report = ops::discard(&queues, &op, stage, &ids, reason, DEFAULT_READ_LIMIT).await;
@@ -745,12 +735,7 @@ async fn export(
         jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
     );
     let path = dir.join(&file);
-    let target = console.target();
-    let op = Operator {
-        store: target.store(),
-        policy: target.policy(),
-        actor: &operator,
-    };
+    let op = console.target().operator(&operator);
     let queues = connect(&console).await?;
     let report = ops::export(&queues, &op, stage, &path, None).await;
     queues.close().await;
@@ -945,12 +930,7 @@ async fn edit(
         .find(|(k, _)| k == "body")
         .map(|(_, v)| v.replace("\r\n", "\n"))
         .unwrap_or_default();
-    let target = console.target();
-    let op = Operator {
-        store: target.store(),
-        policy: target.policy(),
-        actor: &operator,
-    };
+    let op = console.target().operator(&operator);
     let queues = connect(&console).await?;
     let outcome = async {
         let subject = ops::open_edit(&queues, stage, id, DEFAULT_READ_LIMIT).await?;

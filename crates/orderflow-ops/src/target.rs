@@ -114,6 +114,16 @@ impl Target {
         &self.env.policy_id
     }
 
+    /// `actor` acting on this fleet's exception queues, with its store and
+    /// policy.
+    pub fn operator<'a>(&'a self, actor: &'a str) -> crate::exceptions::Operator<'a> {
+        crate::exceptions::Operator {
+            store: self.store(),
+            policy: self.policy(),
+            actor,
+        }
+    }
+
     /// The broker, for the exception queues ([`crate::exceptions::ExceptionQueues`]).
     pub fn amqp_url(&self) -> &str {
         &self.amqp_url
