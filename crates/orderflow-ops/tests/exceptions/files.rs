@@ -6,6 +6,16 @@ use orderflow_core::Stage;
 use orderflow_ops::exceptions::{self, ErrorKind, Record};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
+use std::path::Path;
+
+/// The whole queue of `stage` into `path`, as the tester.
+async fn export(
+    fleet: &Fleet,
+    stage: Stage,
+    path: &Path,
+) -> Result<exceptions::ExportReport, exceptions::Error> {
+    exceptions::export(&fleet.queues, &fleet.operator(), stage, path, None).await
+}
 
 /// A message with every kind of property and header a tool could set.
 async fn park_unusual(fleet: &Fleet) {
@@ -102,15 +112,7 @@ async fn export_then_import_restores_body_and_headers_byte_for_byte() {
         .unwrap();
 
     let first = TempPath::new("first.jsonl");
-    let report = exceptions::export(
-        &fleet.queues,
-        &fleet.operator(),
-        Stage::Payment,
-        &first.0,
-        None,
-    )
-    .await
-    .unwrap();
+    let report = export(&fleet, Stage::Payment, &first.0).await.unwrap();
     assert_eq!(report.written, 5);
     assert_eq!(report.lines, 5);
     assert_eq!(
@@ -157,15 +159,7 @@ async fn export_then_import_restores_body_and_headers_byte_for_byte() {
     );
 
     let second = TempPath::new("second.jsonl");
-    exceptions::export(
-        &fleet.queues,
-        &fleet.operator(),
-        Stage::Payment,
-        &second.0,
-        None,
-    )
-    .await
-    .unwrap();
+    export(&fleet, Stage::Payment, &second.0).await.unwrap();
     assert_eq!(
         std::fs::read(&second.0).unwrap(),
         std::fs::read(&first.0).unwrap(),
@@ -201,15 +195,7 @@ async fn an_export_stopped_after_writing_and_before_acking_writes_nothing_twice(
     write!(file, "{}", &second[..second.len() / 2]).unwrap();
     drop(file);
 
-    let report = exceptions::export(
-        &fleet.queues,
-        &fleet.operator(),
-        Stage::Shipping,
-        &out.0,
-        None,
-    )
-    .await
-    .unwrap();
+    let report = export(&fleet, Stage::Shipping, &out.0).await.unwrap();
     assert!(report.dropped_partial_line);
     assert_eq!(report.already_in_file, 1);
     assert_eq!(report.written, 5);
@@ -230,15 +216,7 @@ async fn an_export_stopped_after_writing_and_before_acking_writes_nothing_twice(
     );
 
     // A rerun on an empty queue changes nothing.
-    let rerun = exceptions::export(
-        &fleet.queues,
-        &fleet.operator(),
-        Stage::Shipping,
-        &out.0,
-        None,
-    )
-    .await
-    .unwrap();
+    let rerun = export(&fleet, Stage::Shipping, &out.0).await.unwrap();
     assert_eq!((rerun.written, rerun.lines), (0, 6));
     fleet.stop().await;
 }
@@ -256,15 +234,7 @@ async fn export_refuses_to_append_to_a_file_of_something_else() {
         .await;
     let out = TempPath::new("other.jsonl");
     std::fs::write(&out.0, "{\"some\":\"other file\"}\n").unwrap();
-    let err = exceptions::export(
-        &fleet.queues,
-        &fleet.operator(),
-        Stage::Payment,
-        &out.0,
-        None,
-    )
-    .await
-    .unwrap_err();
+    let err = export(&fleet, Stage::Payment, &out.0).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BadInput);
     assert!(err.to_string().contains("line 1"), "{err}");
     assert_eq!(
