@@ -5,7 +5,7 @@
 
 use crate::binaries;
 use crate::process::{Proc, create_file};
-use crate::redis::PrivateRedis;
+use crate::redis::{PrivateRedis, RedisSnapshot};
 use crate::{amqp_url, fixtures, redis_url};
 use downstream_sim::Profile;
 use orderflow_broker::sockets::{amqp_port, client_ports};
@@ -133,6 +133,8 @@ pub(crate) struct Tracked {
     pub(crate) malformed: Vec<Vec<u8>>,
     /// Orders the test refunded on the simulator itself.
     pub(crate) external_refunds: BTreeSet<String>,
+    /// The test restarted Redis on an older copy of its files.
+    pub(crate) store_lost_writes: bool,
 }
 
 /// The processes, queues and keys of one namespace. Dropping it kills the
@@ -525,6 +527,10 @@ impl Fleet {
                 .expect("restart_redis needs FleetOptions::private_redis()")
                 .crash_and_restart();
         }
+        self.wait_store().await;
+    }
+
+    async fn wait_store(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.store.ping().await.is_err() {
             assert!(
@@ -533,6 +539,34 @@ impl Fleet {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The fleet's private Redis as it is now (see [`Fleet::restore_redis`]).
+    pub fn snapshot_redis(&self) -> RedisSnapshot {
+        let redis = self.redis.lock().unwrap_or_else(|e| e.into_inner());
+        redis
+            .as_ref()
+            .expect("snapshot_redis needs FleetOptions::private_redis()")
+            .snapshot()
+    }
+
+    /// `kill -9` the fleet's private Redis and start it on `snapshot`: the
+    /// writes it acknowledged since are lost, as when an asynchronous
+    /// replica is promoted or a host crashes under `appendfsync everysec`.
+    /// Waits until the store answers again.
+    pub async fn restore_redis(&self, snapshot: &RedisSnapshot) {
+        {
+            let mut redis = self.redis.lock().unwrap_or_else(|e| e.into_inner());
+            redis
+                .as_mut()
+                .expect("restore_redis needs FleetOptions::private_redis()")
+                .restore(snapshot);
+        }
+        self.tracked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .store_lost_writes = true;
+        self.wait_store().await;
     }
 
     /// Replaces the simulator's profile (`PUT /_faults`): faults and

@@ -26,6 +26,7 @@ impl Fleet {
             malformed: tracked.malformed.clone(),
             payment_idempotent: self.profile.payment.capabilities.idempotent,
             external_refunds: tracked.external_refunds.clone(),
+            store_lost_writes: tracked.store_lost_writes,
         }
     }
 

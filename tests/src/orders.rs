@@ -25,6 +25,28 @@ pub struct Order {
     pub supersedes: Option<String>,
 }
 
+/// Mostly good orders, and each business outcome the stages treat
+/// differently: scarce stock, declines, slow and failed payments, a
+/// refused destination.
+pub fn mixed(prefix: &str, n: usize) -> Vec<Order> {
+    (0..n)
+        .map(|i| {
+            let order = Order::new(&format!("{prefix}-{i}")).customer(&format!("cust-{}", i % 37));
+            match i % 20 {
+                0 => order.sku("SKU-SCARCE", 3),
+                1 => order.token("tok_declined"),
+                2 => order.token("tok_insufficient_funds"),
+                3 => order.token("tok_processing"),
+                4 => order.token("tok_processing_fail"),
+                5 => order.country("ZZ"),
+                6 => order.token("tok_fraud"),
+                7 => order.sku("SKU-7", 2).line("SKU-8", 1, 300),
+                _ => order,
+            }
+        })
+        .collect()
+}
+
 impl Order {
     pub fn new(order_id: &str) -> Order {
         Order {

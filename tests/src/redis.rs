@@ -74,6 +74,28 @@ impl PrivateRedis {
         self.wait_ready();
     }
 
+    /// Copies the append-only files as they are now: what a replica that
+    /// lags, or a host that loses its last second of writes, comes back
+    /// with. [`PrivateRedis::restore`] starts Redis on the copy.
+    pub fn snapshot(&self) -> RedisSnapshot {
+        let copy = self
+            .dir
+            .with_file_name(format!("redis-snapshot-{}", uuid::Uuid::new_v4().simple()));
+        copy_dir(&self.dir, &copy);
+        RedisSnapshot { dir: copy }
+    }
+
+    /// `kill -9`, then starts again on `snapshot` instead of its own files:
+    /// every write acknowledged since the snapshot is gone.
+    pub fn restore(&mut self, snapshot: &RedisSnapshot) {
+        self.proc.kill9();
+        std::fs::remove_dir_all(&self.dir)
+            .unwrap_or_else(|e| panic!("cannot remove {}: {e}", self.dir.display()));
+        copy_dir(&snapshot.dir, &self.dir);
+        self.proc.restart();
+        self.wait_ready();
+    }
+
     /// Stops it for good (dropping does the same).
     pub fn kill(&mut self) {
         self.proc.kill9();
@@ -92,6 +114,33 @@ impl PrivateRedis {
             self.port,
             self.proc.tail(20)
         );
+    }
+}
+
+/// The append-only files of a [`PrivateRedis`] at one moment.
+#[derive(Debug)]
+pub struct RedisSnapshot {
+    dir: PathBuf,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("cannot create {}: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display()));
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap_or_else(|e| {
+                panic!(
+                    "cannot copy {} to {}: {e}",
+                    entry.path().display(),
+                    target.display()
+                )
+            });
+        }
     }
 }
 

@@ -3,46 +3,12 @@
 //! broker connections dropped, the (private, append-only) Redis crashed and
 //! restarted. At the end every order has settled and I1–I9 hold.
 
-use orderflow_e2e::{Fleet, FleetOptions, Order, OrderState, WorkerKind};
+use orderflow_e2e::orders::mixed;
+use orderflow_e2e::{Fleet, FleetOptions, Order, OrderState, WorkerKind, tally};
 use std::time::Duration;
 
 /// A fault run settles slower: leases of killed workers lapse first.
 const SETTLE: Duration = Duration::from_secs(60);
-
-/// Mostly good orders, and each business outcome the stages treat
-/// differently: scarce stock, declines, slow and failed payments, a
-/// refused destination.
-fn mixed(prefix: &str, n: usize) -> Vec<Order> {
-    (0..n)
-        .map(|i| {
-            let order = Order::new(&format!("{prefix}-{i}")).customer(&format!("cust-{}", i % 37));
-            match i % 20 {
-                0 => order.sku("SKU-SCARCE", 3),
-                1 => order.token("tok_declined"),
-                2 => order.token("tok_insufficient_funds"),
-                3 => order.token("tok_processing"),
-                4 => order.token("tok_processing_fail"),
-                5 => order.country("ZZ"),
-                6 => order.token("tok_fraud"),
-                7 => order.sku("SKU-7", 2).line("SKU-8", 1, 300),
-                _ => order,
-            }
-        })
-        .collect()
-}
-
-/// How many orders ended where, for the test's output.
-fn tally(records: &[orderflow_e2e::OrderRecord]) -> String {
-    let mut counts = std::collections::BTreeMap::new();
-    for record in records {
-        let key = match &record.reason {
-            Some(reason) => format!("{} ({reason})", record.state),
-            None => record.state.to_string(),
-        };
-        *counts.entry(key).or_insert(0) += 1;
-    }
-    format!("{counts:?}")
-}
 
 /// Good orders (tok_ok, a supported country, plentiful stock) may end
 /// delayed or escalated under faults, never refused or rolled back.

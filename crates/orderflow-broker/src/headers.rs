@@ -27,11 +27,12 @@ pub const REASON: &str = "orderflow-reason";
 pub const POLICY_ID: &str = "orderflow-policy-id";
 pub const LAST_ERROR: &str = "orderflow-last-error";
 pub const ORDER_ID: &str = "orderflow-order-id";
+pub const ORDER_VERSION: &str = "orderflow-order-version";
 
 /// The prefix every header in [`Meta::extra`] must carry.
 pub const PREFIX: &str = "orderflow-";
 
-const TYPED: [&str; 9] = [
+const TYPED: [&str; 10] = [
     STAGE,
     ATTEMPT,
     FIRST_ATTEMPT_AT,
@@ -41,6 +42,7 @@ const TYPED: [&str; 9] = [
     POLICY_ID,
     LAST_ERROR,
     ORDER_ID,
+    ORDER_VERSION,
 ];
 
 /// What travels with a message besides its body.
@@ -64,6 +66,10 @@ pub struct Meta {
     pub policy_id: Option<String>,
     pub last_error: Option<String>,
     pub order_id: Option<String>,
+    /// The order's version in the store once the message was due: a stage
+    /// that finds its order at an older version knows the store lost
+    /// writes it had acknowledged.
+    pub order_version: Option<u64>,
     /// Further `orderflow-*` headers (`orderflow-validation-errors`,
     /// `orderflow-replay-id`, ...), by full header name.
     pub extra: BTreeMap<String, String>,
@@ -107,6 +113,9 @@ impl Meta {
         }
         if let Some(at) = self.first_attempt_at {
             headers.insert(FIRST_ATTEMPT_AT.into(), AMQPValue::LongLongInt(at));
+        }
+        if let Some(version) = self.order_version.and_then(|v| i64::try_from(v).ok()) {
+            headers.insert(ORDER_VERSION.into(), AMQPValue::LongLongInt(version));
         }
         for (name, value) in &self.extra {
             if !name.starts_with(PREFIX) || TYPED.contains(&name.as_str()) {
@@ -173,6 +182,11 @@ impl Meta {
             policy_id: text(POLICY_ID),
             last_error: text(LAST_ERROR),
             order_id: text(ORDER_ID),
+            order_version: headers
+                .inner()
+                .get(ORDER_VERSION)
+                .and_then(as_int)
+                .and_then(|n| u64::try_from(n).ok()),
             extra,
         }
     }
@@ -293,6 +307,7 @@ mod tests {
             policy_id: Some("pol-0123456789ab".into()),
             last_error: Some("504 from payment".into()),
             order_id: Some("ord-1".into()),
+            order_version: Some(4),
             extra: BTreeMap::new(),
         }
         .with_extra("replay-id", "r-9")

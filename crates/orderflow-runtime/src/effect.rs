@@ -93,6 +93,10 @@ pub struct RenderContext<'a> {
     /// run count when nothing moves. Message ids derive from it, so a
     /// re-emitted message has the id it had the first time.
     pub sequence: String,
+    /// The order's version once this settlement is written (`None` when
+    /// no order is known): every message carries it, so a stage can tell
+    /// when the store lost writes (`crate::lost`).
+    pub order_version: Option<u64>,
     /// Runs of this stage for the order so far, this one included.
     pub runs: u32,
     pub first_attempt_at: i64,
@@ -119,6 +123,7 @@ pub fn render(
                 timestamp: u64::try_from(ctx.now.as_second()).ok(),
                 correlation_id: Some(ctx.correlation_id.to_owned()),
                 order_id: Some(ctx.order_id.as_str().to_owned()),
+                order_version: ctx.order_version,
                 ..Meta::default()
             }
             .with_policy_id(ctx.policy_id);

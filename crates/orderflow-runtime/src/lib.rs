@@ -12,6 +12,8 @@
 //! - [`step`]: the message a stage sends to the next.
 //! - [`crash`]: the named crash points, as `fail` failpoints.
 //! - [`keyed`]: one delivery per order at a time inside a process.
+//! - [`lost`]: knowing that Redis lost writes it had acknowledged, from
+//!   the order version every message carries.
 //! - [`noop`]: a stage logic that calls nothing, for the benchmark and tests.
 //! - `patience`: waiting out a Redis outage without acknowledging anything.
 //! - [`shutdown`]: first SIGTERM/SIGINT drains, a second exits.
@@ -19,6 +21,7 @@
 pub mod crash;
 pub mod effect;
 pub mod keyed;
+pub mod lost;
 pub mod noop;
 mod patience;
 pub mod runner;

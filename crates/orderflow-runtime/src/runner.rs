@@ -21,12 +21,13 @@
 use crate::crash;
 use crate::effect::{Effect, Emission, RenderContext, Rendered, render};
 use crate::keyed::KeyedLocks;
+use crate::lost::{self, Lost, lost_writes};
 use crate::patience::patiently;
 use crate::step::StepMessage;
 use orderflow_broker::{Handler, Incoming, Meta, Outgoing, Publisher, Settlement, TopologySpec};
 use orderflow_core::message::{Invalid, OrderId};
 use orderflow_core::{Policy, PolicyId, Stage};
-use orderflow_store::{Begun, ErrorClass, Lease, Note, OrderRecord, Store, Transition};
+use orderflow_store::{Begun, ErrorClass, Lease, LostOrder, Note, OrderRecord, Store, Transition};
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
@@ -111,6 +112,13 @@ pub trait StageLogic: Send + Sync + 'static {
         async move { Ok(admission) }
     }
 
+    /// The stage's answer to an order whose store lost writes it had
+    /// acknowledged ([`crate::lost`]): stopped for a person with `detail`.
+    /// Stages with customers add their event to [`lost::escalation`].
+    fn lost_writes(&self, detail: String) -> Effect {
+        lost::escalation(detail)
+    }
+
     /// The stage's work for an order whose lease this worker holds.
     fn run(
         &self,
@@ -175,7 +183,7 @@ impl<L: StageLogic> StageRunner<L> {
                     detail: Some(detail),
                     keep_original: true,
                 };
-                self.publish_unrecorded(&order_id, delivery, &[parked], 0, publisher)
+                self.publish_unrecorded(&order_id, delivery, &[parked], 0, None, publisher)
                     .await?;
                 return Ok(Settlement::Ack);
             }
@@ -255,30 +263,45 @@ impl<L: StageLogic> StageRunner<L> {
         let store = &self.env.store;
         let (order_id, runs) = (held.order_id, held.runs);
         for reruns in 0..CAS_ATTEMPTS {
+            let sent_at = delivery.meta().order_version;
             let Some(current) = order.take() else {
-                // The store lost the order (a Redis without persistence was
-                // restarted?): a person must look.
+                if let Some(lost @ Lost::Order { sent_at }) = lost_writes(sent_at, None) {
+                    self.record_lost_order(order_id, delivery, &lost, sent_at, runs, publisher)
+                        .await?;
+                    return Ok((Settlement::Ack, Released::No));
+                }
+                // No message of the fleet's names it (a producer's step
+                // message, or an order purged by hand): a person must look.
                 let parked = Emission::Exception {
                     reason: "order_not_found".into(),
                     outcome: None,
                     detail: Some("the store has no record of this order".into()),
                     keep_original: true,
                 };
-                self.publish_unrecorded(order_id, delivery, &[parked], runs, publisher)
+                self.publish_unrecorded(order_id, delivery, &[parked], runs, None, publisher)
                     .await?;
                 return Ok((Settlement::Ack, Released::No));
             };
             let job = self.job(delivery, &current, runs, reruns);
-            let effect = self.logic.run(&current, &job, &self.env).await?;
-            crash::point(crash::AFTER_DOWNSTREAM);
+            let effect = match lost_writes(sent_at, Some(&current)) {
+                Some(lost) => {
+                    warn!(order_id = %order_id, ?lost, "the store is behind a message about this order: it lost writes");
+                    self.logic.lost_writes(lost.detail(&job.message_id))
+                }
+                None => {
+                    let effect = self.logic.run(&current, &job, &self.env).await?;
+                    crash::point(crash::AFTER_DOWNSTREAM);
+                    effect
+                }
+            };
 
-            let sequence = match effect.transition {
-                Some(_) => format!("v{}", current.version + 1),
-                None => format!("r{runs}"),
+            let (sequence, version) = match effect.transition {
+                Some(_) => (format!("v{}", current.version + 1), current.version + 1),
+                None => (format!("r{runs}"), current.version),
             };
             let rendered = render(
                 &effect.emissions,
-                &self.render_context(order_id, &job, sequence),
+                &self.render_context(order_id, &job, sequence, Some(version)),
                 delivery.body(),
             );
             let released = match self.write(held, &current, &job, &effect, &rendered).await? {
@@ -392,6 +415,7 @@ impl<L: StageLogic> StageRunner<L> {
         order_id: &'a OrderId,
         job: &'a Job,
         sequence: String,
+        order_version: Option<u64>,
     ) -> RenderContext<'a> {
         RenderContext {
             spec: &self.env.spec,
@@ -400,6 +424,7 @@ impl<L: StageLogic> StageRunner<L> {
             correlation_id: &job.correlation_id,
             policy_id: &self.env.policy_id,
             sequence,
+            order_version,
             runs: job.runs,
             first_attempt_at: job.first_attempt_at_ms,
             now: jiff::Timestamp::now(),
@@ -414,6 +439,7 @@ impl<L: StageLogic> StageRunner<L> {
         delivery: &Incoming,
         emissions: &[Emission],
         runs: u32,
+        order_version: Option<u64>,
         publisher: &Publisher,
     ) -> Result<(), Error> {
         let correlation_id = delivery
@@ -431,9 +457,62 @@ impl<L: StageLogic> StageRunner<L> {
             body: Vec::new(),
             reruns: 0,
         };
-        let ctx = self.render_context(order_id, &job, format!("m{}", short_hash(delivery.body())));
+        let ctx = self.render_context(
+            order_id,
+            &job,
+            format!("m{}", short_hash(delivery.body())),
+            order_version,
+        );
         self.publish_all(render(emissions, &ctx, delivery.body()), publisher)
             .await
+    }
+
+    /// Records an order the store lost whole as escalated, then parks the
+    /// delivery and announces the escalation (a crash in between records
+    /// nothing twice: the order exists on the next try, and the delivery
+    /// then finds it behind or resting).
+    async fn record_lost_order(
+        &self,
+        order_id: &OrderId,
+        delivery: &Incoming,
+        lost: &Lost,
+        sent_at: u64,
+        runs: u32,
+        publisher: &Publisher,
+    ) -> Result<(), Error> {
+        let detail = lost.detail(&message_id(delivery));
+        warn!(order_id = %order_id, %detail, "the store lost this order");
+        let record = LostOrder {
+            sent_at_version: sent_at,
+            reason: lost::REASON.into(),
+            correlation_id: delivery
+                .meta()
+                .correlation_id
+                .clone()
+                .unwrap_or_else(|| message_id(delivery)),
+            policy_id: self.env.policy_id.clone(),
+            actor: self.env.actor.clone(),
+            rule: lost::RULE.into(),
+        };
+        let store = &self.env.store;
+        let recorded = patiently("record lost order", || {
+            store.record_lost_order(order_id, &record)
+        })
+        .await?;
+        if !recorded {
+            // Another delivery about the order recorded it first.
+            return Ok(());
+        }
+        let effect = self.logic.lost_writes(detail);
+        self.publish_unrecorded(
+            order_id,
+            delivery,
+            &effect.emissions,
+            runs,
+            Some(sent_at + 1),
+            publisher,
+        )
+        .await
     }
 
     async fn publish_recorded(

@@ -34,6 +34,10 @@ impl StageLogic for InventoryStage {
         Stage::Inventory
     }
 
+    fn lost_writes(&self, detail: String) -> Effect {
+        crate::operation::lost_writes(detail)
+    }
+
     async fn admit(&self, delivery: &Incoming, env: &Env) -> Result<Admission, Error> {
         ingress::admit(delivery, env).await
     }

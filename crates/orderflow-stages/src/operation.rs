@@ -425,6 +425,17 @@ pub fn escalate(
     effect
 }
 
+/// An order whose store lost writes it had acknowledged: escalated for a
+/// person with what was lost, and announced like any escalation.
+pub fn lost_writes(detail: String) -> Effect {
+    let mut effect = orderflow_runtime::lost::escalation(detail);
+    effect.emissions.push(order_event(
+        OrderState::Escalated,
+        Some(orderflow_runtime::lost::REASON),
+    ));
+    effect
+}
+
 /// Blocked for a business decision, parked in the exception queue,
 /// announced.
 pub fn block(

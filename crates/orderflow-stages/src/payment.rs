@@ -32,6 +32,10 @@ impl StageLogic for PaymentStage {
         Stage::Payment
     }
 
+    fn lost_writes(&self, detail: String) -> Effect {
+        crate::operation::lost_writes(detail)
+    }
+
     async fn run(&self, order: &OrderRecord, job: &Job, env: &Env) -> Result<Effect, Error> {
         if check_of(job) == Some(Check::Deadline) {
             return Ok(deadline::check(&PAYMENT, env, order, &OWNED));

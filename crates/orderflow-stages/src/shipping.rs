@@ -36,6 +36,10 @@ impl StageLogic for ShippingStage {
         Stage::Shipping
     }
 
+    fn lost_writes(&self, detail: String) -> Effect {
+        crate::operation::lost_writes(detail)
+    }
+
     async fn run(&self, order: &OrderRecord, job: &Job, env: &Env) -> Result<Effect, Error> {
         match check_of(job) {
             Some(Check::Deadline) => return Ok(deadline::check(&SHIPPING, env, order, &OWNED)),

@@ -72,6 +72,26 @@ pub(crate) fn sync_into(
 }
 
 impl Store {
+    /// Adds the order to `state`'s set before the write that puts it there
+    /// (see [`Store::create_order`]).
+    pub(crate) async fn index_ahead(
+        &self,
+        order_id: &OrderId,
+        state: OrderState,
+    ) -> Result<(), Error> {
+        let mut pipe = redis::pipe();
+        let now_ms = u64::try_from(Timestamp::now().as_millisecond()).unwrap_or(0);
+        sync_into(
+            &mut pipe,
+            &self.keys,
+            order_id,
+            Some((state, now_ms)),
+            Leaving::Nothing,
+        );
+        pipe.query_async::<()>(&mut self.conn()).await?;
+        Ok(())
+    }
+
     /// Up to `limit` orders in `state`, longest there first. Entries whose
     /// record says otherwise (a lagging index) are repaired and left out,
     /// so fewer than `limit` may come back while more exist.

@@ -86,7 +86,9 @@ pub use index::IndexEntry;
 pub use keys::DEFAULT_NAMESPACE;
 pub use lease::{Lease, LeaseKeeper};
 pub use operator::ReplayClaim;
-pub use order::{CreateOutcome, FieldUpdate, LastOutcome, Note, OrderRecord, Transition};
+pub use order::{
+    CreateOutcome, FieldUpdate, LOST_EVENT, LastOutcome, LostOrder, Note, OrderRecord, Transition,
+};
 pub use schedule::{Claim, ScheduleKind};
 
 use keys::Keys;

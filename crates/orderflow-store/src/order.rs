@@ -21,6 +21,22 @@ use std::collections::{BTreeMap, HashMap};
 /// The audit event of an order's creation.
 pub const CREATED_EVENT: &str = "order.created";
 
+/// The audit event of an order the store had lost, recorded again as
+/// escalated ([`Store::record_lost_order`]).
+pub const LOST_EVENT: &str = "order.lost_by_store";
+
+/// An order the store lost whole, as a message about it proves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LostOrder {
+    /// The order's version when the message was sent.
+    pub sent_at_version: u64,
+    pub reason: String,
+    pub correlation_id: String,
+    pub policy_id: PolicyId,
+    pub actor: String,
+    pub rule: String,
+}
+
 /// The last classified outcome of a stage's downstream call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LastOutcome {
@@ -148,6 +164,11 @@ impl Store {
         actor: &str,
     ) -> Result<CreateOutcome, Error> {
         let state_key = self.keys.state(order_id);
+        // Indexed before it exists: should Redis lose the writes after
+        // this one, the order is still found by the reconciler's sweeps
+        // rather than sitting unseen. A stale entry (the order exists, or
+        // the create never lands) is repaired by the readers.
+        self.index_ahead(order_id, OrderState::Received).await?;
         let reply: Vec<String> = self
             .scripts
             .create
@@ -179,6 +200,42 @@ impl Store {
         self.after_write(order_id, written, Some(Leaving::Nothing))
             .await;
         Ok(CreateOutcome::Created { version })
+    }
+
+    /// Records, as escalated with `lost.reason`, an order that a message
+    /// proves existed at `lost.sent_at_version` but that the store no
+    /// longer has (it lost writes it had acknowledged). Returns false when
+    /// the order exists after all.
+    pub async fn record_lost_order(
+        &self,
+        order_id: &OrderId,
+        lost: &LostOrder,
+    ) -> Result<bool, Error> {
+        let state_key = self.keys.state(order_id);
+        self.index_ahead(order_id, OrderState::Escalated).await?;
+        let reply: Vec<String> = self
+            .scripts
+            .lost
+            .key(&state_key)
+            .key(self.keys.audit(order_id))
+            .arg(order_id.as_str())
+            .arg(lost.sent_at_version)
+            .arg(&lost.reason)
+            .arg(&lost.correlation_id)
+            .arg(lost.policy_id.as_str())
+            .arg(&lost.actor)
+            .arg(LOST_EVENT)
+            .arg(&lost.rule)
+            .invoke_async(&mut self.conn())
+            .await?;
+        if reply.first().map(String::as_str) == Some("exists") {
+            return Ok(false);
+        }
+        let written = parse_written(&state_key, reply)?;
+        // Whatever the index still says of it is older than the loss.
+        self.after_write(order_id, written, Some(Leaving::Unknown))
+            .await;
+        Ok(true)
     }
 
     pub async fn get_order(&self, order_id: &OrderId) -> Result<Option<OrderRecord>, Error> {

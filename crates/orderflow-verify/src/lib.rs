@@ -7,11 +7,11 @@
 //! [`Snapshot`] their own way and hand it to [`check`].
 
 use downstream_sim::Ledger;
-use downstream_sim::ledger::{PaymentState, ReservationState};
+use downstream_sim::ledger::{PaymentState, ReservationState, ShipmentState};
 use orderflow_broker::Meta;
 use orderflow_core::OrderState;
 use orderflow_core::state::Disposition;
-use orderflow_store::{AuditEntry, OrderRecord};
+use orderflow_store::{AuditEntry, LOST_EVENT, OrderRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -89,6 +89,56 @@ pub struct Expectations {
     pub payment_idempotent: bool,
     /// Orders whose payment the test refunded on the simulator itself.
     pub external_refunds: BTreeSet<String>,
+    /// The test made the store lose writes it had acknowledged: an order
+    /// the store forgot whole is judged by the providers' records alone,
+    /// where its work must have finished ([`finished_at_providers`]).
+    pub store_lost_writes: bool,
+}
+
+/// Whether the providers' records of an order show its work finished: paid
+/// once, shipped and delivered with its stock committed; or never charged
+/// (or refunded), never shipped, its stock released. An order the store
+/// forgot after that left nothing undone.
+pub fn finished_at_providers(ledger: &Ledger, id: &str) -> bool {
+    let reservations: Vec<_> = ledger
+        .reservations
+        .iter()
+        .filter(|r| r.order_id == id)
+        .collect();
+    let payments: Vec<_> = ledger
+        .payments
+        .iter()
+        .filter(|p| p.order_id == id)
+        .collect();
+    let shipments: Vec<_> = ledger
+        .shipments
+        .iter()
+        .filter(|s| s.order_id == id)
+        .collect();
+    let charged = payments
+        .iter()
+        .filter(|p| p.state == PaymentState::Succeeded)
+        .count();
+    if payments.iter().any(|p| p.state == PaymentState::Processing) {
+        return false;
+    }
+    match charged {
+        0 => {
+            shipments.is_empty()
+                && reservations
+                    .iter()
+                    .all(|r| r.state == ReservationState::Released)
+        }
+        1 => {
+            shipments.len() == 1
+                && shipments[0].state == ShipmentState::Delivered
+                && !reservations.is_empty()
+                && reservations
+                    .iter()
+                    .all(|r| r.state == ReservationState::Committed)
+        }
+        _ => false,
+    }
 }
 
 /// What the invariants need of an order record.
@@ -160,6 +210,7 @@ pub fn check(snapshot: &Snapshot, expected: &Expectations) -> Vec<Violation> {
     // I9 and I1: every published order exists and has settled with a reason.
     for id in &expected.placed {
         match snapshot.orders.get(id).and_then(Option::as_ref) {
+            None if expected.store_lost_writes && finished_at_providers(ledger, id) => {}
             None => violation(
                 "I9",
                 Some(id),
@@ -347,6 +398,10 @@ pub fn check(snapshot: &Snapshot, expected: &Expectations) -> Vec<Violation> {
                     }
                 }
             }
+            // After a loss the store no longer holds the decisions that
+            // rolled such an order back (a decline, a cancel): a person
+            // reconciles it, and I2–I5 still judge the money and goods.
+            OrderState::Escalated if expected.store_lost_writes && lost_track(order) => {}
             OrderState::Blocked | OrderState::Escalated => {
                 if !expected.external_refunds.contains(id) {
                     for p in charges.iter().filter(|p| p.state == PaymentState::Refunded) {
@@ -430,6 +485,13 @@ pub fn check(snapshot: &Snapshot, expected: &Expectations) -> Vec<Violation> {
     out
 }
 
+/// Whether an escalated order stopped because the store lost track of it:
+/// a message proved the loss, or it sat past its deadline with nothing in
+/// flight.
+fn lost_track(order: &OrderView) -> bool {
+    matches!(order.reason.as_deref(), Some("store_lost_writes" | "stuck"))
+}
+
 /// What is wrong with an order's audit stream.
 pub fn audit_problems(order: &OrderView, audit: &[AuditStep]) -> Vec<String> {
     let mut problems = Vec::new();
@@ -447,6 +509,13 @@ pub fn audit_problems(order: &OrderView, audit: &[AuditStep]) -> Vec<String> {
                 "entry v{} `{}` has no policy id",
                 entry.version, entry.event
             ));
+        }
+        // An order the store lost whole starts again, escalated, one
+        // version past the last message about it (`LOST_EVENT`).
+        if entry.event == LOST_EVENT && entry.from.is_none() && state.is_none() {
+            state = Some(entry.to);
+            expected_version = entry.version + 1;
+            continue;
         }
         // A note moves nothing: same state, same version.
         let is_note = state.is_some()
@@ -512,7 +581,7 @@ fn preview(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use downstream_sim::ledger::{Payment, Reservation, Shipment, ShipmentState};
+    use downstream_sim::ledger::{Payment, Reservation, Shipment};
     use jiff::Timestamp;
 
     fn at(ms: i64) -> Timestamp {
@@ -670,6 +739,63 @@ mod tests {
     }
 
     #[test]
+    fn an_escalated_order_rolled_back_is_caught_unless_the_store_lost_its_track() {
+        let (mut snapshot, expected) = happy();
+        snapshot.ledger.shipments.clear();
+        snapshot.ledger.payments.clear();
+        snapshot.ledger.reservations[0].state = ReservationState::Released;
+        snapshot.orders.insert(
+            "o1".into(),
+            Some(record(OrderState::Escalated, 2, Some("stuck"))),
+        );
+        use OrderState::*;
+        snapshot.audits.insert(
+            "o1".into(),
+            vec![
+                entry(1, None, Received),
+                entry(2, Some(Received), Escalated),
+            ],
+        );
+        assert_eq!(names(&check(&snapshot, &expected)), ["I6"]);
+
+        // After a loss, the rejection that released it may be what the
+        // store lost: a person reconciles the order.
+        let mut after_loss = expected.clone();
+        after_loss.store_lost_writes = true;
+        assert_eq!(check(&snapshot, &after_loss), vec![]);
+        // Other reasons are judged as ever.
+        snapshot.orders.insert(
+            "o1".into(),
+            Some(record(OrderState::Escalated, 2, Some("payment_unresolved"))),
+        );
+        assert_eq!(names(&check(&snapshot, &after_loss)), ["I6"]);
+    }
+
+    #[test]
+    fn an_order_the_store_lost_whole_is_audited_from_its_re_recording() {
+        let (mut snapshot, expected) = happy();
+        snapshot.ledger.shipments.clear();
+        snapshot.ledger.reservations[0].state = ReservationState::Reserved;
+        snapshot.orders.insert(
+            "o1".into(),
+            Some(record(OrderState::Escalated, 4, Some("store_lost_writes"))),
+        );
+        let lost = AuditStep {
+            event: LOST_EVENT.into(),
+            ..entry(4, None, OrderState::Escalated)
+        };
+        snapshot.audits.insert("o1".into(), vec![lost.clone()]);
+        assert_eq!(check(&snapshot, &expected), vec![]);
+
+        // Only as the first entry: a gap anywhere else is still a gap.
+        snapshot.audits.insert(
+            "o1".into(),
+            vec![entry(1, None, OrderState::Received), lost],
+        );
+        assert_eq!(names(&check(&snapshot, &expected)), ["I8", "I8"]);
+    }
+
+    #[test]
     fn an_unsettled_or_missing_order_is_caught() {
         let (mut snapshot, mut expected) = happy();
         expected.placed.push("o2".into());
@@ -683,6 +809,21 @@ mod tests {
         snapshot.ledger.shipments.clear();
         snapshot.ledger.reservations[0].state = ReservationState::Reserved;
         assert_eq!(names(&check(&snapshot, &expected)), ["I1", "I9"]);
+    }
+
+    #[test]
+    fn an_order_the_store_forgot_is_judged_by_the_providers_after_a_loss() {
+        let (mut snapshot, mut expected) = happy();
+        snapshot.orders.insert("o1".into(), None);
+        snapshot.audits.clear();
+        assert_eq!(names(&check(&snapshot, &expected)), ["I9"]);
+
+        expected.store_lost_writes = true;
+        assert_eq!(check(&snapshot, &expected), vec![]);
+
+        // Work left undone at the providers is still caught.
+        snapshot.ledger.reservations[0].state = ReservationState::Reserved;
+        assert_eq!(names(&check(&snapshot, &expected)), ["I9"]);
     }
 
     #[test]

@@ -357,6 +357,7 @@ async fn measure(
         malformed: Vec::new(),
         payment_idempotent: profile.profile.payment.capabilities.idempotent,
         external_refunds: BTreeSet::new(),
+        store_lost_writes: false,
     };
     let violations = orderflow_verify::check(&snapshot, &expected);
     let run = RunReport {

@@ -417,6 +417,7 @@ async fn run_chaos(
         malformed: Vec::new(),
         payment_idempotent: profile.profile.payment.capabilities.idempotent,
         external_refunds: BTreeSet::new(),
+        store_lost_writes: false,
     };
     let violations = orderflow_verify::check(&snapshot, &expected);
     let report = ChaosReport {

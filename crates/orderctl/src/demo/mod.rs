@@ -136,6 +136,7 @@ async fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         malformed: load.malformed.clone(),
         payment_idempotent: true,
         external_refunds: BTreeSet::new(),
+        store_lost_writes: false,
     };
     let violations = orderflow_verify::check(&snapshot, &expected);
     children.stop(Duration::from_secs(10));

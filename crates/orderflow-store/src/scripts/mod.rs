@@ -13,6 +13,7 @@ const LEASE: &str = include_str!("lease.lua");
 
 pub(crate) struct Scripts {
     pub(crate) create: Script,
+    pub(crate) lost: Script,
     pub(crate) transition: Script,
     pub(crate) note: Script,
     pub(crate) cancel: Script,
@@ -37,6 +38,7 @@ impl Scripts {
         let with_time = |body: &str| Script::new(&[TIME, body].join("\n"));
         Scripts {
             create: with_audit(include_str!("create.lua")),
+            lost: with_audit(include_str!("lost.lua")),
             transition: with_audit(include_str!("transition.lua")),
             note: with_audit(include_str!("note.lua")),
             cancel: with_audit(include_str!("cancel.lua")),
