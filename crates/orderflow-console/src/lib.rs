@@ -57,6 +57,7 @@ struct Inner {
     target: Target,
     auth: Auth,
     config: Config,
+    exports: exceptions::Exports,
 }
 
 impl Console {
@@ -66,6 +67,7 @@ impl Console {
                 auth: Auth::new(config.token.clone()),
                 target,
                 config,
+                exports: exceptions::Exports::default(),
             }),
         }
     }
@@ -80,6 +82,11 @@ impl Console {
 
     pub fn auth(&self) -> &Auth {
         &self.inner.auth
+    }
+
+    /// The exports of exception queues running now.
+    pub fn exports(&self) -> &exceptions::Exports {
+        &self.inner.exports
     }
 
     /// Every page and action; `/healthz` answers without a token.

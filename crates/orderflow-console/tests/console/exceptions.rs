@@ -668,6 +668,61 @@ async fn export_writes_a_jsonl_file_that_the_download_serves() {
     assert_eq!(response.text().await.unwrap(), written);
 }
 
+/// A double-click on Export: two requests for one queue at the same
+/// moment. Every message leaves the queue with exactly one whole line in
+/// one export file; the second request is told an export is running.
+#[tokio::test]
+async fn two_exports_of_one_queue_at_once_lose_nothing() {
+    const MESSAGES: usize = 300;
+    let fleet = Fleet::new().await;
+    let dir = ExportDir::of(&fleet);
+    let mut expected = std::collections::HashSet::new();
+    for n in 0..MESSAGES {
+        let order = format!("ord-x{n}");
+        let id = format!("{order}.payment.v4.0");
+        park_step(&fleet, Stage::Payment, &order, &id, "payment_unresolved").await;
+        expected.insert(id);
+    }
+
+    let (first, second) = tokio::join!(
+        fleet.post("/exceptions/payment/export", &[]),
+        fleet.post("/exceptions/payment/export", &[]),
+    );
+    for (status, page) in [&first, &second] {
+        assert!(
+            *status == 200 || (*status == 409 && page.contains("export of the payment")),
+            "{status}: {page}"
+        );
+    }
+    assert!(
+        first.0 == 200 || second.0 == 200,
+        "one of them exported: {first:?} {second:?}"
+    );
+
+    assert_eq!(
+        depth(&fleet, &exceptions(&fleet, Stage::Payment), 0).await,
+        0,
+        "every message left the queue"
+    );
+    let mut ids = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(&dir.0).expect("the export directory") {
+        let written = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in written.lines() {
+            let record: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a line cut or overwritten ({e}): {line}"));
+            let id = record["id"].as_str().unwrap().to_owned();
+            assert!(ids.insert(id.clone()), "{id} exported twice");
+        }
+    }
+    assert_eq!(
+        ids.len(),
+        MESSAGES,
+        "{} of {MESSAGES} messages left the queue without a line",
+        MESSAGES - ids.len()
+    );
+    assert_eq!(ids, expected);
+}
+
 #[tokio::test]
 async fn the_download_serves_only_plain_export_names() {
     let fleet = Fleet::new().await;

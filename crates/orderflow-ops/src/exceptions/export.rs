@@ -131,7 +131,6 @@ pub async fn export(
 /// Opens (or creates) the export file for appending: reads the identities
 /// of its lines and drops a last line cut short.
 fn open_for_export(path: &Path) -> Result<(File, HashSet<Identity>, bool), Error> {
-    let existed = path.exists();
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -140,9 +139,10 @@ fn open_for_export(path: &Path) -> Result<(File, HashSet<Identity>, bool), Error
         .open(path)
         .map_err(Error::file(path))?;
     lock(&file, path, Lock::Exclusive)?;
-    if !existed {
-        sync_parent(path)?;
-    }
+    // Whoever created the file (this export, or a caller that creates
+    // each export's file itself), its directory entry is durable before
+    // any message is acknowledged.
+    sync_parent(path)?;
     let mut content = Vec::new();
     file.read_to_end(&mut content).map_err(Error::file(path))?;
     let complete = content
@@ -205,7 +205,7 @@ fn lock(file: &File, path: &Path, kind: Lock) -> Result<(), Error> {
     }
 }
 
-/// Makes a new file's directory entry durable too.
+/// Makes the file's directory entry durable too.
 fn sync_parent(path: &Path) -> Result<(), Error> {
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
