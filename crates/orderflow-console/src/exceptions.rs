@@ -728,13 +728,22 @@ async fn export(
     // away (a double-click cancels the first request): stopped halfway, its
     // last message could be in the file and back in the queue both.
     let worker = console.clone();
+    let written = file.clone();
     let running = tokio::spawn(async move {
         let _claim = claim;
         let op = worker.target().operator(&operator);
         let queues = connect(&worker).await?;
         let report = ops::export(&queues, &op, stage, &path, None).await;
         queues.close().await;
-        Ok::<_, PageError>(report?)
+        // Stopped halfway, what left the queue is in the file: say where.
+        report.map_err(|err| {
+            let mut page = PageError::from(err);
+            page.message.push_str(&format!(
+                "; the messages exported before that are in {written} (at /exceptions/exports/{}; `orderctl exceptions import` puts them back)",
+                layout::url_component(&written)
+            ));
+            page
+        })
     });
     let report = running.await.map_err(|err| {
         PageError::new(
