@@ -320,12 +320,13 @@ impl Hosts {
         if host_name(host).is_some_and(|name| self.admits(name)) {
             return Ok(());
         }
+        let address = match self.listen {
+            ip if ip.is_unspecified() => "an IP address of this machine".to_owned(),
+            IpAddr::V6(ip) => format!("http://[{ip}]/"),
+            IpAddr::V4(ip) => format!("http://{ip}/"),
+        };
         Err(format!(
-            "this console does not answer to the name `{host}`: open it as http://{}/ or http://localhost/ (with its port), or start it with --allowed-host NAME for a name of yours (a proxy's or an Ingress's)",
-            match self.listen {
-                IpAddr::V6(ip) => format!("[{ip}]"),
-                IpAddr::V4(ip) => ip.to_string(),
-            }
+            "this console does not answer to the name `{host}`: open it as {address} or http://localhost/ (with its port), or start it with --allowed-host NAME for a name of yours (a proxy's or an Ingress's)"
         ))
     }
 
