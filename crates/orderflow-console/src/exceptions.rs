@@ -900,13 +900,20 @@ async fn download(State(console): State<Console>, Path(file): Path<String>) -> R
     let read = tokio::task::spawn_blocking(move || {
         let meta = std::fs::symlink_metadata(&path)?;
         if !meta.is_file() {
-            return Err(std::io::ErrorKind::NotFound.into());
+            return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
         }
-        std::fs::read(&path)
+        Ok(ops::read_exported(&path))
     })
     .await;
     match read {
-        Ok(Ok(bytes)) => (
+        Ok(Ok(Err(err @ ops::Error::FileInUse { .. }))) => PageError::new(
+            StatusCode::CONFLICT,
+            "An export is running",
+            err.to_string(),
+        )
+        .into_response(),
+        Ok(Ok(Err(err))) => PageError::from(err).into_response(),
+        Ok(Ok(Ok(bytes))) => (
             [
                 (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
                 (

@@ -723,6 +723,27 @@ async fn two_exports_of_one_queue_at_once_lose_nothing() {
     assert_eq!(ids, expected);
 }
 
+/// An export file is served only once its export has finished: a copy
+/// taken halfway would miss the lines still to come.
+#[tokio::test]
+async fn an_export_still_being_written_is_not_served() {
+    let fleet = Fleet::new().await;
+    let dir = ExportDir::of(&fleet);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let name = format!("{}-payment-20261128T054043Z.jsonl", fleet.ns);
+    let writing = std::fs::File::create(dir.0.join(&name)).unwrap();
+    // What an export holds while it writes (crates/orderflow-ops' export).
+    writing.lock().unwrap();
+
+    let (status, page) = fleet.get(&format!("/exceptions/exports/{name}")).await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("an export is writing"), "{page}");
+
+    drop(writing);
+    let (status, page) = fleet.get(&format!("/exceptions/exports/{name}")).await;
+    assert_eq!(status, 200, "{page}");
+}
+
 #[tokio::test]
 async fn the_download_serves_only_plain_export_names() {
     let fleet = Fleet::new().await;

@@ -205,6 +205,17 @@ fn lock(file: &File, path: &Path, kind: Lock) -> Result<(), Error> {
     }
 }
 
+/// The bytes of a file of exported messages, read under a shared lock:
+/// never while an export still writes it (a copy taken then would miss
+/// the lines still to come, and could end in half a line).
+pub fn read_exported(path: &Path) -> Result<Vec<u8>, Error> {
+    let mut file = File::open(path).map_err(Error::file(path))?;
+    lock(&file, path, Lock::Shared)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(Error::file(path))?;
+    Ok(bytes)
+}
+
 /// Makes the file's directory entry durable too.
 fn sync_parent(path: &Path) -> Result<(), Error> {
     let parent = match path.parent() {
@@ -224,11 +235,9 @@ pub async fn import(
     path: &Path,
 ) -> Result<ImportReport, Error> {
     let actor = op.audit_actor()?;
-    let mut file = File::open(path).map_err(Error::file(path))?;
-    lock(&file, path, Lock::Shared)?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(Error::file(path))?;
-    drop(file);
+    let text = String::from_utf8(read_exported(path)?).map_err(|err| {
+        Error::file(path)(std::io::Error::new(std::io::ErrorKind::InvalidData, err))
+    })?;
     let mut records = Vec::new();
     let mut problems = Vec::new();
     for (n, line) in text.lines().enumerate() {
