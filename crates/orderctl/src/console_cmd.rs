@@ -3,7 +3,7 @@
 
 use crate::fleet_args::{self, ApiArgs, FleetArgs};
 use clap::Args;
-use orderflow_console::{Config, Console, check_listen};
+use orderflow_console::{Config, Console, Hosts, check_listen};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +25,16 @@ pub struct ConsoleArgs {
     /// for it); required to listen beyond loopback.
     #[arg(long, env = "ORDERFLOW_CONSOLE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A host name the console also answers to (repeatable): the name of a
+    /// proxy or Ingress in front of it. The listen address and localhost
+    /// always work; any other name is refused (421), against DNS rebinding.
+    #[arg(
+        long = "allowed-host",
+        value_name = "NAME",
+        env = "ORDERFLOW_CONSOLE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
     /// Who acts until an operator signs in with their name [default: $USER].
     #[arg(long, env = "ORDERFLOW_ACTOR")]
     pub actor: Option<String>,
@@ -41,11 +51,19 @@ pub fn run(args: ConsoleArgs) -> ExitCode {
         eprintln!("orderctl: {err}");
         return ExitCode::from(2);
     }
+    let hosts = match Hosts::new(args.listen.ip(), &args.allowed_hosts) {
+        Ok(hosts) => hosts,
+        Err(err) => {
+            eprintln!("orderctl: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let config = Config {
         token: args.token.clone(),
         default_actor: fleet_args::operator(args.actor.as_deref()),
         export_dir: args.export_dir.clone(),
         refresh_secs: args.refresh,
+        hosts,
     };
     let listen = args.listen;
     fleet_args::run(&args.fleet, Some(&args.apis), |target| async move {

@@ -187,13 +187,12 @@ fn broken_order(id: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-#[tokio::test]
-async fn an_export_killed_halfway_and_rerun_loses_nothing_and_writes_nothing_twice() {
-    const MESSAGES: usize = 2000;
-    let ns = Namespace::declared().await;
+/// Parks `count` payment steps (`o-N.payment.v4.0`), many publishes at
+/// once; their message ids.
+async fn park_payment_steps(ns: &Namespace, count: usize) -> HashSet<String> {
     let queue = ns.exceptions(Stage::Payment);
     let mut parked = tokio::task::JoinSet::new();
-    for n in 0..MESSAGES {
+    for n in 0..count {
         let publisher = ns.publisher.clone();
         let queue = queue.clone();
         parked.spawn(async move {
@@ -217,6 +216,32 @@ async fn an_export_killed_halfway_and_rerun_loses_nothing_and_writes_nothing_twi
     while let Some(done) = parked.join_next().await {
         done.unwrap().unwrap();
     }
+    (0..count).map(|n| format!("o-{n}.payment.v4.0")).collect()
+}
+
+/// The message ids of an export file's lines, each line checked whole and
+/// each id once.
+fn exported_ids(path: &std::path::Path) -> HashSet<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut ids = HashSet::new();
+    for line in text.lines() {
+        let record: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a line cut or overwritten ({e}): {line}"));
+        assert!(
+            ids.insert(record["id"].as_str().unwrap().to_owned()),
+            "written twice: {}",
+            record["id"]
+        );
+    }
+    ids
+}
+
+#[tokio::test]
+async fn an_export_killed_halfway_and_rerun_loses_nothing_and_writes_nothing_twice() {
+    const MESSAGES: usize = 2000;
+    let ns = Namespace::declared().await;
+    let queue = ns.exceptions(Stage::Payment);
+    let expected = park_payment_steps(&ns, MESSAGES).await;
     let out = temp_file("killed.jsonl");
     let out_arg = out.to_str().unwrap();
 
@@ -272,21 +297,62 @@ async fn an_export_killed_halfway_and_rerun_loses_nothing_and_writes_nothing_twi
     let report = json_of(&rerun);
     assert_eq!(report["lines"], MESSAGES, "{report}");
 
-    let text = std::fs::read_to_string(&out).unwrap();
-    let mut ids = HashSet::new();
-    for line in text.lines() {
-        let record: Value = serde_json::from_str(line).expect("every line whole");
+    assert_eq!(exported_ids(&out), expected, "nothing lost");
+    assert_eq!(ns.depth(&queue).await, 0);
+    let _ = std::fs::remove_file(&out);
+    ns.stop().await;
+}
+
+/// Two operators (or one, twice) export one queue to one `--out` at the
+/// same moment: every message leaves the queue only with a whole line in
+/// the file. The export that finds the file taken says so and takes
+/// nothing.
+#[tokio::test]
+async fn two_exports_to_one_file_at_once_lose_nothing() {
+    const MESSAGES: usize = 600;
+    let ns = Namespace::declared().await;
+    let queue = ns.exceptions(Stage::Payment);
+    let expected = park_payment_steps(&ns, MESSAGES).await;
+    let out = temp_file("twice.jsonl");
+    let export = || {
+        orderctl(&ns.args(&[
+            "exceptions",
+            "export",
+            "--stage",
+            "payment",
+            "--out",
+            out.to_str().unwrap(),
+        ]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let (first, second) = (export(), export());
+    let mut exported = 0;
+    for child in [first, second] {
+        let done = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&done.stderr);
+        exported += usize::from(done.status.success());
         assert!(
-            ids.insert(record["id"].as_str().unwrap().to_owned()),
-            "written twice: {}",
-            record["id"]
+            done.status.success()
+                || (done.status.code() == Some(1) && stderr.contains("an export is writing")),
+            "either exports or says the file is taken: {}\n{stderr}",
+            done.status
         );
     }
-    let expected: HashSet<String> = (0..MESSAGES)
-        .map(|n| format!("o-{n}.payment.v4.0"))
-        .collect();
-    assert_eq!(ids, expected, "nothing lost");
-    assert_eq!(ns.depth(&queue).await, 0);
+    assert!(exported >= 1, "one of them exported");
+
+    assert_eq!(ns.depth(&queue).await, 0, "every message left the queue");
+    let ids = exported_ids(&out);
+    assert_eq!(
+        ids.len(),
+        MESSAGES,
+        "{} of {MESSAGES} messages left the queue without a line in {}",
+        MESSAGES - ids.len(),
+        out.display()
+    );
+    assert_eq!(ids, expected);
     let _ = std::fs::remove_file(&out);
     ns.stop().await;
 }

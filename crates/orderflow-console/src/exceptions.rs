@@ -25,7 +25,12 @@ use orderflow_ops::exceptions::{
     ReplayOutcome, ReplayReport, ReplayRequest, ReplayedMessage, Selection,
 };
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io;
 use std::num::NonZeroU32;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// Messages shown on a stage's page at most; the counts cover the rest.
@@ -718,28 +723,35 @@ async fn export(
 ) -> PageResult {
     let operator = session.operator()?;
     let stage = parse_stage(&stage)?;
-    let dir = &console.config().export_dir;
-    std::fs::create_dir_all(dir).map_err(|err| {
+    let (claim, file, path) = console.exports().start(&console, stage, &operator)?;
+    // Once started, an export runs to its end even when the browser goes
+    // away (a double-click cancels the first request): stopped halfway, its
+    // last message could be in the file and back in the queue both.
+    let worker = console.clone();
+    let written = file.clone();
+    let running = tokio::spawn(async move {
+        let _claim = claim;
+        let op = worker.target().operator(&operator);
+        let queues = connect(&worker).await?;
+        let report = ops::export(&queues, &op, stage, &path, None).await;
+        queues.close().await;
+        // Stopped halfway, what left the queue is in the file: say where.
+        report.map_err(|err| {
+            let mut page = PageError::from(err);
+            page.message.push_str(&format!(
+                "; the messages exported before that are in {written} (at /exceptions/exports/{}; `orderctl exceptions import` puts them back)",
+                layout::url_component(&written)
+            ));
+            page
+        })
+    });
+    let report = running.await.map_err(|err| {
         PageError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Could not be done now",
-            format!(
-                "cannot create the export directory {}: {err}; nothing was exported",
-                dir.display()
-            ),
+            format!("the export of the {stage} exception queue stopped: {err}"),
         )
-    })?;
-    let file = format!(
-        "{}-{stage}-{}.jsonl",
-        console.target().namespace(),
-        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
-    );
-    let path = dir.join(&file);
-    let op = console.target().operator(&operator);
-    let queues = connect(&console).await?;
-    let report = ops::export(&queues, &op, stage, &path, None).await;
-    queues.close().await;
-    let report = report?;
+    })??;
     let download = format!("/exceptions/exports/{}", layout::url_component(&file));
     let body = html! {
         h1 { "Exceptions: " (stage) }
@@ -761,6 +773,106 @@ async fn export(
         p { a #back href=(stage_href(stage, None)) { "← back to the " (stage) " messages" } " · " a href="/exceptions" { "every exception queue" } }
     };
     Ok(layout::page(&console, &session, "Exceptions", body))
+}
+
+/// The exports this console is running: one per exception queue at a
+/// time, so a second click (or a second operator) is told where the first
+/// one writes instead of starting another.
+#[derive(Default)]
+pub struct Exports {
+    running: Mutex<HashMap<Stage, Running>>,
+}
+
+struct Running {
+    file: String,
+    operator: String,
+}
+
+/// A queue's export under way; dropping it lets the queue go.
+struct Claim {
+    console: Console,
+    stage: Stage,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.console.exports().lock().remove(&self.stage);
+    }
+}
+
+impl Exports {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Stage, Running>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Claims the stage's queue and creates the export's file, or says
+    /// which export holds the queue.
+    fn start(
+        &self,
+        console: &Console,
+        stage: Stage,
+        operator: &str,
+    ) -> Result<(Claim, String, PathBuf), PageError> {
+        let mut running = self.lock();
+        if let Some(other) = running.get(&stage) {
+            return Err(PageError::new(
+                StatusCode::CONFLICT,
+                "An export is running",
+                format!(
+                    "an export of the {stage} exception queue into {} (started by {}) is running now; nothing else was taken from the queue. Wait for it to finish, then download that file at /exceptions/exports/{}",
+                    other.file,
+                    other.operator,
+                    layout::url_component(&other.file)
+                ),
+            ));
+        }
+        let dir = &console.config().export_dir;
+        let (file, path) =
+            new_export_file(dir, console.target().namespace(), stage).map_err(|err| {
+                PageError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Could not be done now",
+                    format!(
+                        "cannot create an export file in {}: {err}; nothing was exported",
+                        dir.display()
+                    ),
+                )
+            })?;
+        running.insert(
+            stage,
+            Running {
+                file: file.clone(),
+                operator: operator.to_owned(),
+            },
+        );
+        let claim = Claim {
+            console: console.clone(),
+            stage,
+        };
+        Ok((claim, file, path))
+    }
+}
+
+/// A file of its own for each export, created here: named for the
+/// namespace, stage and second, with `-2`, `-3`… when that name is taken
+/// (by another console sharing the directory, or an export a moment
+/// earlier), so an export never appends to another's file.
+fn new_export_file(dir: &FsPath, namespace: &str, stage: Stage) -> io::Result<(String, PathBuf)> {
+    std::fs::create_dir_all(dir)?;
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+    let mut file = format!("{namespace}-{stage}-{stamp}.jsonl");
+    let mut n = 1u64;
+    loop {
+        let path = dir.join(&file);
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(_) => return Ok((file, path)),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                n += 1;
+                file = format!("{namespace}-{stage}-{stamp}-{n}.jsonl");
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// A file the console wrote: a plain name in the export directory, never
@@ -788,13 +900,20 @@ async fn download(State(console): State<Console>, Path(file): Path<String>) -> R
     let read = tokio::task::spawn_blocking(move || {
         let meta = std::fs::symlink_metadata(&path)?;
         if !meta.is_file() {
-            return Err(std::io::ErrorKind::NotFound.into());
+            return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
         }
-        std::fs::read(&path)
+        Ok(ops::read_exported(&path))
     })
     .await;
     match read {
-        Ok(Ok(bytes)) => (
+        Ok(Ok(Err(err @ ops::Error::FileInUse { .. }))) => PageError::new(
+            StatusCode::CONFLICT,
+            "An export is running",
+            err.to_string(),
+        )
+        .into_response(),
+        Ok(Ok(Err(err))) => PageError::from(err).into_response(),
+        Ok(Ok(Ok(bytes))) => (
             [
                 (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
                 (

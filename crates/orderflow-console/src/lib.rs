@@ -5,7 +5,8 @@
 //! rules — a reason required, idempotent by action id, refused when unsafe,
 //! audited with the operator (here `<name>@console`).
 //!
-//! - [`auth`]: the access token, the operator's name, and the same-origin
+//! - [`auth`]: the host names it answers to, the access token and the
+//!   sessions signed in with it, the operator's name, and the same-origin
 //!   check on every action.
 //! - [`layout`]: the page shell, its stylesheet and script (built in: no
 //!   CDN, nothing downloaded at run time), and error pages.
@@ -31,7 +32,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use auth::Auth;
+pub use auth::{Auth, BadHostName, Hosts};
 
 /// How the console runs.
 #[derive(Debug, Clone)]
@@ -45,6 +46,9 @@ pub struct Config {
     pub export_dir: PathBuf,
     /// Seconds between refreshes of the live pages.
     pub refresh_secs: u32,
+    /// The host names requests must use: the listen address, `localhost`,
+    /// and the names given with `--allowed-host`.
+    pub hosts: Hosts,
 }
 
 /// The console's shared state: the fleet it works on and its settings.
@@ -57,6 +61,7 @@ struct Inner {
     target: Target,
     auth: Auth,
     config: Config,
+    exports: exceptions::Exports,
 }
 
 impl Console {
@@ -66,6 +71,7 @@ impl Console {
                 auth: Auth::new(config.token.clone()),
                 target,
                 config,
+                exports: exceptions::Exports::default(),
             }),
         }
     }
@@ -80,6 +86,11 @@ impl Console {
 
     pub fn auth(&self) -> &Auth {
         &self.inner.auth
+    }
+
+    /// The exports of exception queues running now.
+    pub fn exports(&self) -> &exceptions::Exports {
+        &self.inner.exports
     }
 
     /// Every page and action; `/healthz` answers without a token.

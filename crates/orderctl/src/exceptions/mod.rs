@@ -112,7 +112,7 @@ pub struct ExportArgs {
     #[arg(long, value_parser = parse_stage)]
     pub stage: Stage,
     /// The JSONL file; appended to when it exists (lines already there are
-    /// not written again).
+    /// not written again); refused (exit 1) while another export writes it.
     #[arg(long)]
     pub out: PathBuf,
     /// Messages exported at most.

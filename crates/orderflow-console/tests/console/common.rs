@@ -6,7 +6,7 @@
 
 use downstream_sim::Profile;
 use orderflow_broker::{Connection, Meta, Publisher, TopologySpec, chain};
-use orderflow_console::{Config, Console};
+use orderflow_console::{Config, Console, Hosts};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Policy, Stage};
 use orderflow_ops::{Settings, Target};
@@ -41,6 +41,8 @@ pub struct Fleet {
 pub struct Options {
     pub token: Option<String>,
     pub default_actor: Option<String>,
+    /// `--allowed-host`.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Fleet {
@@ -84,6 +86,11 @@ impl Fleet {
         })
         .await
         .expect("the target connects");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let listen = listener.local_addr().unwrap();
+        let url = format!("http://{listen}");
         let console = Console::new(
             target,
             Config {
@@ -91,12 +98,9 @@ impl Fleet {
                 default_actor: options.default_actor.unwrap_or_default(),
                 export_dir: std::env::temp_dir().join(format!("{ns}-exports")),
                 refresh_secs: 5,
+                hosts: Hosts::new(listen.ip(), &options.allowed_hosts).expect("valid host names"),
             },
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let router = console.router();
         let server = tokio::spawn(async move {
             axum::serve(listener, router)

@@ -668,6 +668,82 @@ async fn export_writes_a_jsonl_file_that_the_download_serves() {
     assert_eq!(response.text().await.unwrap(), written);
 }
 
+/// A double-click on Export: two requests for one queue at the same
+/// moment. Every message leaves the queue with exactly one whole line in
+/// one export file; the second request is told an export is running.
+#[tokio::test]
+async fn two_exports_of_one_queue_at_once_lose_nothing() {
+    const MESSAGES: usize = 300;
+    let fleet = Fleet::new().await;
+    let dir = ExportDir::of(&fleet);
+    let mut expected = std::collections::HashSet::new();
+    for n in 0..MESSAGES {
+        let order = format!("ord-x{n}");
+        let id = format!("{order}.payment.v4.0");
+        park_step(&fleet, Stage::Payment, &order, &id, "payment_unresolved").await;
+        expected.insert(id);
+    }
+
+    let (first, second) = tokio::join!(
+        fleet.post("/exceptions/payment/export", &[]),
+        fleet.post("/exceptions/payment/export", &[]),
+    );
+    for (status, page) in [&first, &second] {
+        assert!(
+            *status == 200 || (*status == 409 && page.contains("export of the payment")),
+            "{status}: {page}"
+        );
+    }
+    assert!(
+        first.0 == 200 || second.0 == 200,
+        "one of them exported: {first:?} {second:?}"
+    );
+
+    assert_eq!(
+        depth(&fleet, &exceptions(&fleet, Stage::Payment), 0).await,
+        0,
+        "every message left the queue"
+    );
+    let mut ids = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(&dir.0).expect("the export directory") {
+        let written = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in written.lines() {
+            let record: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a line cut or overwritten ({e}): {line}"));
+            let id = record["id"].as_str().unwrap().to_owned();
+            assert!(ids.insert(id.clone()), "{id} exported twice");
+        }
+    }
+    assert_eq!(
+        ids.len(),
+        MESSAGES,
+        "{} of {MESSAGES} messages left the queue without a line",
+        MESSAGES - ids.len()
+    );
+    assert_eq!(ids, expected);
+}
+
+/// An export file is served only once its export has finished: a copy
+/// taken halfway would miss the lines still to come.
+#[tokio::test]
+async fn an_export_still_being_written_is_not_served() {
+    let fleet = Fleet::new().await;
+    let dir = ExportDir::of(&fleet);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let name = format!("{}-payment-20261128T054043Z.jsonl", fleet.ns);
+    let writing = std::fs::File::create(dir.0.join(&name)).unwrap();
+    // What an export holds while it writes (crates/orderflow-ops' export).
+    writing.lock().unwrap();
+
+    let (status, page) = fleet.get(&format!("/exceptions/exports/{name}")).await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("an export is writing"), "{page}");
+
+    drop(writing);
+    let (status, page) = fleet.get(&format!("/exceptions/exports/{name}")).await;
+    assert_eq!(status, 200, "{page}");
+}
+
 #[tokio::test]
 async fn the_download_serves_only_plain_export_names() {
     let fleet = Fleet::new().await;

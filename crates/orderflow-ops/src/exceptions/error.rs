@@ -48,6 +48,12 @@ pub enum Error {
     #[error("{path}: nothing done; these lines are not exported messages:\n  {}", .problems.join("\n  "))]
     BadFile { path: String, problems: Vec<String> },
 
+    /// Another export is writing the file right now.
+    #[error(
+        "{path}: an export is writing this file right now, so nothing was done: wait for it to finish, or export to another file"
+    )]
+    FileInUse { path: String },
+
     #[error("{path}: {source}")]
     File {
         path: String,
@@ -78,7 +84,9 @@ impl Error {
             | Error::BadFile { .. }
             | Error::Usage(_) => ErrorKind::BadInput,
             Error::Refused(_) => ErrorKind::Unsafe,
-            Error::Broker(_) | Error::Store(_) | Error::File { .. } => ErrorKind::Failed,
+            Error::Broker(_) | Error::Store(_) | Error::FileInUse { .. } | Error::File { .. } => {
+                ErrorKind::Failed
+            }
         }
     }
 

@@ -7,10 +7,18 @@
 //! the file — dropping a last line cut short — and acknowledges, without
 //! writing it again, each message whose id and body the file already holds.
 //!
+//! One export writes a file at a time: each holds an exclusive lock on it
+//! (advisory, `flock`) from opening it to its last ack, and an export that
+//! finds the file locked takes nothing from the queue and says so. Two
+//! exports writing one file would write over each other's lines while each
+//! acknowledged its own messages. The lock goes with the open file, so a
+//! killed export leaves none behind and its rerun continues the file.
+//!
 //! Import publishes every line back to its stage's exception queue in the
 //! current namespace, with its exact properties, headers and body, each
 //! confirmed by the broker. Lines whose message is already in the queue
-//! are skipped, so an import can be rerun too.
+//! are skipped, so an import can be rerun too. It reads the file under a
+//! shared lock: never one an export is still writing.
 //!
 //! Both are audited: each exported message on its order (as a discard is,
 //! just before its ack: it leaves the queue then), an import once in the
@@ -25,7 +33,7 @@ use orderflow_core::Stage;
 use orderflow_store::FleetNote;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -123,7 +131,6 @@ pub async fn export(
 /// Opens (or creates) the export file for appending: reads the identities
 /// of its lines and drops a last line cut short.
 fn open_for_export(path: &Path) -> Result<(File, HashSet<Identity>, bool), Error> {
-    let existed = path.exists();
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -131,9 +138,11 @@ fn open_for_export(path: &Path) -> Result<(File, HashSet<Identity>, bool), Error
         .truncate(false)
         .open(path)
         .map_err(Error::file(path))?;
-    if !existed {
-        sync_parent(path)?;
-    }
+    lock(&file, path, Lock::Exclusive)?;
+    // Whoever created the file (this export, or a caller that creates
+    // each export's file itself), its directory entry is durable before
+    // any message is acknowledged.
+    sync_parent(path)?;
     let mut content = Vec::new();
     file.read_to_end(&mut content).map_err(Error::file(path))?;
     let complete = content
@@ -172,7 +181,42 @@ fn open_for_export(path: &Path) -> Result<(File, HashSet<Identity>, bool), Error
     Ok((file, known, dropped))
 }
 
-/// Makes a new file's directory entry durable too.
+/// How a file of exported messages is held.
+enum Lock {
+    /// An export writing it.
+    Exclusive,
+    /// An import reading it: never while an export writes it.
+    Shared,
+}
+
+/// Takes the lock at once or refuses: waiting could leave an operator's
+/// command (or a console page) hanging behind an export of thousands.
+fn lock(file: &File, path: &Path, kind: Lock) -> Result<(), Error> {
+    let taken = match kind {
+        Lock::Exclusive => file.try_lock(),
+        Lock::Shared => file.try_lock_shared(),
+    };
+    match taken {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(Error::FileInUse {
+            path: path.display().to_string(),
+        }),
+        Err(TryLockError::Error(err)) => Err(Error::file(path)(err)),
+    }
+}
+
+/// The bytes of a file of exported messages, read under a shared lock:
+/// never while an export still writes it (a copy taken then would miss
+/// the lines still to come, and could end in half a line).
+pub fn read_exported(path: &Path) -> Result<Vec<u8>, Error> {
+    let mut file = File::open(path).map_err(Error::file(path))?;
+    lock(&file, path, Lock::Shared)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(Error::file(path))?;
+    Ok(bytes)
+}
+
+/// Makes the file's directory entry durable too.
 fn sync_parent(path: &Path) -> Result<(), Error> {
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -191,7 +235,9 @@ pub async fn import(
     path: &Path,
 ) -> Result<ImportReport, Error> {
     let actor = op.audit_actor()?;
-    let text = std::fs::read_to_string(path).map_err(Error::file(path))?;
+    let text = String::from_utf8(read_exported(path)?).map_err(|err| {
+        Error::file(path)(std::io::Error::new(std::io::ErrorKind::InvalidData, err))
+    })?;
     let mut records = Vec::new();
     let mut problems = Vec::new();
     for (n, line) in text.lines().enumerate() {

@@ -39,7 +39,7 @@ pub use edit::{
     open_edit,
 };
 pub use error::{Error, ErrorKind};
-pub use export::{ExportReport, ImportReport, export, import};
+pub use export::{ExportReport, ImportReport, export, import, read_exported};
 pub use list::{Group, Listing, Peeked, QueueScan, list, peek};
 pub use message::{BodyKind, ExceptionMessage};
 pub use record::Record;

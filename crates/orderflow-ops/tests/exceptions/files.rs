@@ -245,6 +245,43 @@ async fn export_refuses_to_append_to_a_file_of_something_else() {
     fleet.stop().await;
 }
 
+/// Another export holding the file (here: its lock, taken by the test):
+/// an export to it takes nothing, an import of it publishes nothing, both
+/// saying so; once it is let go, the export goes ahead.
+#[tokio::test]
+async fn a_file_another_export_is_writing_is_neither_exported_to_nor_imported() {
+    let fleet = Fleet::new().await;
+    fleet
+        .park_step(
+            Stage::Payment,
+            "o-1",
+            "o-1.payment.v4.0",
+            "payment_unresolved",
+        )
+        .await;
+    let out = TempPath::new("held.jsonl");
+    let held = std::fs::File::create(&out.0).unwrap();
+    held.lock().unwrap();
+
+    let err = export(&fleet, Stage::Payment, &out.0).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Failed, "{err}");
+    assert!(err.to_string().contains("an export is writing"), "{err}");
+    assert_eq!(
+        fleet.depth(&fleet.exceptions(Stage::Payment)).await,
+        1,
+        "nothing taken"
+    );
+    let err = exceptions::import(&fleet.queues, &fleet.operator(), &out.0)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("an export is writing"), "{err}");
+
+    drop(held);
+    let report = export(&fleet, Stage::Payment, &out.0).await.unwrap();
+    assert_eq!((report.written, report.lines), (1, 1));
+    fleet.stop().await;
+}
+
 #[tokio::test]
 async fn import_checks_every_line_before_publishing_any() {
     let fleet = Fleet::new().await;
