@@ -141,6 +141,75 @@ async fn a_retried_payment_asks_the_provider_before_charging_again() {
     fleet.assert_invariants().await;
 }
 
+/// (b) The same with a cancel requested by the customer while the payment
+/// was escalated: the retried stage asks first, finds the charge, and
+/// refunds it before releasing the stock — it does not release and cancel
+/// as if nothing had been charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_payment_with_a_cancel_refunds_the_charge_it_finds() {
+    let profile = "[faults.\"payment.charge\"]\ntimeout_after_apply = 1.0\nhang_ms = 1000\n\
+                   [faults.\"payment.status\"]\nerror_500 = 1.0\n";
+    let mut fleet = Fleet::start(
+        FleetOptions::new()
+            .policy_fixture(fixtures::PAYMENT_SHORT_AMBIGUITY)
+            .profile(profile),
+    )
+    .await;
+    let id = fleet.place(&Order::new("edge-retry-pay-cancel")).await;
+    let escalated = fleet.wait_state(&id, &[OrderState::Escalated], WAIT).await;
+    assert_eq!(escalated.reason.as_deref(), Some("payment_unresolved"));
+    fleet
+        .cancel(&Cancel::new(&id).reason("changed my mind"))
+        .await;
+    fleet
+        .wait_for(&id, "cancel requested", WAIT, |o| {
+            o.cancel_requested.is_some()
+        })
+        .await;
+
+    fleet.set_profile(HEALED).await;
+    let before = fleet.ledger().await;
+    let output = retry(&fleet, &id, "payment");
+    assert!(
+        output.status.success(),
+        "the retry was refused: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let cancelled = fleet.wait_state(&id, &[OrderState::Cancelled], WAIT).await;
+    assert!(
+        cancelled
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("changed my mind")),
+        "{cancelled:?}"
+    );
+
+    let ledger = fleet.ledger().await;
+    let charges: Vec<_> = ledger
+        .payments
+        .iter()
+        .filter(|p| p.order_id == id)
+        .collect();
+    assert_eq!(
+        charges.iter().map(|p| p.state).collect::<Vec<_>>(),
+        [PaymentState::Refunded],
+        "the one charge is refunded; history: {}",
+        fleet.history(&id).await
+    );
+    assert_eq!(
+        ledger.calls_to(Endpoint::PaymentCharge),
+        before.calls_to(Endpoint::PaymentCharge),
+        "the retry charged again"
+    );
+    let reservation = ledger
+        .reservations
+        .iter()
+        .find(|r| r.order_id == id)
+        .unwrap();
+    assert_eq!(reservation.state, ReservationState::Released);
+    fleet.assert_invariants().await;
+}
+
 /// (b) A shipment accepted whose answer was lost, its status unknown past
 /// the window: escalated `shipping_unresolved`. The customer cancels
 /// meanwhile. On the operator's retry the stage must not refund and
@@ -269,6 +338,64 @@ async fn a_retry_is_refused_when_the_provider_cannot_be_asked() {
     assert_eq!(
         ledger.payments.iter().filter(|p| p.order_id == id).count(),
         1
+    );
+    fleet.assert_invariants().await;
+}
+
+/// (c) The provider may have forgotten the charge's key: the order was
+/// placed longer ago than `key_retention` (3 s here). Asking would find
+/// nothing and a resend would be a new charge, so the retry is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_refused_once_the_provider_may_have_forgotten_the_key() {
+    let retention = Duration::from_secs(3);
+    let mut policy = fixtures::policy(fixtures::PAYMENT_SHORT_AMBIGUITY);
+    for (section, key) in [
+        ("downstreams.payment", "key_retention"),
+        ("stages.payment", "deadline"),
+        ("exceptions", "replay_window"),
+    ] {
+        policy = set_key(&policy, section, key, "\"3s\"");
+    }
+    let profile = "[faults.\"payment.charge\"]\ntimeout_after_apply = 1.0\nhang_ms = 1000\n\
+                   [faults.\"payment.status\"]\nerror_500 = 1.0\n";
+    let mut fleet = Fleet::start(options(policy).profile(profile)).await;
+    let placed = Instant::now();
+    let id = fleet.place(&Order::new("edge-retry-forgotten")).await;
+    let escalated = fleet.wait_state(&id, &[OrderState::Escalated], WAIT).await;
+    assert!(
+        escalated
+            .last_outcomes
+            .get(&Stage::Payment)
+            .is_some_and(|o| o.certainty == orderflow_core::Certainty::Unknown),
+        "escalated without an unknown charge: {escalated:?}"
+    );
+
+    fleet.set_profile(HEALED).await;
+    tokio::time::sleep((retention + Duration::from_millis(500)).saturating_sub(placed.elapsed()))
+        .await;
+    let before = fleet.ledger().await;
+    let output = retry(&fleet, &id, "payment");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "the retry was not refused: {}{stderr}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    for words in ["downstreams.payment.key_retention", "order resolve"] {
+        assert!(
+            stderr.contains(words),
+            "the refusal lacks `{words}`: {stderr}"
+        );
+    }
+    assert_eq!(
+        fleet.expect_order(&id).await.state,
+        OrderState::Escalated,
+        "the order moved"
+    );
+    assert_eq!(
+        fleet.ledger().await.calls_to(Endpoint::PaymentCharge),
+        before.calls_to(Endpoint::PaymentCharge)
     );
     fleet.assert_invariants().await;
 }
