@@ -784,7 +784,11 @@ fn refusal(stage: Stage, h: &Held, policy: &Policy) -> Option<String> {
 /// downstream may have forgotten the step's idempotency key by now, so
 /// running it again could repeat its side effect (a second charge). The
 /// first attempt counts, not the parking: the key was first sent then.
-fn past_replay_window(h: &Held, policy: &Policy, now: jiff::Timestamp) -> Option<String> {
+pub(super) fn past_replay_window(
+    h: &Held,
+    policy: &Policy,
+    now: jiff::Timestamp,
+) -> Option<String> {
     if h.message.kind != BodyKind::Step {
         return None;
     }
@@ -804,7 +808,7 @@ fn past_replay_window(h: &Held, policy: &Policy, now: jiff::Timestamp) -> Option
 /// When the message's step was first attempted (epoch ms): its
 /// `orderflow-first-attempt-at`, else — a step parked on its first run —
 /// when it was sent.
-fn first_attempt_ms(meta: &Meta) -> Option<i64> {
+pub(super) fn first_attempt_ms(meta: &Meta) -> Option<i64> {
     meta.first_attempt_at.or_else(|| {
         let secs = i64::try_from(meta.timestamp?).ok()?;
         secs.checked_mul(1000)
