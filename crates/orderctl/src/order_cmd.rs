@@ -24,7 +24,9 @@ pub enum OrderCommand {
     /// failed → reservation released → rejected.
     Resolve(ResolveArgs),
     /// Send an escalated or blocked order back to a stage's entry state,
-    /// its run counter reset.
+    /// its run counter reset. Where the stage's operation may have taken
+    /// effect, the stage asks the provider by key first; refused (exit 3)
+    /// when the provider cannot say.
     Retry(RetryArgs),
     /// Print what cancelling the order would do; act with --yes.
     Cancel(CancelArgs),

@@ -574,7 +574,7 @@ fn replay_result(stage: Stage, form: &ReplayForm, report: &ReplayReport) -> Mark
             p #halted .flash.bad { "The replay halted: " (halt.to_string()) ". What was sent stays sent." }
         }
         @if report.skipped > 0 {
-            p.flash.warn { "Skipped messages still break their contract and stayed in the queue: fix them with " code { "orderctl exceptions edit" } "." }
+            p.flash.warn { "Skipped messages stayed in the queue, each saying why: a body that still breaks its contract is fixed with " code { "orderctl exceptions edit" } "; a step past the replay window is settled by hand, then discarded." }
         }
         (replayed_table(&report.messages, false))
         @if unfinished {

@@ -163,13 +163,15 @@ pub async fn resolve_payment(
 
 /// `orderctl order retry ID --stage S`: an escalated or blocked order back
 /// to the stage's entry state, its run counter reset, a step message to
-/// the stage's work queue.
+/// the stage's work queue. Where the stage's operation may have taken
+/// effect, the stage asks the provider by key first; refused when the
+/// provider cannot answer (`plans::retry`).
 pub async fn retry(target: &Target, input: &ActionInput, stage: Stage) -> Result<ActionReport> {
     let action = Action::new(target, ActionKind::Retry, input)?;
     let policy = target.policy().clone();
     action
         .act(stage, |order, from| {
-            plans::retry(order, from, stage, &policy)
+            plans::retry(order, from, stage, &policy, jiff::Timestamp::now())
         })
         .await
 }

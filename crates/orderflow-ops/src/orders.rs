@@ -160,7 +160,14 @@ pub fn allowed_steps(state: OrderState, escalated_from: Option<OrderState>) -> V
         OrderState::Escalated => {
             let mut steps = Vec::new();
             match escalated_from.and_then(OrderState::owner) {
-                Some(Stage::Payment) => steps.push(NextStep::ResolvePayment),
+                // Resolve on the provider's word, or — once it answers
+                // status queries again — let the stage ask it.
+                Some(Stage::Payment) => steps.extend([
+                    NextStep::ResolvePayment,
+                    NextStep::Retry {
+                        stage: Stage::Payment,
+                    },
+                ]),
                 Some(stage) => steps.push(NextStep::Retry { stage }),
                 None => {}
             }

@@ -10,10 +10,14 @@
 //!   exception, without automatic rollback;
 //! - a retry never re-sends an operation whose outcome is unknown to a
 //!   provider that does not honour idempotency keys (it could apply twice);
+//! - a retry of an operation that may have taken effect lets the stage ask
+//!   the provider by key first, so it is refused when the provider cannot
+//!   answer: no status query, or a key it may have forgotten;
 //! - moves follow the state table (`orderflow_core::state::TRANSITIONS`).
 
 use orderflow_core::state::check_transition;
 use orderflow_core::{Certainty, Compensation, FailureClass, OrderState, Policy, Stage};
+use orderflow_downstream::{IdempotencyKey, Operation};
 use orderflow_runtime::Emission;
 use orderflow_stages::events::order_event;
 use orderflow_store::{FieldUpdate, LastOutcome, OrderRecord};
@@ -187,11 +191,15 @@ pub(crate) fn entry(stage: Stage) -> OrderState {
 
 /// `orderctl order retry --stage S`: an escalated or blocked order back to
 /// the stage's entry state, its run counter reset, a step message to it.
+/// The order keeps the stage's last outcome, so where the operation may
+/// have taken effect the stage asks the provider by key before anything
+/// else — which must still be able to answer at `now`.
 pub(crate) fn retry(
     order: &OrderRecord,
     escalated_from: Option<OrderState>,
     stage: Stage,
     policy: &Policy,
+    now: jiff::Timestamp,
 ) -> Result<Plan, Refusal> {
     let id = &order.order_id;
     match order.state {
@@ -231,13 +239,8 @@ pub(crate) fn retry(
             ));
         }
     }
-    if let Some(last) = order.last_outcomes.get(&stage)
-        && last.certainty == Certainty::Unknown
-        && !policy.downstream(stage).idempotent
-    {
-        return Err(format!(
-            "the last {stage} outcome of order {id} is unknown and the {stage} provider does not honour idempotency keys: a retry could apply the operation twice; check with the provider first"
-        ));
+    if let Some(refusal) = provider_cannot_say(order, stage, policy, now) {
+        return Err(refusal);
     }
     let to = entry(stage);
     check_transition(order.state, to, None).map_err(|e| e.to_string())?;
@@ -245,6 +248,67 @@ pub(crate) fn retry(
     plan.reset = Some(stage);
     plan.emissions = vec![Emission::Next { stage }, order_event(to, None)];
     Ok(plan)
+}
+
+/// Why the provider cannot tell a retried stage what became of an
+/// operation of the order that may have taken effect, if it cannot: it
+/// answers no status query, or the order was placed longer ago than it
+/// keeps idempotency keys (the key cannot have been sent before the order
+/// existed), so it may neither find the operation nor see a resend as
+/// the same one. Also refused: re-sending an unknown outcome to a
+/// provider without idempotency keys.
+fn provider_cannot_say(
+    order: &OrderRecord,
+    stage: Stage,
+    policy: &Policy,
+    now: jiff::Timestamp,
+) -> Option<Refusal> {
+    if !order.may_have_applied(stage) {
+        return None;
+    }
+    let id = &order.order_id;
+    let downstream = policy.downstream(stage);
+    let operation = match stage {
+        Stage::Inventory => Operation::Reserve,
+        Stage::Payment => Operation::Charge,
+        Stage::Shipping => Operation::Ship,
+    };
+    let key = IdempotencyKey::new(id, operation);
+    let instead = match stage {
+        Stage::Payment => format!(
+            "check the charge with the provider (key {key}) and record what it says with `orderctl order resolve {id} --stage payment --outcome succeeded|failed`"
+        ),
+        _ => format!(
+            "check with the provider by other means (key {key}) and settle the order with it by hand; `orderctl order resolve` records payments only"
+        ),
+    };
+    let unknown = order
+        .last_outcomes
+        .get(&stage)
+        .is_some_and(|last| last.certainty == Certainty::Unknown);
+    if unknown && !downstream.idempotent {
+        return Some(format!(
+            "the last {stage} outcome of order {id} is unknown and the {stage} provider does not honour idempotency keys: a retry could apply the {} twice; {instead}",
+            operation.as_str()
+        ));
+    }
+    if !downstream.status_query {
+        return Some(format!(
+            "the {stage} provider answers no status query (downstreams.{stage}.status_query = false), so a retry cannot find out whether the earlier {} of order {id} took effect, and sending it again could do it twice; {instead}",
+            operation.as_str()
+        ));
+    }
+    let placed_ago =
+        std::time::Duration::try_from(now.duration_since(order.created_at)).unwrap_or_default();
+    if placed_ago >= downstream.key_retention {
+        return Some(format!(
+            "order {id} was placed {} ago, longer than the {stage} provider keeps idempotency keys (downstreams.{stage}.key_retention = {}): it may no longer find the earlier {} by its key, and would take a resend as a new one; {instead}",
+            humantime::format_duration(std::time::Duration::from_secs(placed_ago.as_secs())),
+            humantime::format_duration(downstream.key_retention),
+            operation.as_str()
+        ));
+    }
+    None
 }
 
 /// Refund what was charged, release what was reserved and not yet sold (a
@@ -434,6 +498,11 @@ mod tests {
         }
     }
 
+    /// When [`order`] was placed.
+    fn now() -> jiff::Timestamp {
+        order(OrderState::Received).created_at
+    }
+
     fn with_ids(mut order: OrderRecord, stages: &[Stage]) -> OrderRecord {
         for stage in stages {
             order
@@ -530,6 +599,7 @@ mod tests {
             Some(OrderState::PaymentPending),
             Stage::Payment,
             &policy,
+            now(),
         )
         .unwrap();
         assert_eq!(plan.to, OrderState::Reserved);
@@ -539,19 +609,46 @@ mod tests {
             Some(OrderState::PaymentPending),
             Stage::Shipping,
             &policy,
+            now(),
         )
         .unwrap_err();
         assert!(wrong.contains("--stage payment"), "{wrong}");
-        let blocked = retry(&order(OrderState::Blocked), None, Stage::Shipping, &policy).unwrap();
+        let blocked = retry(
+            &order(OrderState::Blocked),
+            None,
+            Stage::Shipping,
+            &policy,
+            now(),
+        )
+        .unwrap();
         assert_eq!(blocked.to, OrderState::Paid);
-        assert!(retry(&order(OrderState::Blocked), None, Stage::Payment, &policy).is_err());
-        assert!(retry(&order(OrderState::Paid), None, Stage::Shipping, &policy).is_err());
+        assert!(
+            retry(
+                &order(OrderState::Blocked),
+                None,
+                Stage::Payment,
+                &policy,
+                now()
+            )
+            .is_err()
+        );
+        assert!(
+            retry(
+                &order(OrderState::Paid),
+                None,
+                Stage::Shipping,
+                &policy,
+                now()
+            )
+            .is_err()
+        );
         assert!(
             retry(
                 &order(OrderState::Delivered),
                 None,
                 Stage::Shipping,
-                &policy
+                &policy,
+                now()
             )
             .is_err()
         );
@@ -567,6 +664,7 @@ mod tests {
             Some(OrderState::PaymentPending),
             Stage::Payment,
             &policy,
+            now(),
         )
         .unwrap_err();
         assert!(refused.contains("twice"), "{refused}");
@@ -575,10 +673,78 @@ mod tests {
                 &escalated,
                 Some(OrderState::PaymentPending),
                 Stage::Payment,
-                &Policy::default_policy()
+                &Policy::default_policy(),
+                now()
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_retry_is_refused_when_the_provider_cannot_say_what_happened() {
+        let escalated = unknown(order(OrderState::Escalated), Stage::Shipping);
+        let placed = escalated.created_at;
+        let from = Some(OrderState::ShippingPending);
+        let at = |policy: &Policy, when| retry(&escalated, from, Stage::Shipping, policy, when);
+
+        // It can: the stage asks by key first.
+        let policy = Policy::default_policy();
+        assert!(at(&policy, placed).is_ok());
+
+        // No status query: nothing to ask.
+        let mut blind = Policy::default_policy();
+        blind.downstreams.shipping.status_query = false;
+        let refused = at(&blind, placed).unwrap_err();
+        assert!(
+            refused.contains("downstreams.shipping.status_query")
+                && refused.contains("o-1.shipping.ship"),
+            "{refused}"
+        );
+
+        // The key may be forgotten: the order is older than its retention.
+        let retention = policy.downstreams.shipping.key_retention;
+        let later = placed + jiff::SignedDuration::try_from(retention).unwrap();
+        let refused = at(&policy, later).unwrap_err();
+        assert!(
+            refused.contains("downstreams.shipping.key_retention"),
+            "{refused}"
+        );
+        let just_before = later - jiff::SignedDuration::from_secs(1);
+        assert!(at(&policy, just_before).is_ok());
+
+        // A payment names the command that records it instead.
+        let mut blind = Policy::default_policy();
+        blind.downstreams.payment.status_query = false;
+        let payment = unknown(order(OrderState::Escalated), Stage::Payment);
+        let refused = retry(
+            &payment,
+            Some(OrderState::PaymentPending),
+            Stage::Payment,
+            &blind,
+            payment.created_at,
+        )
+        .unwrap_err();
+        assert!(
+            refused.contains("order resolve o-1 --stage payment"),
+            "{refused}"
+        );
+
+        // Known not to have happened: nothing to ask, resent as it is.
+        let mut nothing = order(OrderState::Escalated);
+        nothing.last_outcomes.insert(
+            Stage::Shipping,
+            LastOutcome {
+                class: FailureClass::Overloaded,
+                certainty: Certainty::NotApplied,
+            },
+        );
+        assert!(retry(&nothing, from, Stage::Shipping, &blind_shipping(), later).is_ok());
+    }
+
+    fn blind_shipping() -> Policy {
+        let mut policy = Policy::default_policy();
+        policy.downstreams.shipping.status_query = false;
+        policy
     }
 
     #[test]

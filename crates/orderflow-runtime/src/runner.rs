@@ -392,7 +392,7 @@ impl<L: StageLogic> StageRunner<L> {
     fn job(&self, delivery: &Incoming, order: &OrderRecord, runs: u32, reruns: u32) -> Job {
         let meta = delivery.meta().clone();
         let now_ms = jiff::Timestamp::now().as_millisecond();
-        let first_attempt_at_ms = meta.first_attempt_at.unwrap_or(now_ms).min(now_ms);
+        let first_attempt_at_ms = first_attempt_ms(&meta, now_ms);
         Job {
             message_id: message_id(delivery),
             correlation_id: meta
@@ -447,12 +447,15 @@ impl<L: StageLogic> StageRunner<L> {
             .correlation_id
             .clone()
             .unwrap_or_else(|| message_id(delivery));
+        let now_ms = jiff::Timestamp::now().as_millisecond();
         let job = Job {
             message_id: message_id(delivery),
             correlation_id,
             meta: delivery.meta().clone(),
             runs,
-            first_attempt_at_ms: jiff::Timestamp::now().as_millisecond(),
+            // A parked copy keeps the first attempt it came with (a
+            // replayed step's), so its replay window does not start again.
+            first_attempt_at_ms: first_attempt_ms(delivery.meta(), now_ms),
             elapsed: Duration::ZERO,
             body: Vec::new(),
             reruns: 0,
@@ -608,6 +611,12 @@ impl<L: StageLogic> Handler for StageRunner<L> {
         metrics::counter!("orderflow_deliveries_total", "stage" => stage.as_str(), "settlement" => label).increment(1);
         settlement
     }
+}
+
+/// Epoch ms of the stage's first attempt: the one the delivery carries
+/// (deferred, re-parked and replayed copies), else this one.
+fn first_attempt_ms(meta: &Meta, now_ms: i64) -> i64 {
+    meta.first_attempt_at.unwrap_or(now_ms).min(now_ms)
 }
 
 /// The message's id, or — for producers that send none — a hash of its

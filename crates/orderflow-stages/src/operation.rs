@@ -65,10 +65,15 @@ impl Shape {
     }
 
     /// Whether the stage may already have sent its operation for the
-    /// order: a later run, a rerun after the order moved, or a pending
-    /// state. Then it asks by key before it sends again.
+    /// order: a later run, a rerun after the order moved, a pending state,
+    /// or an outcome the stage reported before that may have taken effect
+    /// (an operator's retry starts the run count again, but not that).
+    /// Then it asks by key before it sends again or compensates.
     pub fn may_have_acted(&self, order: &OrderRecord, job: &Job) -> bool {
-        job.runs > 1 || job.reruns > 0 || order.state == self.pending
+        job.runs > 1
+            || job.reruns > 0
+            || order.state == self.pending
+            || order.may_have_applied(self.stage)
     }
 
     /// How the operation starts this time.
@@ -381,13 +386,25 @@ pub fn effect(
                 }
             }
         }
-        Decision::Block { reason } => block(
-            reason,
-            Some(outcome.clone()),
-            &format!("{stage}.blocked"),
-            rule,
-            vec![last],
-        ),
+        Decision::Block { reason } => {
+            // A shipment found accepted for a cancelled order stands: it
+            // is recorded, so a person's refund does not also release the
+            // stock the carrier holds.
+            let mut fields = vec![last];
+            if let Some(id) = made {
+                fields.push(FieldUpdate::DownstreamId {
+                    stage,
+                    id: id.clone(),
+                });
+            }
+            block(
+                reason,
+                Some(outcome.clone()),
+                &format!("{stage}.blocked"),
+                rule,
+                fields,
+            )
+        }
         Decision::Escalate { reason } => {
             escalate(reason, Some(outcome.clone()), None, rule, vec![last])
         }

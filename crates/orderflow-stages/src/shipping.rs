@@ -11,7 +11,7 @@ use crate::fulfilment;
 use crate::operation::{
     SHIPPING, check_of, commit_reservation, conclude, decide_operation, placed,
 };
-use orderflow_core::{Decision, OrderState, Stage};
+use orderflow_core::{OrderState, Stage};
 use orderflow_downstream::Operation;
 use orderflow_downstream::api::Shipment;
 use orderflow_runtime::{Check, Effect, Env, Error, Job, StageLogic};
@@ -77,10 +77,12 @@ impl StageLogic for ShippingStage {
             |s: &Shipment| &s.shipment_id,
         )
         .await?;
-        // Accepted: the stock is sold. A failed commit is tried again
-        // (same key) before the order is marked delivered, so it only
-        // delays delivery; a confirmed one is recorded and not repeated.
-        let committed = decided.ruling.decision == Decision::Proceed
+        // Accepted: the stock is sold, whether the order proceeds or —
+        // cancelled meanwhile — is blocked for a person. A failed commit
+        // is tried again (same key) before the order is marked delivered,
+        // so it only delays delivery; a confirmed one is recorded and not
+        // repeated.
+        let committed = decided.ctx.outcome.is_confirmed_success()
             && match commit_reservation(&self.downstreams, env, order).await {
                 Ok(()) => true,
                 Err(detail) => {

@@ -71,6 +71,19 @@ pub struct OrderRecord {
     pub reservation_committed: bool,
 }
 
+impl OrderRecord {
+    /// Whether `stage`'s operation may have taken effect at its provider:
+    /// the stage reported an outcome for the order that was not a
+    /// confirmed "not applied". It stays on the order when an operator
+    /// sends the order back to the stage, so the stage asks the provider
+    /// by key before it sends the operation again or compensates.
+    pub fn may_have_applied(&self, stage: Stage) -> bool {
+        self.last_outcomes
+            .get(&stage)
+            .is_some_and(|last| last.certainty != Certainty::NotApplied)
+    }
+}
+
 /// The result of [`Store::create_order`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateOutcome {

@@ -364,7 +364,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
         ExitCode::from(1)
     } else if outcome(ReplayOutcome::Skipped) {
         eprintln!(
-            "some messages still break their contract and stayed in the queue: fix them with `orderctl exceptions edit`"
+            "some messages were not sent and stayed in the queue, each saying why: a body that still breaks its contract is fixed with `orderctl exceptions edit`; a step past the replay window is settled by hand, then discarded"
         );
         ExitCode::from(2)
     } else if outcome(ReplayOutcome::Busy) {

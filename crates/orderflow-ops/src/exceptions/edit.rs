@@ -6,7 +6,9 @@
 //! body, sends it as a new message (id `<original>.edit-<hash>`, the same
 //! for the same edit, so repeating an edit is absorbed like any duplicate)
 //! and acknowledges the original, auditing the sha256 of both bodies. An
-//! invalid body is refused with every problem, and the original stays.
+//! invalid body is refused with every problem, and the original stays. An
+//! edited step is the step sent again: it keeps its first attempt and is
+//! refused past the replay window, as a replay would be.
 
 use super::audit::{Action, Audited};
 use super::message::{BodyKind, EDIT_OF_HEADER, ExceptionMessage, sha256_hex};
@@ -287,6 +289,9 @@ pub async fn edit(
                 request.id
             )));
         };
+        if let Some(why) = super::replay::past_replay_window(h, op.policy, jiff::Timestamp::now()) {
+            return Err(Error::Refused(format!("{why}; nothing was sent")));
+        }
         let new_id = edited_id(&request.id, &after);
         let (outgoing, destination) = edited_copy(queues, stage, kind, h, &new_id, &request.body, op);
         queues
@@ -346,6 +351,10 @@ fn edited_copy(
         timestamp: u64::try_from(jiff::Timestamp::now().as_second()).ok(),
         stage: Some(stage),
         attempt: Some(1),
+        // A step keeps its first attempt, so its windows count from it.
+        first_attempt_at: (kind == BodyKind::Step)
+            .then(|| super::replay::first_attempt_ms(original))
+            .flatten(),
         order_id: super::message::body_order_id(body),
         ..Meta::default()
     }

@@ -1,9 +1,11 @@
 //! `exceptions replay`: messages back to their stage, governed.
 //!
 //! Each selected message is sent as a fresh copy (never the broker's
-//! `x-death`) that keeps its message id, with the attempt count reset
-//! (`orderflow-attempt` = 1, no `orderflow-first-attempt-at`) and the
-//! replay id in `orderflow-replay-id`: step messages to the stage's work
+//! `x-death`) that keeps its message id and its first attempt
+//! (`orderflow-first-attempt-at`, so the replay window counts from it
+//! however often a step is parked and replayed), with the attempt count
+//! reset (`orderflow-attempt` = 1) and the replay id in
+//! `orderflow-replay-id`: step messages to the stage's work
 //! queue, producers' messages to the ingress exchange with their routing
 //! key. Per message: claim it for this replay id in the store → publish,
 //! confirmed → audit note → mark it sent → acknowledge the original. A
@@ -24,7 +26,7 @@ use super::message::{BodyKind, ExceptionMessage, REPLAY_ID_HEADER, VALIDATION_ER
 use super::{Error, ExceptionQueues, Held, Operator};
 use governor::{Quota, RateLimiter};
 use orderflow_broker::names::{ORDER_CANCEL, ORDER_PLACED};
-use orderflow_broker::{Incoming, Names, Outgoing};
+use orderflow_broker::{Incoming, Meta, Names, Outgoing};
 use orderflow_core::decide::DecisionContext;
 use orderflow_core::message::{OrderId, Problem, parse_inbound};
 use orderflow_core::{Decision, OrderState, Outcome, Policy, Stage, decide};
@@ -782,15 +784,15 @@ fn refusal(stage: Stage, h: &Held, policy: &Policy) -> Option<String> {
 /// downstream may have forgotten the step's idempotency key by now, so
 /// running it again could repeat its side effect (a second charge). The
 /// first attempt counts, not the parking: the key was first sent then.
-fn past_replay_window(h: &Held, policy: &Policy, now: jiff::Timestamp) -> Option<String> {
+pub(super) fn past_replay_window(
+    h: &Held,
+    policy: &Policy,
+    now: jiff::Timestamp,
+) -> Option<String> {
     if h.message.kind != BodyKind::Step {
         return None;
     }
-    let meta = h.taken.message().meta();
-    let first_ms = meta.first_attempt_at.or_else(|| {
-        let secs = i64::try_from(meta.timestamp?).ok()?;
-        secs.checked_mul(1000)
-    })?;
+    let first_ms = first_attempt_ms(h.taken.message().meta())?;
     let age_ms = u64::try_from(now.as_millisecond().saturating_sub(first_ms)).ok()?;
     let window = policy.exceptions.replay_window;
     if u128::from(age_ms) <= window.as_millis() {
@@ -801,6 +803,16 @@ fn past_replay_window(h: &Held, policy: &Policy, now: jiff::Timestamp) -> Option
         "first attempted {age} ago, past exceptions.replay_window ({}): the downstream may have forgotten this step's idempotency key, so running it again could repeat its side effect; settle the order by hand (`orderctl order resolve`) and discard this message",
         humantime::format_duration(window)
     ))
+}
+
+/// When the message's step was first attempted (epoch ms): its
+/// `orderflow-first-attempt-at`, else — a step parked on its first run —
+/// when it was sent.
+pub(super) fn first_attempt_ms(meta: &Meta) -> Option<i64> {
+    meta.first_attempt_at.or_else(|| {
+        let secs = i64::try_from(meta.timestamp?).ok()?;
+        secs.checked_mul(1000)
+    })
 }
 
 fn still_invalid(stage: Stage, h: &Held) -> Option<String> {
@@ -823,8 +835,10 @@ fn problems_text(problems: &[Problem]) -> String {
         .join("; ")
 }
 
-/// The copy a replay sends: the original's body and id, attempt count reset,
-/// the exception's own headers dropped, the replay id added.
+/// The copy a replay sends: the original's body, id and first attempt,
+/// attempt count reset, the exception's own headers dropped, the replay id
+/// added. Keeping the first attempt keeps the replay window (and the
+/// stage's windows) measured from it: a copy parked again carries it on.
 fn replayed_copy(
     message: &Incoming,
     id: &str,
@@ -835,7 +849,7 @@ fn replayed_copy(
     let mut meta = message.meta().clone();
     meta.message_id = Some(id.to_owned());
     meta.attempt = Some(1);
-    meta.first_attempt_at = None;
+    meta.first_attempt_at = first_attempt_ms(message.meta());
     meta.reason = None;
     meta.class = None;
     meta.certainty = None;

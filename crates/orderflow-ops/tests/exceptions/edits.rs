@@ -1,8 +1,8 @@
 //! `edit` and `discard`.
 
-use crate::common::{Fleet, malformed, placed, step};
+use crate::common::{Fleet, escalation, malformed, placed, step};
 use orderflow_core::{OrderState, Stage};
-use orderflow_ops::exceptions::{self, Audited, EditRequest, ErrorKind};
+use orderflow_ops::exceptions::{self, Audited, EditReport, EditRequest, Error, ErrorKind};
 use serde_json::Value;
 
 fn broken_order() -> Vec<u8> {
@@ -132,6 +132,59 @@ async fn an_edit_of_a_body_that_changed_meanwhile_is_refused() {
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsafe, "{err}");
     assert_eq!(fleet.depth(&fleet.exceptions(Stage::Inventory)).await, 1);
+    fleet.stop().await;
+}
+
+/// Edits the parked payment step `id` to ask for a deadline check.
+async fn edit_step(fleet: &Fleet, id: &str) -> Result<EditReport, Error> {
+    let subject = exceptions::open_edit(&fleet.queues, Stage::Payment, id, 100)
+        .await
+        .unwrap();
+    let body = exceptions::apply_sets(&subject.body, &["check=deadline".into()]).unwrap();
+    exceptions::edit(
+        &fleet.queues,
+        &fleet.operator(),
+        &EditRequest {
+            stage: Stage::Payment,
+            id: id.into(),
+            expected_sha256: subject.sha256,
+            body,
+            limit: 100,
+        },
+    )
+    .await
+}
+
+/// An edited step is the step sent again: like a replay it keeps its first
+/// attempt, and past `exceptions.replay_window` it is not sent — an edit
+/// is no way around the window.
+#[tokio::test]
+async fn an_edited_step_keeps_its_first_attempt_and_the_replay_window() {
+    let fleet = Fleet::new().await;
+    let order = fleet.order_in("o-step", OrderState::Reserved).await;
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let first = |hours: i64| now_ms - hours * 3_600_000;
+    for (id, hours) in [("m-old", 25), ("m-new", 1)] {
+        let mut meta = escalation(Stage::Payment, order.as_str(), id, "payment_unresolved");
+        meta.first_attempt_at = Some(first(hours));
+        fleet
+            .park(Stage::Payment, &step(order.as_str(), Stage::Payment), meta)
+            .await;
+    }
+
+    let refused = edit_step(&fleet, "m-old").await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Unsafe, "{refused}");
+    assert!(
+        refused.to_string().contains("exceptions.replay_window"),
+        "{refused}"
+    );
+    assert_eq!(fleet.depth(&fleet.exceptions(Stage::Payment)).await, 2);
+    assert_eq!(fleet.depth(&fleet.work(Stage::Payment)).await, 0);
+
+    edit_step(&fleet, "m-new").await.unwrap();
+    let sent = fleet.drain(&fleet.work(Stage::Payment)).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].meta().first_attempt_at, Some(first(1)));
     fleet.stop().await;
 }
 

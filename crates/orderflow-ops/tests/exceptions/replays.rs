@@ -34,7 +34,7 @@ async fn replay(fleet: &Fleet, request: &ReplayRequest) -> ReplayReport {
 }
 
 #[tokio::test]
-async fn a_replayed_copy_keeps_its_id_resets_its_attempts_and_is_audited() {
+async fn a_replayed_copy_keeps_its_id_and_first_attempt_resets_its_attempts_and_is_audited() {
     let fleet = Fleet::new().await;
     let order = fleet.order_in("o-1", OrderState::Reserved).await;
     fleet
@@ -69,7 +69,15 @@ async fn a_replayed_copy_keeps_its_id_resets_its_attempts_and_is_audited() {
         "the id is kept"
     );
     assert_eq!(meta.attempt, Some(1));
-    assert_eq!(meta.first_attempt_at, None);
+    // The first attempt (an hour ago) is kept: the replay window counts
+    // from it, not from the replay.
+    let hour_ago = jiff::Timestamp::now().as_millisecond() - 3_600_000;
+    assert!(
+        meta.first_attempt_at
+            .is_some_and(|at| (hour_ago - 60_000..=hour_ago).contains(&at)),
+        "the first attempt is kept: {:?}",
+        meta.first_attempt_at
+    );
     assert_eq!(meta.reason, None);
     assert_eq!(meta.class, None);
     assert_eq!(meta.extra["orderflow-replay-id"], "r-one");
