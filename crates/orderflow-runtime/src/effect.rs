@@ -5,7 +5,7 @@
 use crate::step::StepMessage;
 use orderflow_broker::{Meta, Names, Outgoing, TopologySpec};
 use orderflow_core::message::OrderId;
-use orderflow_core::{Outcome, PolicyId, Stage};
+use orderflow_core::{OrderState, Outcome, PolicyId, Stage};
 use orderflow_store::FieldUpdate;
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +93,11 @@ pub struct RenderContext<'a> {
     /// run count when nothing moves. Message ids derive from it, so a
     /// re-emitted message has the id it had the first time.
     pub sequence: String,
+    /// The order's version as read, and the state the settlement moves it
+    /// to (it then has version + 1): each customer event carries the
+    /// version at which the order entered the state it announces.
+    pub version: u64,
+    pub moving_to: Option<OrderState>,
     /// Runs of this stage for the order so far, this one included.
     pub runs: u32,
     pub first_attempt_at: i64,
@@ -175,9 +180,14 @@ pub fn render(
                     reason,
                     message,
                 } => {
+                    let version = match ctx.moving_to {
+                        Some(to) if to.as_str() == state => ctx.version + 1,
+                        _ => ctx.version,
+                    };
                     let body = serde_json::json!({
                         "event_id": id,
                         "order_id": ctx.order_id,
+                        "version": version,
                         "state": state,
                         "reason": reason,
                         "message": message,

@@ -2,9 +2,11 @@
 //! settled:
 //!
 //! 1. admit: decode and validate; malformed → exception queue, ack;
-//! 2. lock the order in this process, take its stage lease in the store
-//!    (held elsewhere → an overlapping duplicate: defer it, never run it
-//!    alongside);
+//! 2. lock the order in this process; enter: what the delivery writes
+//!    before the order's lease (ingress creates the order, records or keeps
+//!    a cancel), so one process admits one order's messages one at a time;
+//!    then take the order's stage lease in the store (held elsewhere → an
+//!    overlapping duplicate: defer it, never run it alongside);
 //! 3. an idempotency record for this message → re-emit what it recorded, ack
 //!    (a crash between the state write and the publish);
 //! 4. run the stage's logic (downstream calls, `decide`) → an [`Effect`];
@@ -25,7 +27,7 @@ use crate::patience::patiently;
 use crate::step::StepMessage;
 use orderflow_broker::{Handler, Incoming, Meta, Outgoing, Publisher, Settlement, TopologySpec};
 use orderflow_core::message::{Invalid, OrderId};
-use orderflow_core::{Policy, PolicyId, Stage};
+use orderflow_core::{OrderState, Policy, PolicyId, Stage};
 use orderflow_store::{Begun, ErrorClass, Lease, Note, OrderRecord, Store, Transition};
 use sha2::{Digest, Sha256};
 use std::future::Future;
@@ -70,17 +72,22 @@ pub struct Job {
 pub enum Admission {
     /// Work on this order.
     Order(OrderId),
-    /// Nothing to do (a duplicate absorbed): acknowledge.
-    Absorbed,
     /// Unreadable or invalid: park it as it came, never retry it.
     Malformed(Invalid),
-    /// Valid but refused for an order (a conflicting duplicate): park it as
-    /// it came, with a reason.
-    Refused {
-        order_id: OrderId,
-        reason: String,
-        detail: String,
-    },
+}
+
+/// What a delivery did to the store on its way in (under the order's
+/// in-process lock, before its stage lease).
+#[derive(Debug)]
+pub enum Entry {
+    /// Run the stage for the order.
+    Proceed,
+    /// Nothing more to do (a cancel kept until its order arrives):
+    /// acknowledge.
+    Absorbed,
+    /// Valid but refused for the order (a conflicting duplicate): park it
+    /// as it came, with a reason.
+    Refused { reason: String, detail: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,8 +102,9 @@ pub enum Error {
 pub trait StageLogic: Send + Sync + 'static {
     fn stage(&self) -> Stage;
 
-    /// Decodes a delivery. The default reads a step message for this stage;
-    /// the inventory stage also takes producers' messages here.
+    /// Decodes a delivery, writing nothing. The default reads a step
+    /// message for this stage; the inventory stage also takes producers'
+    /// messages here.
     fn admit(
         &self,
         delivery: &Incoming,
@@ -109,6 +117,21 @@ pub trait StageLogic: Send + Sync + 'static {
             Err(invalid) => Admission::Malformed(invalid),
         };
         async move { Ok(admission) }
+    }
+
+    /// What an admitted delivery writes before the order's stage lease is
+    /// taken: the inventory stage creates the order or records a cancel
+    /// here. The runner calls it under the order's in-process lock; writes
+    /// that must not interleave across processes are one store script
+    /// each. The default writes nothing.
+    fn enter(
+        &self,
+        order_id: &OrderId,
+        delivery: &Incoming,
+        env: &Env,
+    ) -> impl Future<Output = Result<Entry, Error>> + Send {
+        let _ = (order_id, delivery, env);
+        async { Ok(Entry::Proceed) }
     }
 
     /// The stage's work for an order whose lease this worker holds.
@@ -155,7 +178,6 @@ impl<L: StageLogic> StageRunner<L> {
         let stage = self.logic.stage();
         let order_id = match self.logic.admit(delivery, &self.env).await? {
             Admission::Order(order_id) => order_id,
-            Admission::Absorbed => return Ok(Settlement::Ack),
             Admission::Malformed(invalid) => {
                 publisher
                     .publish(self.malformed(delivery, &invalid))
@@ -164,11 +186,15 @@ impl<L: StageLogic> StageRunner<L> {
                     .increment(1);
                 return Ok(Settlement::Ack);
             }
-            Admission::Refused {
-                order_id,
-                reason,
-                detail,
-            } => {
+        };
+
+        // One delivery per order at a time in this process, from its entry
+        // on: an order and the cancel right behind it never enter together.
+        let _in_process = self.locks.lock(&order_id).await;
+        match self.logic.enter(&order_id, delivery, &self.env).await? {
+            Entry::Proceed => {}
+            Entry::Absorbed => return Ok(Settlement::Ack),
+            Entry::Refused { reason, detail } => {
                 let parked = Emission::Exception {
                     reason,
                     outcome: None,
@@ -179,9 +205,7 @@ impl<L: StageLogic> StageRunner<L> {
                     .await?;
                 return Ok(Settlement::Ack);
             }
-        };
-
-        let _in_process = self.locks.lock(&order_id).await;
+        }
         let store = &self.env.store;
         let ttl = self.env.policy.lease.ttl;
         let step = record_step(delivery);
@@ -276,11 +300,9 @@ impl<L: StageLogic> StageRunner<L> {
                 Some(_) => format!("v{}", current.version + 1),
                 None => format!("r{runs}"),
             };
-            let rendered = render(
-                &effect.emissions,
-                &self.render_context(order_id, &job, sequence),
-                delivery.body(),
-            );
+            let moving_to = effect.transition.as_ref().map(|plan| plan.to);
+            let ctx = self.render_context(order_id, &job, sequence, (current.version, moving_to));
+            let rendered = render(&effect.emissions, &ctx, delivery.body());
             let released = match self.write(held, &current, &job, &effect, &rendered).await? {
                 Written::Done if effect.transition.is_some() => Released::ByMove,
                 Written::Done => Released::No,
@@ -392,6 +414,7 @@ impl<L: StageLogic> StageRunner<L> {
         order_id: &'a OrderId,
         job: &'a Job,
         sequence: String,
+        (version, moving_to): (u64, Option<OrderState>),
     ) -> RenderContext<'a> {
         RenderContext {
             spec: &self.env.spec,
@@ -400,6 +423,8 @@ impl<L: StageLogic> StageRunner<L> {
             correlation_id: &job.correlation_id,
             policy_id: &self.env.policy_id,
             sequence,
+            version,
+            moving_to,
             runs: job.runs,
             first_attempt_at: job.first_attempt_at_ms,
             now: jiff::Timestamp::now(),
@@ -431,7 +456,13 @@ impl<L: StageLogic> StageRunner<L> {
             body: Vec::new(),
             reruns: 0,
         };
-        let ctx = self.render_context(order_id, &job, format!("m{}", short_hash(delivery.body())));
+        // No order was read: these are exception messages, never events.
+        let ctx = self.render_context(
+            order_id,
+            &job,
+            format!("m{}", short_hash(delivery.body())),
+            (0, None),
+        );
         self.publish_all(render(emissions, &ctx, delivery.body()), publisher)
             .await
     }
