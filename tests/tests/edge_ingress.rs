@@ -3,11 +3,12 @@
 //! customer's order, and customer events arriving out of order.
 
 use orderflow_broker::names::ORDER_PLACED;
+use orderflow_core::message::OrderId;
 use orderflow_e2e::{
-    Cancel, Fleet, FleetOptions, Ledger, Order, OrderState, PaymentState, ReservationState, Stage,
-    WorkerKind,
+    Cancel, Endpoint, Fleet, FleetOptions, Ledger, Order, OrderState, PaymentState,
+    ReservationState, Stage, WorkerKind,
 };
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -236,5 +237,104 @@ async fn every_customer_event_carries_the_orders_version() {
             fleet.history(&id).await
         );
     }
+    fleet.settle_and_check(SETTLE).await;
+}
+
+/// Item 2, the cancel first: an `order.cancel` for an order not known yet
+/// is kept for its id (a positive signal in the store), and the order that
+/// then arrives is created with the request and cancelled before anything
+/// is reserved: no call to the inventory API at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_before_its_order_is_applied_when_the_order_arrives() {
+    let fleet = Fleet::start(FleetOptions::new()).await;
+    let id = "ord-cancelled-first";
+    fleet
+        .cancel(&Cancel::new(id).reason("typo in the order"))
+        .await;
+    let order_id = OrderId::parse(id).unwrap();
+    let deadline = Instant::now() + SETTLE;
+    while fleet
+        .store()
+        .kept_cancel(&order_id)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the cancel was not kept for {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    fleet.place(&Order::new(id)).await;
+    let record = fleet.wait_state(id, &[OrderState::Cancelled], SETTLE).await;
+    assert_eq!(
+        record.reason.as_deref(),
+        Some("cancelled: typo in the order")
+    );
+    let audit = fleet.audit(id).await;
+    let steps: Vec<(u64, &str)> = audit
+        .iter()
+        .map(|e| (e.version, e.event.as_str()))
+        .collect();
+    assert_eq!(
+        steps[..2],
+        [(1, "order.created"), (1, "order.cancel_requested")],
+        "created with the kept request: {}",
+        fleet.history(id).await
+    );
+    assert!(
+        fleet
+            .store()
+            .kept_cancel(&order_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let ledger = fleet.ledger().await;
+    assert_eq!(ledger.calls_to(Endpoint::InventoryReserve), 0);
+    assert!(ledger.payments.is_empty() && ledger.shipments.is_empty());
+    fleet
+        .wait_events(id, "order.cancelled", SETTLE, |events| {
+            events.iter().any(|e| e.routing_key == "order.cancelled")
+        })
+        .await;
+    fleet.settle_and_check(SETTLE).await;
+}
+
+/// Item 2, the cancel that never meets its order: kept while it may still
+/// (`exceptions.replay_window`, 2 s here), then parked by the reconciler
+/// as it came, as `cancel_unknown_order`, saying how long it waited — not
+/// lost silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_whose_order_never_arrives_is_parked_after_the_replay_window() {
+    let mut options = FleetOptions::new();
+    options
+        .policy
+        .push_str("\n[exceptions]\nreplay_window = \"2s\"\n");
+    let fleet = Fleet::start(options).await;
+    let cancel = Cancel::new("ord-never-placed");
+    fleet.cancel(&cancel).await;
+
+    let parked = fleet
+        .wait_parked(Stage::Inventory, "the unmet cancel", SETTLE, |p| {
+            p.order_id().as_deref() == Some("ord-never-placed")
+        })
+        .await;
+    assert_eq!(parked.reason(), Some("cancel_unknown_order"), "{parked:?}");
+    assert_eq!(parked.body, serde_json::to_vec(&cancel.to_json()).unwrap());
+    let detail = parked.meta.last_error.clone().unwrap_or_default();
+    assert!(detail.contains("exceptions.replay_window"), "{detail}");
+    let order_id = OrderId::parse("ord-never-placed").unwrap();
+    assert!(
+        fleet
+            .store()
+            .kept_cancel(&order_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(fleet.order("ord-never-placed").await.is_none());
     fleet.settle_and_check(SETTLE).await;
 }
