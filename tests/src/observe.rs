@@ -24,6 +24,10 @@ pub struct Event {
     pub routing_key: String,
     pub event_id: String,
     pub order_id: String,
+    /// The order's version at which it entered `state`; `None` if the
+    /// event carries none.
+    #[serde(default)]
+    pub version: Option<u64>,
     pub state: String,
     #[serde(default)]
     pub reason: Option<String>,

@@ -691,7 +691,8 @@ impl<'a> Action<'a> {
             // The version after the move: unique per move, so a worker
             // never mistakes these messages for earlier ones.
             sequence: format!("v{}", order.version + 1),
-            order_version: Some(order.version + 1),
+            version: Some(order.version),
+            moving_to: Some(plan.to),
             runs: 0,
             first_attempt_at: now.as_millisecond(),
             now,

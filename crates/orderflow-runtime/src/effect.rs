@@ -5,7 +5,7 @@
 use crate::step::StepMessage;
 use orderflow_broker::{Meta, Names, Outgoing, TopologySpec};
 use orderflow_core::message::OrderId;
-use orderflow_core::{Outcome, PolicyId, Stage};
+use orderflow_core::{OrderState, Outcome, PolicyId, Stage};
 use orderflow_store::FieldUpdate;
 use serde::{Deserialize, Serialize};
 
@@ -93,10 +93,14 @@ pub struct RenderContext<'a> {
     /// run count when nothing moves. Message ids derive from it, so a
     /// re-emitted message has the id it had the first time.
     pub sequence: String,
-    /// The order's version once this settlement is written (`None` when
-    /// no order is known): every message carries it, so a stage can tell
-    /// when the store lost writes (`crate::lost`).
-    pub order_version: Option<u64>,
+    /// The order's version as read (`None` when no order is known), and
+    /// the state the settlement moves it to (it then has version + 1):
+    /// each customer event carries the version at which the order entered
+    /// the state it announces, and every message the version the order has
+    /// once the settlement is written, so a stage can tell when the store
+    /// lost writes (`crate::lost`).
+    pub version: Option<u64>,
+    pub moving_to: Option<OrderState>,
     /// Runs of this stage for the order so far, this one included.
     pub runs: u32,
     pub first_attempt_at: i64,
@@ -123,7 +127,7 @@ pub fn render(
                 timestamp: u64::try_from(ctx.now.as_second()).ok(),
                 correlation_id: Some(ctx.correlation_id.to_owned()),
                 order_id: Some(ctx.order_id.as_str().to_owned()),
-                order_version: ctx.order_version,
+                order_version: ctx.version.map(|v| v + u64::from(ctx.moving_to.is_some())),
                 ..Meta::default()
             }
             .with_policy_id(ctx.policy_id);
@@ -180,9 +184,14 @@ pub fn render(
                     reason,
                     message,
                 } => {
+                    let version = ctx.version.map(|v| match ctx.moving_to {
+                        Some(to) if to.as_str() == state => v + 1,
+                        _ => v,
+                    });
                     let body = serde_json::json!({
                         "event_id": id,
                         "order_id": ctx.order_id,
+                        "version": version,
                         "state": state,
                         "reason": reason,
                         "message": message,

@@ -29,5 +29,5 @@ pub mod shutdown;
 pub mod step;
 
 pub use effect::{Effect, Emission, Planned};
-pub use runner::{Admission, Env, Error, Job, StageLogic, StageRunner};
+pub use runner::{Admission, Entry, Env, Error, Job, StageLogic, StageRunner};
 pub use step::{Check, StepMessage};

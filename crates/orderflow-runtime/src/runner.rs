@@ -2,9 +2,11 @@
 //! settled:
 //!
 //! 1. admit: decode and validate; malformed → exception queue, ack;
-//! 2. lock the order in this process, take its stage lease in the store
-//!    (held elsewhere → an overlapping duplicate: defer it, never run it
-//!    alongside);
+//! 2. lock the order in this process; enter: what the delivery writes
+//!    before the order's lease (ingress creates the order, records or keeps
+//!    a cancel), so one process admits one order's messages one at a time;
+//!    then take the order's stage lease in the store (held elsewhere → an
+//!    overlapping duplicate: defer it, never run it alongside);
 //! 3. an idempotency record for this message → re-emit what it recorded, ack
 //!    (a crash between the state write and the publish);
 //! 4. run the stage's logic (downstream calls, `decide`) → an [`Effect`];
@@ -26,7 +28,7 @@ use crate::patience::patiently;
 use crate::step::StepMessage;
 use orderflow_broker::{Handler, Incoming, Meta, Outgoing, Publisher, Settlement, TopologySpec};
 use orderflow_core::message::{Invalid, OrderId};
-use orderflow_core::{Policy, PolicyId, Stage};
+use orderflow_core::{OrderState, Policy, PolicyId, Stage};
 use orderflow_store::{Begun, ErrorClass, Lease, LostOrder, Note, OrderRecord, Store, Transition};
 use sha2::{Digest, Sha256};
 use std::future::Future;
@@ -71,17 +73,22 @@ pub struct Job {
 pub enum Admission {
     /// Work on this order.
     Order(OrderId),
-    /// Nothing to do (a duplicate absorbed): acknowledge.
-    Absorbed,
     /// Unreadable or invalid: park it as it came, never retry it.
     Malformed(Invalid),
-    /// Valid but refused for an order (a conflicting duplicate): park it as
-    /// it came, with a reason.
-    Refused {
-        order_id: OrderId,
-        reason: String,
-        detail: String,
-    },
+}
+
+/// What a delivery did to the store on its way in (under the order's
+/// in-process lock, before its stage lease).
+#[derive(Debug)]
+pub enum Entry {
+    /// Run the stage for the order.
+    Proceed,
+    /// Nothing more to do (a cancel kept until its order arrives):
+    /// acknowledge.
+    Absorbed,
+    /// Valid but refused for the order (a conflicting duplicate): park it
+    /// as it came, with a reason.
+    Refused { reason: String, detail: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +103,9 @@ pub enum Error {
 pub trait StageLogic: Send + Sync + 'static {
     fn stage(&self) -> Stage;
 
-    /// Decodes a delivery. The default reads a step message for this stage;
-    /// the inventory stage also takes producers' messages here.
+    /// Decodes a delivery, writing nothing. The default reads a step
+    /// message for this stage; the inventory stage also takes producers'
+    /// messages here.
     fn admit(
         &self,
         delivery: &Incoming,
@@ -117,6 +125,21 @@ pub trait StageLogic: Send + Sync + 'static {
     /// Stages with customers add their event to [`lost::escalation`].
     fn lost_writes(&self, detail: String) -> Effect {
         lost::escalation(detail)
+    }
+
+    /// What an admitted delivery writes before the order's stage lease is
+    /// taken: the inventory stage creates the order or records a cancel
+    /// here. The runner calls it under the order's in-process lock; writes
+    /// that must not interleave across processes are one store script
+    /// each. The default writes nothing.
+    fn enter(
+        &self,
+        order_id: &OrderId,
+        delivery: &Incoming,
+        env: &Env,
+    ) -> impl Future<Output = Result<Entry, Error>> + Send {
+        let _ = (order_id, delivery, env);
+        async { Ok(Entry::Proceed) }
     }
 
     /// The stage's work for an order whose lease this worker holds.
@@ -163,7 +186,6 @@ impl<L: StageLogic> StageRunner<L> {
         let stage = self.logic.stage();
         let order_id = match self.logic.admit(delivery, &self.env).await? {
             Admission::Order(order_id) => order_id,
-            Admission::Absorbed => return Ok(Settlement::Ack),
             Admission::Malformed(invalid) => {
                 publisher
                     .publish(self.malformed(delivery, &invalid))
@@ -172,24 +194,26 @@ impl<L: StageLogic> StageRunner<L> {
                     .increment(1);
                 return Ok(Settlement::Ack);
             }
-            Admission::Refused {
-                order_id,
-                reason,
-                detail,
-            } => {
+        };
+
+        // One delivery per order at a time in this process, from its entry
+        // on: an order and the cancel right behind it never enter together.
+        let _in_process = self.locks.lock(&order_id).await;
+        match self.logic.enter(&order_id, delivery, &self.env).await? {
+            Entry::Proceed => {}
+            Entry::Absorbed => return Ok(Settlement::Ack),
+            Entry::Refused { reason, detail } => {
                 let parked = Emission::Exception {
                     reason,
                     outcome: None,
                     detail: Some(detail),
                     keep_original: true,
                 };
-                self.publish_unrecorded(&order_id, delivery, &[parked], 0, None, publisher)
+                self.publish_unrecorded(&order_id, delivery, &[parked], 0, (None, None), publisher)
                     .await?;
                 return Ok(Settlement::Ack);
             }
-        };
-
-        let _in_process = self.locks.lock(&order_id).await;
+        }
         let store = &self.env.store;
         let ttl = self.env.policy.lease.ttl;
         let step = record_step(delivery);
@@ -278,8 +302,15 @@ impl<L: StageLogic> StageRunner<L> {
                     detail: Some("the store has no record of this order".into()),
                     keep_original: true,
                 };
-                self.publish_unrecorded(order_id, delivery, &[parked], runs, None, publisher)
-                    .await?;
+                self.publish_unrecorded(
+                    order_id,
+                    delivery,
+                    &[parked],
+                    runs,
+                    (None, None),
+                    publisher,
+                )
+                .await?;
                 return Ok((Settlement::Ack, Released::No));
             };
             let job = self.job(delivery, &current, runs, reruns);
@@ -295,15 +326,14 @@ impl<L: StageLogic> StageRunner<L> {
                 }
             };
 
-            let (sequence, version) = match effect.transition {
-                Some(_) => (format!("v{}", current.version + 1), current.version + 1),
-                None => (format!("r{runs}"), current.version),
+            let sequence = match effect.transition {
+                Some(_) => format!("v{}", current.version + 1),
+                None => format!("r{runs}"),
             };
-            let rendered = render(
-                &effect.emissions,
-                &self.render_context(order_id, &job, sequence, Some(version)),
-                delivery.body(),
-            );
+            let moving_to = effect.transition.as_ref().map(|plan| plan.to);
+            let ctx =
+                self.render_context(order_id, &job, sequence, (Some(current.version), moving_to));
+            let rendered = render(&effect.emissions, &ctx, delivery.body());
             let released = match self.write(held, &current, &job, &effect, &rendered).await? {
                 Written::Done if effect.transition.is_some() => Released::ByMove,
                 Written::Done => Released::No,
@@ -415,7 +445,7 @@ impl<L: StageLogic> StageRunner<L> {
         order_id: &'a OrderId,
         job: &'a Job,
         sequence: String,
-        order_version: Option<u64>,
+        (version, moving_to): (Option<u64>, Option<OrderState>),
     ) -> RenderContext<'a> {
         RenderContext {
             spec: &self.env.spec,
@@ -424,7 +454,8 @@ impl<L: StageLogic> StageRunner<L> {
             correlation_id: &job.correlation_id,
             policy_id: &self.env.policy_id,
             sequence,
-            order_version,
+            version,
+            moving_to,
             runs: job.runs,
             first_attempt_at: job.first_attempt_at_ms,
             now: jiff::Timestamp::now(),
@@ -439,7 +470,7 @@ impl<L: StageLogic> StageRunner<L> {
         delivery: &Incoming,
         emissions: &[Emission],
         runs: u32,
-        order_version: Option<u64>,
+        order: (Option<u64>, Option<OrderState>),
         publisher: &Publisher,
     ) -> Result<(), Error> {
         let correlation_id = delivery
@@ -464,7 +495,7 @@ impl<L: StageLogic> StageRunner<L> {
             order_id,
             &job,
             format!("m{}", short_hash(delivery.body())),
-            order_version,
+            order,
         );
         self.publish_all(render(emissions, &ctx, delivery.body()), publisher)
             .await
@@ -512,7 +543,7 @@ impl<L: StageLogic> StageRunner<L> {
             delivery,
             &effect.emissions,
             runs,
-            Some(sent_at + 1),
+            (Some(sent_at), Some(OrderState::Escalated)),
             publisher,
         )
         .await

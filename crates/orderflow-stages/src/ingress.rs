@@ -3,14 +3,25 @@
 //! under a known id is refused as `order_id_conflict`), `order.cancel`
 //! records the request on the order, and step messages come back from the
 //! stage's delay tiers and the reconciler.
+//!
+//! A cancel that overtakes its order — published right behind it and
+//! admitted first by another consumer slot or replica, or an `order.placed`
+//! whose `supersedes` names an order still on its way — is kept for that
+//! order id in the store and applied when the order is created, in the same
+//! script; one the order never meets is parked by the reconciler as
+//! `cancel_unknown_order` once it has waited `exceptions.replay_window`.
 
 use orderflow_broker::Incoming;
 use orderflow_core::OrderState;
-use orderflow_core::message::{Inbound, Invalid, OrderId, OrderPlaced, parse_inbound};
-use orderflow_runtime::{Admission, Env, Error, StepMessage};
-use orderflow_store::{CreateOutcome, Note};
+use orderflow_core::message::{Inbound, Invalid, OrderCancel, OrderId, OrderPlaced, parse_inbound};
+use orderflow_runtime::{Admission, Entry, Env, Error, StepMessage};
+use orderflow_store::{CancelAnswer, CancelAsk, CreateOutcome, Note, ScheduleKind};
 use serde_json::Value;
 use tracing::info;
+
+/// The exception-queue reason of a replacement order naming another
+/// customer's order.
+pub const SUPERSEDE_OTHER_CUSTOMER: &str = "supersede_other_customer";
 
 /// What a delivery to the inventory queue is.
 pub enum Message {
@@ -35,44 +46,27 @@ pub fn read(body: &[u8]) -> Result<Message, Invalid> {
     })
 }
 
-pub async fn admit(delivery: &Incoming, env: &Env) -> Result<Admission, Error> {
-    let message = match read(delivery.body()) {
-        Ok(message) => message,
-        Err(invalid) => return Ok(Admission::Malformed(invalid)),
+/// Which order a delivery is about; writes nothing.
+pub fn admit(delivery: &Incoming) -> Admission {
+    match read(delivery.body()) {
+        Ok(Message::Step(step)) => Admission::Order(step.order_id),
+        Ok(Message::Placed(placed)) => Admission::Order(placed.order_id),
+        Ok(Message::Cancel { order_id, .. }) => Admission::Order(order_id),
+        Err(invalid) => Admission::Malformed(invalid),
+    }
+}
+
+/// What a producer's message writes before the order's lease is taken
+/// (the runner holds the order's in-process lock).
+pub async fn enter(delivery: &Incoming, env: &Env) -> Result<Entry, Error> {
+    // `admit` parked anything unreadable; a step message writes nothing.
+    let Ok(message) = read(delivery.body()) else {
+        return Ok(Entry::Proceed);
     };
     let correlation_id = delivery.meta().correlation_id.clone().unwrap_or_default();
     match message {
-        Message::Step(step) => Ok(Admission::Order(step.order_id)),
-        Message::Placed(placed) => {
-            let body: Value =
-                serde_json::from_slice(delivery.body()).expect("a valid order is JSON");
-            let correlation_id = if correlation_id.is_empty() {
-                placed.order_id.to_string()
-            } else {
-                correlation_id
-            };
-            let id = placed.order_id.clone();
-            let created = env
-                .store
-                .create_order(&id, &body, &correlation_id, &env.policy_id, &env.actor)
-                .await?;
-            if let CreateOutcome::AlreadyExists {
-                same_body: false, ..
-            } = created
-            {
-                return Ok(Admission::Refused {
-                    order_id: id,
-                    reason: "order_id_conflict".into(),
-                    detail: "an order with this id and a different body exists; \
-                             the new message was not applied"
-                        .into(),
-                });
-            }
-            if let Some(earlier) = &placed.supersedes {
-                supersede(env, earlier, &id, &correlation_id).await?;
-            }
-            Ok(Admission::Order(id))
-        }
+        Message::Step(_) => Ok(Entry::Proceed),
+        Message::Placed(placed) => place(env, delivery.body(), &placed, correlation_id).await,
         Message::Cancel { order_id, reason } => {
             let note = note(
                 env,
@@ -80,17 +74,79 @@ pub async fn admit(delivery: &Incoming, env: &Env) -> Result<Admission, Error> {
                 format!("cancelled: {reason}"),
                 &correlation_id,
             );
-            match env.store.request_cancel(&order_id, &note).await {
-                Ok(_) => Ok(Admission::Order(order_id)),
-                Err(orderflow_store::Error::NotFound(_)) => Ok(Admission::Refused {
-                    order_id,
-                    reason: "cancel_unknown_order".into(),
-                    detail: "no order with this id is known; nothing was cancelled".into(),
-                }),
-                Err(err) => Err(err.into()),
+            let message_id = delivery
+                .meta()
+                .message_id
+                .clone()
+                .unwrap_or_else(|| format!("cancel.{order_id}"));
+            let ask = CancelAsk {
+                note: &note,
+                customer_id: None,
+                only_in: &[],
+                message: delivery.body(),
+                message_id: &message_id,
+            };
+            match env.store.ask_cancel(&order_id, &ask).await? {
+                CancelAnswer::Kept { kept_at_ms } => {
+                    report_unmet(env, &order_id, kept_at_ms).await?;
+                    info!(order_id = %order_id, "cancel for an order not yet known: kept until it arrives");
+                    Ok(Entry::Absorbed)
+                }
+                _ => Ok(Entry::Proceed),
             }
         }
     }
+}
+
+async fn place(
+    env: &Env,
+    body: &[u8],
+    placed: &OrderPlaced,
+    correlation_id: String,
+) -> Result<Entry, Error> {
+    let id = &placed.order_id;
+    if let Some(earlier) = &placed.supersedes
+        && let Some(record) = env.store.get_order(earlier).await?
+        && customer_of(&record.body) != Some(placed.customer_id.as_str())
+    {
+        return Ok(Entry::Refused {
+            reason: SUPERSEDE_OTHER_CUSTOMER.into(),
+            detail: format!(
+                "{id} supersedes {earlier}, which belongs to another customer; \
+                 an order may only replace its own customer's order. \
+                 {id} was not created and {earlier} was not touched"
+            ),
+        });
+    }
+    let body: Value = serde_json::from_slice(body).expect("a valid order is JSON");
+    let correlation_id = if correlation_id.is_empty() {
+        id.to_string()
+    } else {
+        correlation_id
+    };
+    let created = env
+        .store
+        .create_order(id, &body, &correlation_id, &env.policy_id, &env.actor)
+        .await?;
+    if let CreateOutcome::AlreadyExists {
+        same_body: false, ..
+    } = created
+    {
+        return Ok(Entry::Refused {
+            reason: "order_id_conflict".into(),
+            detail: "an order with this id and a different body exists; \
+                     the new message was not applied"
+                .into(),
+        });
+    }
+    if let Some(earlier) = &placed.supersedes {
+        supersede(env, earlier, placed, &correlation_id).await?;
+    }
+    Ok(Entry::Proceed)
+}
+
+fn customer_of(body: &Value) -> Option<&str> {
+    body.get("customer_id").and_then(Value::as_str)
 }
 
 /// The states in which an order has not been charged: a replacement order
@@ -101,35 +157,72 @@ const BEFORE_PAYMENT: [OrderState; 3] = [
     OrderState::Reserved,
 ];
 
-/// Asks the stage that holds `earlier` to cancel it, if it is still before
-/// payment; otherwise notes on it that the replacement came too late.
+/// Asks for `earlier` to be cancelled, if it is the same customer's and
+/// still before payment (checked in the same step as the request); kept
+/// for it if it has not arrived yet; otherwise noted on the order that
+/// stays.
 async fn supersede(
     env: &Env,
     earlier: &OrderId,
-    by: &OrderId,
+    by: &OrderPlaced,
     correlation_id: &str,
 ) -> Result<(), Error> {
-    let Some(record) = env.store.get_order(earlier).await? else {
-        info!(order_id = %by, supersedes = %earlier, "the superseded order is unknown; nothing to cancel");
-        return Ok(());
+    let reason = format!("superseded by {}", by.order_id);
+    let cancel = OrderCancel {
+        schema: orderflow_core::message::ORDER_CANCEL_V1.to_owned(),
+        order_id: earlier.clone(),
+        reason: reason.clone(),
     };
-    if BEFORE_PAYMENT.contains(&record.state) {
-        let note = note(
-            env,
-            "order.superseded",
-            format!("superseded by {by}"),
-            correlation_id,
-        );
-        env.store.request_cancel(earlier, &note).await?;
-    } else {
-        let note = note(
-            env,
-            "order.supersede_ignored",
-            format!("superseded by {by} too late: already {}", record.state),
-            correlation_id,
-        );
-        env.store.note(earlier, &note).await?;
+    let message = serde_json::to_vec(&cancel).expect("a cancel serializes");
+    let message_id = format!("supersede.{}.{earlier}", by.order_id);
+    let request = note(env, "order.superseded", reason, correlation_id);
+    let ask = CancelAsk {
+        note: &request,
+        customer_id: Some(&by.customer_id),
+        only_in: &BEFORE_PAYMENT,
+        message: &message,
+        message_id: &message_id,
+    };
+    match env.store.ask_cancel(earlier, &ask).await? {
+        CancelAnswer::Requested(_) => {}
+        CancelAnswer::Kept { kept_at_ms } => report_unmet(env, earlier, kept_at_ms).await?,
+        CancelAnswer::OtherCustomer { .. } => {
+            // The earlier order arrived between the check at the door and
+            // now: it stays untouched, and the replacement says why.
+            let note = note(
+                env,
+                "order.supersede_refused",
+                format!("{earlier} belongs to another customer: not cancelled"),
+                correlation_id,
+            );
+            env.store.note(&by.order_id, &note).await?;
+        }
+        CancelAnswer::TooLate { state, .. } => {
+            let note = note(
+                env,
+                "order.supersede_ignored",
+                format!("superseded by {} too late: already {state}", by.order_id),
+                correlation_id,
+            );
+            env.store.note(earlier, &note).await?;
+        }
     }
+    Ok(())
+}
+
+/// Schedules the report of a cancel kept for `order_id` should the order
+/// never arrive: after `exceptions.replay_window`, as long as a parked
+/// `order.placed` may still be replayed to meet it. Scheduled from when it
+/// was first kept, so a redelivered copy does not postpone it.
+async fn report_unmet(env: &Env, order_id: &OrderId, kept_at_ms: u64) -> Result<(), Error> {
+    let wait = u64::try_from(env.policy.exceptions.replay_window.as_millis()).unwrap_or(u64::MAX);
+    env.store
+        .schedule(
+            ScheduleKind::EarlyCancel,
+            order_id,
+            kept_at_ms.saturating_add(wait),
+        )
+        .await?;
     Ok(())
 }
 

@@ -10,10 +10,11 @@ use crate::ingress::{self, Message};
 use crate::operation::{INVENTORY, conclude, decide_operation, placed};
 use crate::{cancel, deadline};
 use orderflow_broker::Incoming;
+use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Stage};
 use orderflow_downstream::Operation;
 use orderflow_downstream::api::Reservation;
-use orderflow_runtime::{Admission, Check, Effect, Env, Error, Job, StageLogic};
+use orderflow_runtime::{Admission, Check, Effect, Entry, Env, Error, Job, StageLogic};
 use orderflow_store::OrderRecord;
 use std::sync::Arc;
 
@@ -38,8 +39,17 @@ impl StageLogic for InventoryStage {
         crate::operation::lost_writes(detail)
     }
 
-    async fn admit(&self, delivery: &Incoming, env: &Env) -> Result<Admission, Error> {
-        ingress::admit(delivery, env).await
+    async fn admit(&self, delivery: &Incoming, _env: &Env) -> Result<Admission, Error> {
+        Ok(ingress::admit(delivery))
+    }
+
+    async fn enter(
+        &self,
+        _order_id: &OrderId,
+        delivery: &Incoming,
+        env: &Env,
+    ) -> Result<Entry, Error> {
+        ingress::enter(delivery, env).await
     }
 
     async fn run(&self, order: &OrderRecord, job: &Job, env: &Env) -> Result<Effect, Error> {

@@ -6,7 +6,10 @@
 //! - asks the payment stage to re-check each `payment_pending` order older
 //!   than the ambiguity window (which then escalates it if still unknown);
 //! - asks the owning stage to escalate each order left in a non-terminal
-//!   state past its stage's `deadline` (`stuck`).
+//!   state past its stage's `deadline` (`stuck`);
+//! - parks each cancel kept for an order that never arrived
+//!   (`ingress`), once it has waited `exceptions.replay_window`, in the
+//!   inventory exception queue as `cancel_unknown_order`.
 //!
 //! It never writes an order itself: it sends the owning stage a step
 //! message, so every change goes through the one settled path (lease,
@@ -19,7 +22,7 @@ use orderflow_broker::{Meta, Outgoing, Publisher};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Stage};
 use orderflow_runtime::{Check, Env, Error, StepMessage};
-use orderflow_store::{IndexEntry, ScheduleKind};
+use orderflow_store::{IndexEntry, KeptCancel, ScheduleKind};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -131,7 +134,60 @@ impl Reconciler {
         asked += self
             .ask(ScheduleKind::Stuck, stuck, policy.lease.ttl)
             .await?;
+        asked += self.park_unmet_cancels().await?;
         Ok(asked)
+    }
+
+    /// Parks each due kept cancel whose order has not arrived, as it came,
+    /// then forgets it; one whose order arrived was used up by the order's
+    /// creation and only leaves the schedule. Parked before dropped: a
+    /// crash in between parks it twice, never not at all.
+    async fn park_unmet_cancels(&self) -> Result<usize, Error> {
+        let store = &self.env.store;
+        let kind = ScheduleKind::EarlyCancel;
+        // What an operator sees while cancels wait for their orders.
+        let waiting = store.scheduled_count(kind).await?;
+        metrics::gauge!("orderflow_cancels_kept").set(waiting as f64);
+        let mut parked = 0;
+        for claim in store
+            .claim_due(kind, BATCH, self.env.policy.lease.ttl)
+            .await?
+        {
+            if let Some(kept) = store.kept_cancel(&claim.order_id).await? {
+                self.publisher
+                    .publish(self.unmet_cancel(&claim.order_id, &kept))
+                    .await?;
+                store
+                    .drop_kept_cancel(&claim.order_id, kept.kept_at_ms)
+                    .await?;
+                metrics::counter!("orderflow_reconciler_asks_total", "kind" => kind.as_str())
+                    .increment(1);
+                parked += 1;
+            }
+            store.finish_claim(&claim).await?;
+        }
+        Ok(parked)
+    }
+
+    fn unmet_cancel(&self, order_id: &OrderId, kept: &KeptCancel) -> Outgoing {
+        let wait = humantime::format_duration(self.env.policy.exceptions.replay_window);
+        let meta = Meta {
+            message_id: Some(kept.message_id.clone()),
+            correlation_id: Some(kept.correlation_id.clone()).filter(|c| !c.is_empty()),
+            order_id: Some(order_id.to_string()),
+            stage: Some(Stage::Inventory),
+            timestamp: u64::try_from(jiff::Timestamp::now().as_second()).ok(),
+            first_attempt_at: i64::try_from(kept.kept_at_ms).ok(),
+            reason: Some("cancel_unknown_order".into()),
+            last_error: Some(format!(
+                "{}: kept for {wait} (exceptions.replay_window), but no order {order_id} arrived; nothing was cancelled",
+                kept.reason
+            )),
+            ..Meta::default()
+        }
+        .with_policy_id(&self.env.policy_id);
+        let queue = self.env.spec.names().exception_queue(Stage::Inventory);
+        Outgoing::to_queue(&queue, kept.message.clone(), meta)
     }
 
     /// Orders in `state` for at least `older_than`, oldest first.

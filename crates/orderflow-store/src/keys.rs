@@ -58,6 +58,12 @@ impl Keys {
         self.order(order, &format!("attempts:{stage}"))
     }
 
+    /// A cancellation kept for an order not created yet (hash), applied in
+    /// the order's creation.
+    pub(crate) fn early_cancel(&self, order: &OrderId) -> String {
+        self.order(order, "early_cancel")
+    }
+
     /// The stage lease (hash: token, fencing; expires).
     pub(crate) fn lease(&self, order: &OrderId, stage: Stage) -> String {
         self.order(order, &format!("lease:{stage}"))
@@ -140,6 +146,7 @@ mod tests {
             keys.attempts(&o, Stage::Payment),
             keys.lease(&o, Stage::Payment),
             keys.fence(&o, Stage::Payment),
+            keys.early_cancel(&o),
         ] {
             assert_eq!(hash_tag(&key), "ord-1", "{key}");
             assert!(key.starts_with("orderflow:order:{ord-1}:"), "{key}");

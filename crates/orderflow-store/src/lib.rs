@@ -37,6 +37,7 @@
 //! {ns}:order:{<id>}:attempts:<stage>      counter
 //! {ns}:order:{<id>}:lease:<stage>         hash (token, fencing), expires
 //! {ns}:order:{<id>}:fence:<stage>         counter: last fencing number granted
+//! {ns}:order:{<id>}:early_cancel          hash: a cancellation kept until its order arrives
 //! {ns}:audit                              stream: fleet-wide copy, capped
 //! {ns}:index:<state>                      sorted set: order ids by updated_at ms
 //! {ns}:schedule:<kind>                    sorted set: order ids by due ms
@@ -79,7 +80,7 @@ mod scripts;
 pub use audit::AuditEntry;
 pub use begin::Begun;
 pub use budget::Budget;
-pub use cancel::{CancelRequest, Progress};
+pub use cancel::{CancelAnswer, CancelAsk, CancelRequest, KeptCancel, Progress};
 pub use error::{Error, ErrorClass};
 pub use fleet::{FleetEntry, FleetNote, Heartbeat, LiveWorker, PauseOutcome, StagePause};
 pub use index::IndexEntry;

@@ -10,7 +10,7 @@
 use crate::error::Error;
 use crate::index::Leaving;
 use crate::parse::{parse_num, parse_state, timestamp};
-use crate::{Store, audit, index};
+use crate::{ScheduleKind, Store, audit, index};
 use jiff::Timestamp;
 use orderflow_core::message::OrderId;
 use orderflow_core::state::check_transition;
@@ -167,7 +167,11 @@ pub(crate) struct Written {
 }
 
 impl Store {
-    /// Creates the order in `received` at version 1 if the id is free.
+    /// Creates the order in `received` at version 1 if the id is free,
+    /// with a cancellation kept for it ([`Store::ask_cancel`]) applied in
+    /// the same step: it is created with `cancel_requested` and an audit
+    /// note of the request (one naming another `customer_id` is noted as
+    /// refused instead).
     pub async fn create_order(
         &self,
         order_id: &OrderId,
@@ -182,19 +186,24 @@ impl Store {
         // rather than sitting unseen. A stale entry (the order exists, or
         // the create never lands) is repaired by the readers.
         self.index_ahead(order_id, OrderState::Received).await?;
-        let reply: Vec<String> = self
+        let customer_id = body.get("customer_id").and_then(Value::as_str);
+        let replies: Vec<Vec<String>> = self
             .scripts
             .create
             .key(&state_key)
             .key(self.keys.audit(order_id))
+            .key(self.keys.early_cancel(order_id))
             .arg(order_id.as_str())
             .arg(body.to_string())
             .arg(correlation_id)
             .arg(policy_id.as_str())
             .arg(actor)
             .arg(CREATED_EVENT)
+            .arg(customer_id.unwrap_or_default())
             .invoke_async(&mut self.conn())
             .await?;
+        let mut replies = replies.into_iter();
+        let reply = replies.next().unwrap_or_default();
         if reply.first().map(String::as_str) == Some("exists") {
             // The body never changes after creation, so reading it after the
             // script cannot mix two orders.
@@ -212,6 +221,16 @@ impl Store {
         let version = written.version;
         self.after_write(order_id, written, Some(Leaving::Nothing))
             .await;
+        // The note of a kept cancellation, met by this creation: it no
+        // longer waits to be reported. Like the other fleet-wide keys the
+        // schedule may lag after a crash; its report then finds nothing.
+        for reply in replies {
+            let written = parse_written(&state_key, reply)?;
+            self.after_write(order_id, written, None).await;
+            if let Err(err) = self.unschedule(ScheduleKind::EarlyCancel, order_id).await {
+                tracing::warn!(order_id = %order_id, error = %err, "kept cancel met, but still scheduled for its report");
+            }
+        }
         Ok(CreateOutcome::Created { version })
     }
 

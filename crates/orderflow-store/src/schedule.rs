@@ -21,13 +21,16 @@ pub enum ScheduleKind {
     ShipmentTracking,
     /// Look at an order that stayed too long in one state.
     Stuck,
+    /// Report a cancellation kept for an order that has not arrived.
+    EarlyCancel,
 }
 
 impl ScheduleKind {
-    pub const ALL: [ScheduleKind; 3] = [
+    pub const ALL: [ScheduleKind; 4] = [
         ScheduleKind::PendingPayment,
         ScheduleKind::ShipmentTracking,
         ScheduleKind::Stuck,
+        ScheduleKind::EarlyCancel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +38,7 @@ impl ScheduleKind {
             ScheduleKind::PendingPayment => "pending_payment",
             ScheduleKind::ShipmentTracking => "shipment_tracking",
             ScheduleKind::Stuck => "stuck",
+            ScheduleKind::EarlyCancel => "early_cancel",
         }
     }
 }
@@ -150,6 +154,14 @@ impl Store {
             .iter()
             .map(|member| parse_order_id(&key, member))
             .collect()
+    }
+
+    /// How many orders the schedule holds.
+    pub async fn scheduled_count(&self, kind: ScheduleKind) -> Result<u64, Error> {
+        Ok(redis::cmd("ZCARD")
+            .arg(self.keys.schedule(kind))
+            .query_async(&mut self.conn())
+            .await?)
     }
 
     /// Removes the order from the schedule; `false` if it was not there.

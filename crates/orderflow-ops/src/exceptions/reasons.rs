@@ -48,8 +48,14 @@ pub const GUIDES: &[Guide] = &[
     Guide {
         reason: "cancel_unknown_order",
         stages: "inventory",
-        means: "An `order.cancel` for an order the store does not know; nothing was cancelled.",
+        means: "A cancel (an `order.cancel`, or a replacement order's `supersedes`) was kept for an order id the store does not know and no such order arrived within `exceptions.replay_window`; nothing was cancelled.",
         action: "if the order has arrived since: `exceptions replay`; a wrong id: `exceptions edit --set order_id=ID`; otherwise `exceptions discard`",
+    },
+    Guide {
+        reason: "supersede_other_customer",
+        stages: "inventory",
+        means: "An `order.placed` whose `supersedes` names another customer's order; the new order was not created and the named order was not touched. The body is as it came.",
+        action: "ask the producer which order is meant; the customer's own earlier order: `exceptions edit --set supersedes=ID`; no replacement meant: `exceptions edit` (in `$EDITOR`) without `supersedes`; otherwise `exceptions discard`",
     },
     Guide {
         reason: "cancel_refused",

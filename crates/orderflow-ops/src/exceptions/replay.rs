@@ -976,7 +976,7 @@ fn producer_will(body: &[u8], order: Option<&OrderRecord>) -> String {
             }
         }
         (Inbound::Cancel(cancel), None) => format!(
-            "refuses it again as cancel_unknown_order: no order {}",
+            "keeps it until order {} arrives (no such order yet); parked again as cancel_unknown_order if it has not arrived within exceptions.replay_window",
             cancel.order_id
         ),
         (Inbound::Cancel(_), Some(order)) => match order.state {

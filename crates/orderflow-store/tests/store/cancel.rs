@@ -1,6 +1,6 @@
 use crate::common::{TestNs, create, mv, order_id, policy};
 use orderflow_core::OrderState::*;
-use orderflow_store::{CancelRequest, Error, ErrorClass, Note};
+use orderflow_store::{CancelAnswer, CancelAsk, CancelRequest, Error, ErrorClass, Note};
 
 fn note(event: &str, reason: &str) -> Note {
     Note {
@@ -87,6 +87,165 @@ async fn cancelling_an_unknown_order_says_so() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound(_)));
+}
+
+fn ask<'a>(note: &'a Note, customer_id: Option<&'a str>) -> CancelAsk<'a> {
+    CancelAsk {
+        note,
+        customer_id,
+        only_in: &[Received, InventoryPending, Reserved],
+        message: b"{\"schema\":\"order.cancel/v1\"}",
+        message_id: "cancel-msg-1",
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_for_an_order_not_yet_created_is_kept_and_applied_in_its_creation() {
+    let t = TestNs::new().await;
+    let id = order_id("early-1");
+    let first_note = note("order.cancel_requested", "cancelled: changed mind");
+    let first = t
+        .store
+        .ask_cancel(&id, &ask(&first_note, None))
+        .await
+        .unwrap();
+    let CancelAnswer::Kept { kept_at_ms } = first else {
+        panic!("kept, not {first:?}");
+    };
+    // A redelivered copy, or another request, finds the first one kept.
+    let second_note = note("order.cancel_requested", "cancelled: again");
+    let again = t
+        .store
+        .ask_cancel(&id, &ask(&second_note, None))
+        .await
+        .unwrap();
+    assert_eq!(again, CancelAnswer::Kept { kept_at_ms });
+    let kept = t.store.kept_cancel(&id).await.unwrap().expect("kept");
+    assert_eq!(
+        (
+            kept.reason.as_str(),
+            kept.message_id.as_str(),
+            kept.kept_at_ms
+        ),
+        ("cancelled: changed mind", "cancel-msg-1", kept_at_ms)
+    );
+
+    create(&t.store, &id).await;
+    let record = t.store.get_order(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            record.state,
+            record.version,
+            record.cancel_requested.as_deref()
+        ),
+        (Received, 1, Some("cancelled: changed mind"))
+    );
+    let audit = t.store.order_audit(&id).await.unwrap();
+    let steps: Vec<_> = audit
+        .iter()
+        .map(|e| (e.version, e.from, e.to, e.event.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (1, None, Received, "order.created", "test"),
+            (
+                1,
+                Some(Received),
+                Received,
+                "order.cancel_requested",
+                "inventory-worker"
+            ),
+        ]
+    );
+    assert!(t.store.kept_cancel(&id).await.unwrap().is_none(), "used up");
+    assert!(!t.store.drop_kept_cancel(&id, kept_at_ms).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_kept_replacement_of_another_customers_order_is_not_applied() {
+    let t = TestNs::new().await;
+    let id = order_id("early-other");
+    let superseded = note("order.superseded", "superseded by ord-b");
+    let kept = t
+        .store
+        .ask_cancel(&id, &ask(&superseded, Some("c-2")))
+        .await
+        .unwrap();
+    assert!(matches!(kept, CancelAnswer::Kept { .. }), "{kept:?}");
+    create(&t.store, &id).await; // customer c-1
+    let record = t.store.get_order(&id).await.unwrap().unwrap();
+    assert_eq!(record.cancel_requested, None);
+    let audit = t.store.order_audit(&id).await.unwrap();
+    let last = audit.last().unwrap();
+    assert_eq!(
+        (last.version, last.event.as_str()),
+        (1, "order.supersede_refused")
+    );
+    assert!(t.store.kept_cancel(&id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_request_checks_the_customer_and_the_state_in_the_same_step() {
+    let t = TestNs::new().await;
+    let id = order_id("ask-existing");
+    create(&t.store, &id).await; // customer c-1
+    let superseded = note("order.superseded", "superseded by ord-b");
+    let other = t
+        .store
+        .ask_cancel(&id, &ask(&superseded, Some("c-2")))
+        .await
+        .unwrap();
+    assert_eq!(
+        other,
+        CancelAnswer::OtherCustomer {
+            customer_id: "c-1".into()
+        }
+    );
+    t.store
+        .transition(&id, &mv(1, Received, Reserved))
+        .await
+        .unwrap();
+    t.store
+        .transition(&id, &mv(2, Reserved, Paid))
+        .await
+        .unwrap();
+    let late = t
+        .store
+        .ask_cancel(&id, &ask(&superseded, Some("c-1")))
+        .await
+        .unwrap();
+    assert_eq!(
+        late,
+        CancelAnswer::TooLate {
+            version: 3,
+            state: Paid
+        }
+    );
+    assert_eq!(
+        t.store
+            .get_order(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_requested,
+        None
+    );
+    assert!(t.store.kept_cancel(&id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_reported_kept_cancel_is_dropped_only_if_it_is_the_one_reported() {
+    let t = TestNs::new().await;
+    let id = order_id("early-drop");
+    let n = note("order.cancel_requested", "cancelled: x");
+    let CancelAnswer::Kept { kept_at_ms } = t.store.ask_cancel(&id, &ask(&n, None)).await.unwrap()
+    else {
+        panic!("kept");
+    };
+    assert!(!t.store.drop_kept_cancel(&id, kept_at_ms + 1).await.unwrap());
+    assert!(t.store.drop_kept_cancel(&id, kept_at_ms).await.unwrap());
+    assert!(t.store.kept_cancel(&id).await.unwrap().is_none());
 }
 
 #[tokio::test]
