@@ -10,22 +10,17 @@ impl Fleet {
     /// `CONFIG SET maxmemory 1`); returns what it printed. Panics when the
     /// fleet runs on the shared Redis, which a test must never reconfigure.
     pub fn private_redis_cli(&self, args: &[&str]) -> String {
-        let port = self
-            .redis
+        redis_cli(self.private_redis_port(), args)
+    }
+
+    /// The port of the fleet's private Redis; panics without one.
+    pub fn private_redis_port(&self) -> u16 {
+        self.redis
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .map(|redis| redis.port())
-            .expect("private_redis_cli needs FleetOptions::private_redis");
-        let program = which("redis-cli").expect("redis-cli is installed with redis-server");
-        let output = std::process::Command::new(program)
-            .args(["-p", &port.to_string()])
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("redis-cli {args:?}: {e}"));
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(output.status.success(), "redis-cli {args:?}: {text}");
-        text
+            .expect("this needs FleetOptions::private_redis")
     }
 
     /// The body of `GET path` (`/readyz`, `/metrics`) on the `index`th
@@ -63,4 +58,17 @@ impl Fleet {
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
+}
+
+/// Runs `redis-cli -p PORT ARGS…` on 127.0.0.1; returns what it printed.
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let program = which("redis-cli").expect("redis-cli is installed with redis-server");
+    let output = std::process::Command::new(program)
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("redis-cli {args:?}: {e}"));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "redis-cli {args:?}: {text}");
+    text
 }

@@ -4,7 +4,10 @@
 //! which would count towards the broker's delivery limit and dead-letter
 //! them within seconds), reports itself unready saying why, and carries on
 //! once Redis takes writes again: every order is delivered, nothing parked.
+//! The same for a Redis demoted to a read-only replica (`READONLY`).
 
+use orderflow_e2e::edge::redis_cli;
+use orderflow_e2e::redis::PrivateRedis;
 use orderflow_e2e::{Fleet, FleetOptions, Order, OrderState, Stage, WorkerKind};
 use std::time::{Duration, Instant};
 
@@ -82,4 +85,63 @@ async fn a_redis_out_of_memory_holds_deliveries_until_it_takes_writes_again() {
             .await
             >= ORDERS as f64
     );
+}
+
+/// Waits until the Redis on `port` reports `field:value` in `INFO replication`.
+fn wait_replication(port: u16, field: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = redis_cli(port, &["INFO", "replication"]);
+        if info.lines().any(|line| line.trim() == field) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{field}` on port {port} within 20s:\n{info}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_demoted_to_a_read_only_replica_holds_deliveries_until_promoted_again() {
+    let fleet = Fleet::start(FleetOptions::new().private_redis()).await;
+    let warm = fleet.place(&Order::new("ord-ro-warm")).await;
+    fleet
+        .wait_state(&warm, &[OrderState::Delivered], SETTLE)
+        .await;
+
+    // Demote the fleet's Redis without losing its data: a throwaway Redis
+    // copies it as a replica, is promoted, and the fleet's Redis becomes
+    // its read-only replica.
+    let ours = fleet.private_redis_port();
+    let other = PrivateRedis::start(&fleet.dir().join("other-redis"));
+    let ours_text = ours.to_string();
+    let other_text = other.port().to_string();
+    redis_cli(other.port(), &["REPLICAOF", "127.0.0.1", &ours_text]);
+    wait_replication(other.port(), "master_link_status:up");
+    redis_cli(other.port(), &["REPLICAOF", "NO", "ONE"]);
+    redis_cli(ours, &["REPLICAOF", "127.0.0.1", &other_text]);
+    wait_replication(ours, "master_link_status:up");
+
+    let orders: Vec<Order> = (0..ORDERS)
+        .map(|i| Order::new(&format!("ord-ro-{i}")))
+        .collect();
+    let ids = fleet.place_all(&orders).await;
+    let ready = wait_held(&fleet, ORDERS, "ReadOnly").await;
+    println!("while Redis is a read-only replica, the inventory worker's /readyz: {ready}");
+
+    redis_cli(ours, &["REPLICAOF", "NO", "ONE"]);
+    let records = fleet.settle_and_check(SETTLE).await;
+    for id in &ids {
+        let record = records
+            .iter()
+            .find(|r| r.order_id.as_str() == id)
+            .expect("placed order settled");
+        assert_eq!(record.state, OrderState::Delivered, "{id}: {record:?}");
+    }
+    for stage in Stage::ALL {
+        assert!(fleet.exceptions(stage).await.is_empty(), "{stage}");
+    }
+    drop(other);
 }
