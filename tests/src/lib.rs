@@ -20,6 +20,8 @@
 //!   queues and customer events, and waiting for orders to settle.
 //! - [`invariants`]: I1–I9 as [`Violation`]s.
 //! - [`fixtures`]: the policy files and simulator profiles of the scenarios.
+//! - [`edge`]: for the edge suite: `redis-cli` on the private Redis, a
+//!   worker's `/readyz` and `/metrics`.
 //! - [`browser`]: [`Browser`], headless Chromium through a `chromedriver` of
 //!   the test's own (WebDriver): open, wait for, fill, click, read, and
 //!   screenshots in `target/console-screenshots/`.
@@ -31,6 +33,7 @@
 
 pub mod binaries;
 pub mod browser;
+pub mod edge;
 pub mod fixtures;
 pub mod fleet;
 pub mod invariants;

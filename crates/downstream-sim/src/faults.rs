@@ -35,6 +35,8 @@ pub(crate) enum Failure {
     Error500,
     Unavailable503,
     RateLimited429,
+    /// `404 not_found`: the key is unknown (or no longer kept).
+    NotFound404,
 }
 
 /// Faults that strike after the operation happened.
@@ -90,6 +92,10 @@ impl Plan {
                 Fault::NotApplied(Failure::RateLimited429),
             ),
             (faults.reset_after_apply, Fault::Applied(Aftermath::Reset)),
+            (
+                faults.not_found_404,
+                Fault::NotApplied(Failure::NotFound404),
+            ),
         ];
         let mut upper = 0.0;
         let fault = odds.into_iter().find_map(|(probability, fault)| {
@@ -144,6 +150,12 @@ pub(crate) fn failure_response(failure: Failure, plan: &Plan) -> Response {
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             response
         }
+        Failure::NotFound404 => Reply::error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "injected: no record under this key (as past the provider's key retention)",
+        )
+        .into_response(),
         Failure::Timeout => Reply::error(
             StatusCode::GATEWAY_TIMEOUT,
             "timeout",

@@ -112,6 +112,9 @@ pub struct Faults {
     pub retry_after_ms: u64,
     /// The operation happens, then the connection drops mid-response.
     pub reset_after_apply: f64,
+    /// Nothing happens; `404 not_found`, as a provider answers for a key
+    /// it no longer keeps (past its key retention).
+    pub not_found_404: f64,
     /// How long a timeout fault holds the response back.
     pub hang_ms: u64,
 }
@@ -127,6 +130,7 @@ impl Default for Faults {
             rate_limited_429: 0.0,
             retry_after_ms: 1000,
             reset_after_apply: 0.0,
+            not_found_404: 0.0,
             hang_ms: 30_000,
         }
     }
@@ -210,6 +214,7 @@ const FAULT_KEYS: &[&str] = &[
     "rate_limited_429",
     "retry_after_ms",
     "reset_after_apply",
+    "not_found_404",
     "hang_ms",
 ];
 
@@ -386,6 +391,7 @@ impl Reader {
             ("unavailable_503", &mut faults.unavailable_503),
             ("rate_limited_429", &mut faults.rate_limited_429),
             ("reset_after_apply", &mut faults.reset_after_apply),
+            ("not_found_404", &mut faults.not_found_404),
         ];
         let mut total = 0.0;
         for (key, target) in probabilities {

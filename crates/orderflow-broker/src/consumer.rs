@@ -9,10 +9,10 @@
 //!
 //! A consumer can be paused ([`Consumer::run_pausable`]): while its watch
 //! says so it cancels its AMQP consumer and closes its session the way a
-//! shutdown does — in-flight handlers finish and are settled, prefetched
-//! deliveries go back to the queue — and consumes again once resumed.
-//! Messages wait in the queue meanwhile. (On a quorum queue a prefetched
-//! message handed back this way counts as a delivery attempt.)
+//! shutdown does — in-flight handlers finish and are settled, and so are
+//! the deliveries already prefetched (worked, not handed back: on a quorum
+//! queue a message handed back counts towards the delivery limit) — and
+//! consumes again once resumed. Messages wait in the queue meanwhile.
 
 use crate::connection::connect_named;
 use crate::error::chain;
@@ -354,21 +354,97 @@ async fn run_session<H: Handler>(
             });
         }
     };
-    // Stop new deliveries first; prefetched ones not yet handled go back to
-    // the queue when the channel closes.
-    if let Err(e) = channel
+    // Stop new deliveries first, then work the ones the broker already sent
+    // (prefetched, not yet started) instead of handing them back: a quorum
+    // queue counts a message handed back towards its delivery limit (every
+    // return before RabbitMQ 4.3), so pausing or restarting a worker often
+    // enough would dead-letter messages nothing ever tried. What the grace
+    // period leaves unfinished goes back when the channel closes.
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    match channel
         .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
         .await
     {
-        debug!(error = %chain(&e), "cancelling the consumer failed; closing anyway");
+        Ok(()) => {
+            let work = WorkPrefetched {
+                queue: &config.queue,
+                handler,
+                publisher,
+                permits: &permits,
+            };
+            let worked = work
+                .until_drained(&mut deliveries, &mut tasks, deadline)
+                .await;
+            if worked > 0 {
+                info!(queue = %config.queue, worked, "{why}: worked the deliveries already prefetched");
+            }
+        }
+        Err(e) => {
+            debug!(error = %chain(&e), "cancelling the consumer failed; closing anyway");
+        }
     }
-    finish(&mut tasks, config.shutdown_grace, why).await;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    finish(&mut tasks, left, why).await;
     topology::close(&channel).await;
     if connection.status().connected() {
         let _ = connection.close(200, why.into()).await;
     }
     info!(queue = %config.queue, consumer = %tag, "stopped consuming");
     Ok(end)
+}
+
+/// The deliveries a cancelled consumer still receives: those the broker
+/// sent before its `basic.cancel-ok`, which ends the stream.
+struct WorkPrefetched<'a, H> {
+    queue: &'a str,
+    handler: &'a Arc<H>,
+    publisher: &'a Publisher,
+    permits: &'a Arc<Semaphore>,
+}
+
+impl<H: Handler> WorkPrefetched<'_, H> {
+    /// Hands each to a handler (at most `concurrency` at once) until the
+    /// stream ends or `deadline`; returns how many.
+    async fn until_drained(
+        &self,
+        deliveries: &mut Deliveries,
+        tasks: &mut JoinSet<()>,
+        deadline: tokio::time::Instant,
+    ) -> usize {
+        let mut worked = 0;
+        loop {
+            let next = async {
+                let permit = self
+                    .permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                (permit, deliveries.next().await)
+            };
+            let (permit, delivery) = tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return worked,
+                next = next => next,
+            };
+            match delivery {
+                Some(Ok(delivery)) if delivery.acker.usable() => {
+                    let task = handle_one(
+                        delivery,
+                        self.queue,
+                        self.handler.clone(),
+                        self.publisher.clone(),
+                    );
+                    tasks.spawn(async move {
+                        let _permit = permit;
+                        task.await;
+                    });
+                    worked += 1;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return worked,
+            }
+        }
+    }
 }
 
 /// Why the consume loop stopped.

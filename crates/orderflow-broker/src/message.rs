@@ -1,7 +1,7 @@
 //! Messages in and out, and what a handler decides about one it received.
 
 use crate::headers::{self, Death, Meta};
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use lapin::{Acker, BasicProperties};
 
 /// A message to publish.
@@ -134,14 +134,11 @@ impl Settlement {
     pub(crate) async fn apply(self, acker: &Acker) -> Result<bool, lapin::Error> {
         match self {
             Settlement::Ack => acker.ack(BasicAckOptions::default()).await,
-            Settlement::Requeue => {
-                acker
-                    .nack(BasicNackOptions {
-                        multiple: false,
-                        requeue: true,
-                    })
-                    .await
-            }
+            // A worked delivery that failed: `basic.reject`, which every
+            // RabbitMQ counts towards the quorum queue's delivery limit
+            // (from 4.3 on, a `basic.nack` with requeue does not, and a
+            // poison message would be redelivered forever).
+            Settlement::Requeue => acker.reject(BasicRejectOptions { requeue: true }).await,
             Settlement::Reject => acker.reject(BasicRejectOptions { requeue: false }).await,
         }
     }

@@ -570,18 +570,44 @@ pub fn track_fulfilment(policy: &Policy, step: FulfilmentStep, since_progress: D
                 reason: "fulfilment_exception".into(),
             },
         ),
-        _ if since_progress >= policy.fulfilment.stall_after => rule(
+        _ if stalled(policy, since_progress) => rule(
             "fulfilment.stalled.escalate",
             Decision::Escalate {
                 reason: "fulfilment_stalled".into(),
             },
         ),
-        _ => rule(
-            "fulfilment.poll",
-            Decision::ParkPending {
-                tier: 0,
-                delay: policy.fulfilment.poll_interval,
-            },
-        ),
+        _ => poll_again(policy),
     }
+}
+
+/// The reconciler's decision when the shipment's status could not be read
+/// (the status query answered 404 — the key forgotten past the carrier's
+/// retention —, 5xx or 501, or the breaker refused it): not knowing where
+/// a parcel is counts against the same stall threshold as a parcel that
+/// does not move, so no accepted shipment is tracked forever.
+pub fn track_unanswered_fulfilment(policy: &Policy, since_progress: Duration) -> Ruling {
+    if stalled(policy, since_progress) {
+        rule(
+            "fulfilment.untracked.escalate",
+            Decision::Escalate {
+                reason: "fulfilment_untracked".into(),
+            },
+        )
+    } else {
+        poll_again(policy)
+    }
+}
+
+fn stalled(policy: &Policy, since_progress: Duration) -> bool {
+    since_progress >= policy.fulfilment.stall_after
+}
+
+fn poll_again(policy: &Policy) -> Ruling {
+    rule(
+        "fulfilment.poll",
+        Decision::ParkPending {
+            tier: 0,
+            delay: policy.fulfilment.poll_interval,
+        },
+    )
 }

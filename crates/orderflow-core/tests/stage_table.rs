@@ -2,7 +2,7 @@
 
 use orderflow_core::decide::{
     BreakerState, BudgetState, Capabilities, Compensation, Decision, DecisionContext,
-    FulfilmentStep, decide, track_fulfilment,
+    FulfilmentStep, decide, track_fulfilment, track_unanswered_fulfilment,
 };
 use orderflow_core::{Certainty, FailureClass, Outcome, Policy, Stage};
 use std::time::Duration;
@@ -329,6 +329,24 @@ fn fulfilment_exception_or_stall_escalates() {
     assert_eq!(
         track_fulfilment(&policy, FulfilmentStep::Delivered, Duration::ZERO).decision,
         Decision::Proceed
+    );
+}
+
+#[test]
+fn a_shipment_whose_status_cannot_be_read_escalates_past_the_stall_threshold() {
+    let policy = Policy::default_policy();
+    let stall = policy.fulfilment.stall_after;
+    assert_eq!(
+        track_unanswered_fulfilment(&policy, stall - Duration::from_secs(1)).rule,
+        "fulfilment.poll"
+    );
+    let ruling = track_unanswered_fulfilment(&policy, stall);
+    assert_eq!(ruling.rule, "fulfilment.untracked.escalate");
+    assert_eq!(
+        ruling.decision,
+        Decision::Escalate {
+            reason: "fulfilment_untracked".into()
+        }
     );
 }
 

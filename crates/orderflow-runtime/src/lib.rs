@@ -15,7 +15,9 @@
 //! - [`lost`]: knowing that Redis lost writes it had acknowledged, from
 //!   the order version every message carries.
 //! - [`noop`]: a stage logic that calls nothing, for the benchmark and tests.
-//! - `patience`: waiting out a Redis outage without acknowledging anything.
+//! - `patience`: waiting out a Redis that cannot take the work (down, out
+//!   of memory, read-only, busy) without acknowledging or requeueing
+//!   anything; [`waiting_on_redis`] tells readiness.
 //! - [`shutdown`]: first SIGTERM/SIGINT drains, a second exits.
 
 pub mod crash;
@@ -29,5 +31,6 @@ pub mod shutdown;
 pub mod step;
 
 pub use effect::{Effect, Emission, Planned};
+pub use patience::waiting_on_redis;
 pub use runner::{Admission, Entry, Env, Error, Job, StageLogic, StageRunner};
 pub use step::{Check, StepMessage};

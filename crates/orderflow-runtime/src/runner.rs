@@ -625,7 +625,18 @@ impl<L: StageLogic> Handler for StageRunner<L> {
         let stage = self.logic.stage();
         let in_flight = metrics::gauge!("orderflow_in_flight", "stage" => stage.as_str());
         in_flight.increment(1.0);
-        let settled = self.settle(&delivery, publisher).await;
+        // Redis unable to take the work anywhere in the delivery (a write
+        // the logic makes included): the delivery is held and settled again
+        // once Redis can, never requeued for it — a requeue is a delivery
+        // attempt, and the delivery limit would dead-letter a healthy order.
+        let settled = patiently("settle delivery", || async {
+            match self.settle(&delivery, publisher).await {
+                Err(Error::Store(err)) if err.class() == ErrorClass::Unavailable => Err(err),
+                settled => Ok(settled),
+            }
+        })
+        .await
+        .unwrap_or_else(|err| Err(err.into()));
         in_flight.decrement(1.0);
         let settlement = match settled {
             Ok(settlement) => settlement,

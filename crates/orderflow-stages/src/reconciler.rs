@@ -28,7 +28,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// Orders looked at per kind and round.
+/// Orders read from a state's index per page, scheduled per command, and
+/// claimed per kind and round (the rest are claimed in the next rounds,
+/// earliest due first).
 const BATCH: usize = 1000;
 /// Step messages a round has in flight at once (each on a channel of the
 /// publisher's pool).
@@ -190,27 +192,46 @@ impl Reconciler {
         Outgoing::to_queue(&queue, kept.message.clone(), meta)
     }
 
-    /// Orders in `state` for at least `older_than`, oldest first.
+    /// Every order in `state` for at least `older_than`, oldest first,
+    /// read page by page: however many wait there, each is a candidate.
     async fn candidates(
         &self,
         state: OrderState,
         older_than: Duration,
     ) -> Result<Vec<OrderId>, Error> {
         let now = jiff::Timestamp::now();
-        let entries: Vec<IndexEntry> = self.env.store.orders_in_state(state, BATCH).await?;
         let age = |entry: &IndexEntry| {
             Duration::try_from(now.duration_since(entry.updated_at)).unwrap_or_default()
         };
+        let mut ids = Vec::new();
+        let mut oldest = None;
+        let mut after = None;
+        loop {
+            let page = self
+                .env
+                .store
+                .orders_in_state_after(state, after.as_ref(), BATCH)
+                .await?;
+            if oldest.is_none() {
+                oldest = page.entries.first().map(age);
+            }
+            // Oldest first: once one is too young, so are the rest.
+            let young = page
+                .entries
+                .iter()
+                .position(|entry| age(entry) < older_than);
+            let old = young.unwrap_or(page.entries.len());
+            ids.extend(page.entries.into_iter().take(old).map(|e| e.order_id));
+            match page.next {
+                Some(next) if young.is_none() => after = Some(next),
+                _ => break,
+            }
+        }
         // How long the oldest order has waited in the state: what an alert
         // on "pending payments older than the window" reads.
-        let oldest = entries.first().map(age).unwrap_or_default();
         metrics::gauge!("orderflow_oldest_order_seconds", "state" => state.as_str())
-            .set(oldest.as_secs_f64());
-        Ok(entries
-            .into_iter()
-            .take_while(|entry| age(entry) >= older_than)
-            .map(|entry| entry.order_id)
-            .collect())
+            .set(oldest.unwrap_or_default().as_secs_f64());
+        Ok(ids)
     }
 
     /// Schedules the candidates, claims what is due, and sends a step
@@ -224,7 +245,9 @@ impl Reconciler {
     ) -> Result<usize, Error> {
         let store = &self.env.store;
         let ids: Vec<&OrderId> = candidates.keys().collect();
-        store.schedule_if_absent(kind, &ids, 0).await?;
+        for chunk in ids.chunks(BATCH) {
+            store.schedule_if_absent(kind, chunk, 0).await?;
+        }
         let mut asks = Vec::new();
         for claim in store.claim_due(kind, BATCH, every).await? {
             let Some(ask) = candidates.get(&claim.order_id) else {

@@ -236,6 +236,18 @@ impl Store {
         Ok(dropped == 1)
     }
 
+    /// Server time (ms) the shipment's current fulfilment step was first
+    /// seen, if any step was ever recorded ([`Store::record_progress`]).
+    pub async fn fulfilment_since_ms(&self, order_id: &OrderId) -> Result<Option<u64>, Error> {
+        let key = self.keys.state(order_id);
+        let since: Option<String> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("fulfilment_since_ms")
+            .query_async(&mut self.conn())
+            .await?;
+        since.map(|ms| parse_num(&key, Some(&ms))).transpose()
+    }
+
     /// Records the shipment's current fulfilment `step` (audited as
     /// `note.event` when it is new) and returns since when it has been there.
     pub async fn record_progress(

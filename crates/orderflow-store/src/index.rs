@@ -71,6 +71,22 @@ pub(crate) fn sync_into(
     }
 }
 
+/// Where a reading of a state's index got to: its last entry. Pass it to
+/// [`Store::orders_in_state_after`] for the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexCursor {
+    at_ms: u64,
+    order_id: OrderId,
+}
+
+/// One page of a state's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexPage {
+    pub entries: Vec<IndexEntry>,
+    /// Where the next page starts; `None` when this one reached the end.
+    pub next: Option<IndexCursor>,
+}
+
 impl Store {
     /// Adds the order to `state`'s set before the write that puts it there
     /// (see [`Store::create_order`]).
@@ -100,23 +116,58 @@ impl Store {
         state: OrderState,
         limit: usize,
     ) -> Result<Vec<IndexEntry>, Error> {
+        Ok(self
+            .orders_in_state_after(state, None, limit)
+            .await?
+            .entries)
+    }
+
+    /// The page of up to `limit` orders in `state` after `after` (from the
+    /// longest there when `None`), in the same order as
+    /// [`Store::orders_in_state`]: a reader pages through every order in a
+    /// state, however many, and one that stays in it is never skipped.
+    pub async fn orders_in_state_after(
+        &self,
+        state: OrderState,
+        after: Option<&IndexCursor>,
+        limit: usize,
+    ) -> Result<IndexPage, Error> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(IndexPage {
+                entries: Vec::new(),
+                next: after.cloned(),
+            });
         }
         let key = self.keys.index(state);
-        let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(&key)
-            .arg(0)
-            .arg(limit - 1)
-            .arg("WITHSCORES")
-            .query_async(&mut self.conn())
+        let (after_ms, after_id) = match after {
+            Some(cursor) => (cursor.at_ms.to_string(), cursor.order_id.as_str()),
+            None => (String::new(), ""),
+        };
+        let members: Vec<(String, f64)> = self
+            .scripts
+            .index_page
+            .key(&key)
+            .arg(after_ms)
+            .arg(after_id)
+            .arg(limit)
+            .invoke_async(&mut self.conn())
             .await?;
         let mut ids = Vec::with_capacity(members.len());
         for (member, _) in &members {
             ids.push(parse_order_id(&key, member)?);
         }
+        let next = match (ids.last(), members.last()) {
+            (Some(order_id), Some((_, score))) if members.len() == limit => Some(IndexCursor {
+                at_ms: *score as u64,
+                order_id: order_id.clone(),
+            }),
+            _ => None,
+        };
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(IndexPage {
+                entries: Vec::new(),
+                next,
+            });
         }
         let mut pipe = redis::pipe();
         for id in &ids {
@@ -134,7 +185,7 @@ impl Store {
                 self.reindex_order(&order_id).await?;
             }
         }
-        Ok(entries)
+        Ok(IndexPage { entries, next })
     }
 
     /// How many orders each state's index holds. Cheap (one `ZCARD` per

@@ -83,7 +83,7 @@ pub use budget::Budget;
 pub use cancel::{CancelAnswer, CancelAsk, CancelRequest, KeptCancel, Progress};
 pub use error::{Error, ErrorClass};
 pub use fleet::{FleetEntry, FleetNote, Heartbeat, LiveWorker, PauseOutcome, StagePause};
-pub use index::IndexEntry;
+pub use index::{IndexCursor, IndexEntry, IndexPage};
 pub use keys::DEFAULT_NAMESPACE;
 pub use lease::{Lease, LeaseKeeper};
 pub use operator::ReplayClaim;

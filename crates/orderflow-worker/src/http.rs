@@ -2,7 +2,8 @@
 //!
 //! Liveness and readiness are separate on purpose: a worker whose Redis is
 //! down is alive (it waits the outage out without acknowledging anything,
-//! so restarting it helps nobody) but not ready.
+//! so restarting it helps nobody) but not ready — also while Redis answers
+//! pings but refuses its writes (out of memory, read-only).
 
 use crate::role::Role;
 use axum::extract::State;
@@ -55,6 +56,13 @@ impl Readiness {
         let Some(store) = self.store.get() else {
             return Err("starting: start-up checks have not passed yet".to_owned());
         };
+        // Redis answers pings but refuses the work (out of memory,
+        // read-only): deliveries are held meanwhile.
+        if let Some((waiting, said)) = orderflow_runtime::waiting_on_redis() {
+            return Err(format!(
+                "redis: {waiting} deliveries held until it takes the work again ({said})"
+            ));
+        }
         match tokio::time::timeout(PING_TIMEOUT, store.ping()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("redis: {e}")),

@@ -4,6 +4,7 @@
 
 mod common;
 mod consuming;
+mod delivery_limit;
 mod pausing;
 mod publishing;
 mod reconnect;

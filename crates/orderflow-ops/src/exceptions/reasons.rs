@@ -136,6 +136,12 @@ pub const GUIDES: &[Guide] = &[
         action: "ask the carrier; moving again: `order retry ID --stage shipping` (tracking resumes); lost: `order cancel ID --reason TEXT`; then `exceptions discard`",
     },
     Guide {
+        reason: "fulfilment_untracked",
+        stages: "shipping",
+        means: "The carrier's status query gave no step for an accepted shipment for `fulfilment.stall_after` (404 past its key retention, 5xx, 501 or an open breaker; `orderflow-last-error` says which); the order is `escalated`, nothing rolled back.",
+        action: "ask the carrier about the shipment (`order show ID` has its id); once its status query answers for it again: `order retry ID --stage shipping` (tracking resumes) — never while it answers 404, the stage would book it again; lost: `order cancel ID --reason TEXT`; then `exceptions discard`",
+    },
+    Guide {
         reason: "stuck",
         stages: "the owning stage",
         means: "The order stayed in one state past its stage's `deadline`; it is `escalated`.",

@@ -239,3 +239,42 @@ async fn the_fleet_stream_is_capped_and_the_order_stream_is_not() {
         .unwrap();
     assert!((10..=110).contains(&fleet), "fleet stream holds {fleet}");
 }
+
+#[tokio::test]
+async fn paging_through_a_state_reaches_every_order_that_stays_in_it() {
+    let t = TestNs::new().await;
+    // Same score for all: the index orders ties by member.
+    let mut raw = t.raw();
+    let names = ["pg-a", "pg-b", "pg-c", "pg-d", "pg-e"];
+    for name in names {
+        create(&t.store, &order_id(name)).await;
+        let _: () = raw.zadd(t.key("index:received"), name, 1000).unwrap();
+    }
+    let first = t
+        .store
+        .orders_in_state_after(Received, None, 2)
+        .await
+        .unwrap();
+    let ids: Vec<_> = first.entries.iter().map(|e| e.order_id.as_str()).collect();
+    assert_eq!(ids, ["pg-a", "pg-b"]);
+    // The cursor's order leaves the state between two pages.
+    t.store
+        .transition(&order_id("pg-b"), &mv(1, Received, Reserved))
+        .await
+        .unwrap();
+    let second = t
+        .store
+        .orders_in_state_after(Received, first.next.as_ref(), 2)
+        .await
+        .unwrap();
+    let ids: Vec<_> = second.entries.iter().map(|e| e.order_id.as_str()).collect();
+    assert_eq!(ids, ["pg-c", "pg-d"], "nothing that stayed is skipped");
+    let third = t
+        .store
+        .orders_in_state_after(Received, second.next.as_ref(), 2)
+        .await
+        .unwrap();
+    let ids: Vec<_> = third.entries.iter().map(|e| e.order_id.as_str()).collect();
+    assert_eq!(ids, ["pg-e"]);
+    assert_eq!(third.next, None, "the last page says so");
+}
