@@ -52,13 +52,33 @@ impl Fleet {
             let audit = self.audit(&id).await;
             audits.insert(id.clone(), audit.iter().map(AuditStep::from).collect());
         }
+        let parked_orders = if expected.store_lost_writes {
+            self.parked_orders().await
+        } else {
+            BTreeSet::new()
+        };
         Snapshot {
             ledger,
             orders,
             audits,
             inventory_exceptions: self.exceptions(Stage::Inventory).await,
+            parked_orders,
             dead_workers: self.dead_workers(),
         }
+    }
+
+    /// Orders with a message in any stage's exception queue.
+    pub async fn parked_orders(&self) -> BTreeSet<String> {
+        let mut parked = BTreeSet::new();
+        for stage in Stage::ALL {
+            parked.extend(
+                self.exceptions(stage)
+                    .await
+                    .iter()
+                    .filter_map(|p| p.order_id()),
+            );
+        }
+        parked
     }
 
     /// Every violation of I1–I9 now.

@@ -274,8 +274,8 @@ impl Fleet {
 
     /// Waits until every order is terminal (delivered, rejected, cancelled)
     /// or needs a person (blocked, escalated) — or, after the test made the
-    /// store lose writes, is forgotten by the store with its work finished
-    /// at the providers. Panics listing the others. Returns the records of
+    /// store lose writes, is forgotten by the store but accounted for
+    /// (`orderflow_verify::forgotten_but_accounted`). Panics listing the others. Returns the records of
     /// the orders the store has.
     pub async fn wait_settled(&self, ids: &[String], timeout: Duration) -> Vec<OrderRecord> {
         let deadline = Instant::now() + timeout;
@@ -292,11 +292,11 @@ impl Fleet {
                 }
             }
             if !forgotten.is_empty() {
-                let ledger = self.ledger().await;
+                let (ledger, parked) = (self.ledger().await, self.parked_orders().await);
                 still.extend(
-                    forgotten
-                        .into_iter()
-                        .filter(|id| !orderflow_verify::finished_at_providers(&ledger, id)),
+                    forgotten.into_iter().filter(|id| {
+                        !orderflow_verify::forgotten_but_accounted(&ledger, &parked, id)
+                    }),
                 );
             }
             pending = still;

@@ -95,16 +95,15 @@ impl Store {
         order_id: &OrderId,
         state: OrderState,
     ) -> Result<(), Error> {
-        let mut pipe = redis::pipe();
+        // One command, not a pipeline: a refusal (OOM, READONLY) then keeps
+        // its code, and the runtime waits it out instead of requeueing.
         let now_ms = u64::try_from(Timestamp::now().as_millisecond()).unwrap_or(0);
-        sync_into(
-            &mut pipe,
-            &self.keys,
-            order_id,
-            Some((state, now_ms)),
-            Leaving::Nothing,
-        );
-        pipe.query_async::<()>(&mut self.conn()).await?;
+        redis::cmd("ZADD")
+            .arg(self.keys.index(state))
+            .arg(now_ms)
+            .arg(order_id.as_str())
+            .query_async::<()>(&mut self.conn())
+            .await?;
         Ok(())
     }
 

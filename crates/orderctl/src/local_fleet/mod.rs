@@ -226,6 +226,8 @@ impl Ground {
             orders,
             audits,
             inventory_exceptions,
+            // Only read when a run makes the store lose writes; no run here does.
+            parked_orders: Default::default(),
             dead_workers,
         })
     }
