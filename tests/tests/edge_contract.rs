@@ -18,7 +18,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use orderflow_e2e::{Fleet, FleetOptions, Order, OrderState, WorkerKind};
+use orderflow_e2e::{Fleet, FleetOptions, Order, OrderState, Stage, WorkerKind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -267,5 +267,42 @@ async fn a_payment_url_that_turns_to_200_html_leaves_the_order_pending_not_paid(
         .wait_state(&id, &[OrderState::Delivered], SETTLE)
         .await;
     assert_eq!(payments_of(&fleet.ledger().await, &id), 1);
+    fleet.settle_and_check(SETTLE).await;
+}
+
+/// Item 10 (a): a producer message past `broker.max_message_bytes` (1 MiB
+/// by default) is parked in the inventory exception queue as `malformed`,
+/// saying its size, and never decoded: no order is made of it, however
+/// valid its JSON. The orders around it go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_message_over_the_size_limit_is_parked_undecoded() {
+    let fleet = Fleet::start(FleetOptions::new()).await;
+    let limit = fleet.policy().broker.max_message_bytes;
+    let mut huge = Order::new("ord-huge").to_json();
+    // Valid in every field the contract checks; an unknown field carries
+    // the bulk (producers may add fields; they are ignored).
+    huge["padding"] = serde_json::Value::String("A".repeat(limit + limit / 2));
+    let bytes = serde_json::to_vec(&huge).expect("json serializes");
+    fleet.publish_malformed(&bytes).await;
+    let after = fleet.place(&Order::new("ord-after-huge")).await;
+
+    let parked = fleet
+        .wait_parked(Stage::Inventory, "the oversized order", SETTLE, |p| {
+            p.body.len() == bytes.len()
+        })
+        .await;
+    assert_eq!(parked.reason(), Some("malformed"));
+    let why = parked.validation_errors().unwrap_or_default();
+    assert!(
+        why.contains(&format!("{} bytes", bytes.len())) && why.contains("max_message_bytes"),
+        "the reason should say the size and the limit: {why}"
+    );
+    assert!(
+        fleet.order("ord-huge").await.is_none(),
+        "an oversized message must not become an order"
+    );
+    fleet
+        .wait_state(&after, &[OrderState::Delivered], SETTLE)
+        .await;
     fleet.settle_and_check(SETTLE).await;
 }
