@@ -409,7 +409,7 @@ fn contract_answer<T: Contract>(json: Option<Value>, expect: Expect) -> Result<T
         Ok(parsed)
     } else {
         Err(format!(
-            "status `{}` is none the contract has here ({})",
+            "status `{}` is not one the contract has for this call ({})",
             parsed.status(),
             expect.0.join(", ")
         ))

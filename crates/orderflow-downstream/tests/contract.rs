@@ -168,6 +168,29 @@ async fn a_404_page_on_a_status_query_is_not_the_contracts_not_found() {
 }
 
 #[tokio::test]
+async fn a_402_page_is_not_a_refusal() {
+    // A refusal releases the stock; only the contract's codes say so.
+    let answer = charge_answered(
+        "402 Payment Required",
+        "text/html",
+        b"<h1>402</h1>".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (answer.outcome.class, answer.outcome.certainty),
+        (FailureClass::Infrastructure, Certainty::NotApplied),
+        "{answer:?}"
+    );
+    let answer = charge_answered(
+        "402 Payment Required",
+        "application/json",
+        br#"{"code": "card_declined", "message": "declined"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(answer.outcome.class, FailureClass::BusinessRejection);
+}
+
+#[tokio::test]
 async fn the_start_up_check_tells_the_api_from_anything_else() {
     let sim = simulator("").await;
     let api = PaymentApi::new(sim.base_url(), &Policy::default_policy()).unwrap();

@@ -382,7 +382,7 @@ const ACTOR: Setting = Setting {
     flag: "--actor",
 };
 
-fn downstream_url(stage: Stage) -> Setting {
+pub(crate) fn downstream_url(stage: Stage) -> Setting {
     match stage {
         Stage::Inventory => Setting {
             env: "ORDERFLOW_INVENTORY_URL",

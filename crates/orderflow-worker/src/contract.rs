@@ -8,7 +8,9 @@
 //! nothing; it checks again every few seconds, so it becomes ready once
 //! the URL is right. After that, each call is judged on its own answer.
 
+use crate::config::downstream_url;
 use crate::http::Readiness;
+use orderflow_core::Stage;
 use orderflow_stages::Downstreams;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,12 +68,13 @@ async fn problems(downstreams: &Downstreams) -> Vec<String> {
         downstreams.shipping.check_contract(),
     );
     [
-        ("ORDERFLOW_INVENTORY_URL", inventory),
-        ("ORDERFLOW_PAYMENT_URL", payment),
-        ("ORDERFLOW_SHIPPING_URL", shipping),
+        (Stage::Inventory, inventory),
+        (Stage::Payment, payment),
+        (Stage::Shipping, shipping),
     ]
     .into_iter()
-    .filter_map(|(setting, checked)| {
+    .filter_map(|(stage, checked)| {
+        let setting = downstream_url(stage).env;
         checked
             .err()
             .map(|why| format!("{setting} is not the API of the contract: {why}"))
