@@ -188,8 +188,13 @@ async fn a_payment_url_answering_200_html_never_ships_an_unpaid_order() {
             .is_some_and(|r| r.state == OrderState::Reserved)
             && ledger.reservations.iter().any(|r| r.order_id == id);
         let readyz = fleet.readyz(WorkerKind::Payment, index).await;
-        if reserved && let Some((503, body)) = readyz {
-            break body;
+        // Earlier answers say it is starting or checking; wait for the
+        // check's verdict.
+        if reserved
+            && let Some((503, body)) = &readyz
+            && body.contains(&impostor.url)
+        {
+            break body.clone();
         }
         assert!(
             Instant::now() < deadline,
@@ -199,9 +204,9 @@ async fn a_payment_url_answering_200_html_never_ships_an_unpaid_order() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(payments_of(&fleet.ledger().await, &id), 0);
-    // The reason names the URL and what it answered.
+    // The reason names the setting, the URL and what it answered.
     assert!(
-        reason.contains(&impostor.url) && reason.contains("text/html"),
+        reason.contains("ORDERFLOW_PAYMENT_URL") && reason.contains("text/html"),
         "the readiness reason should name the URL and what it answered: {reason}"
     );
     let log = fleet.worker_log(WorkerKind::Payment, index);
