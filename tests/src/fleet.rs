@@ -64,6 +64,12 @@ pub struct FleetOptions {
     pub concurrency: usize,
     /// `ORDERFLOW_PREFETCH` of every worker.
     pub prefetch: u16,
+    /// Variables set for one kind of worker on top of the fleet's own
+    /// (`ORDERFLOW_PAYMENT_URL` of the payment worker, say).
+    pub worker_env: Vec<(WorkerKind, String, String)>,
+    /// Kinds [`Fleet::start`] and [`Fleet::wait_ready`] do not wait for:
+    /// the test expects them to stay unready (a downstream off contract).
+    pub unready: BTreeSet<WorkerKind>,
 }
 
 impl Default for FleetOptions {
@@ -84,6 +90,8 @@ impl FleetOptions {
             private_redis: false,
             concurrency: 16,
             prefetch: 32,
+            worker_env: Vec::new(),
+            unready: BTreeSet::new(),
         }
     }
 
@@ -113,6 +121,20 @@ impl FleetOptions {
 
     pub fn private_redis(mut self) -> FleetOptions {
         self.private_redis = true;
+        self
+    }
+
+    /// Sets `name=value` for the workers of `kind`, over the fleet's own
+    /// value (a downstream URL, say).
+    pub fn worker_env(mut self, kind: WorkerKind, name: &str, value: &str) -> FleetOptions {
+        self.worker_env.push((kind, name.into(), value.into()));
+        self
+    }
+
+    /// The workers of `kind` are expected to stay unready: the fleet's
+    /// readiness waits skip them ([`Fleet::readyz`] looks at one).
+    pub fn expect_unready(mut self, kind: WorkerKind) -> FleetOptions {
+        self.unready.insert(kind);
         self
     }
 }
@@ -316,14 +338,14 @@ impl Fleet {
         let index = workers.iter().filter(|w| w.kind == kind).count();
         let label = format!("{}#{index}", kind.binary());
         let log = self.dir.join(format!("{label}.log"));
-        let env = self.worker_env();
+        let env = self.worker_env(kind);
         let proc = Proc::spawn(&label, &binaries::path(kind.binary()), &[], &env, &log);
         workers.push(Worker { kind, proc });
         index
     }
 
-    fn worker_env(&self) -> Vec<(String, String)> {
-        [
+    fn worker_env(&self, kind: WorkerKind) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
             ("ORDERFLOW_AMQP_URL", amqp_url()),
             ("ORDERFLOW_REDIS_URL", self.redis_url.clone()),
             ("ORDERFLOW_NAMESPACE", self.ns.clone()),
@@ -340,7 +362,70 @@ impl Fleet {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        .collect();
+        for (_, name, value) in self.options.worker_env.iter().filter(|(k, ..)| *k == kind) {
+            env.retain(|(n, _)| n != name);
+            env.push((name.clone(), value.clone()));
+        }
+        env
+    }
+
+    /// What one worker's `/readyz` answers now: status and body; `None`
+    /// while it has not said where it listens or does not answer.
+    pub async fn readyz(&self, kind: WorkerKind, index: usize) -> Option<(u16, String)> {
+        let address = self.with_worker(kind, index, |p| p.listen_address())?;
+        let response = self
+            .http
+            .get(format!("http://{address}/readyz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.unwrap_or_default()))
+    }
+
+    /// Waits until one worker answers `/readyz` with 200 (one the fleet
+    /// was told to expect unready, say, once its downstream is right).
+    pub async fn wait_worker_ready(&self, kind: WorkerKind, index: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let answer = self.readyz(kind, index).await;
+            if matches!(answer, Some((200, _))) {
+                return;
+            }
+            if let Some(status) = self.with_worker(kind, index, Proc::exit_status) {
+                panic!(
+                    "{}#{index} exited ({status})\n{}",
+                    kind.binary(),
+                    self.log_tails(20)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}#{index} not ready within {timeout:?}: {answer:?}\n{}",
+                kind.binary(),
+                self.log_tails(20)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Status queries the stage workers made for a key that cannot exist,
+    /// to check at start that each API URL answers as the contract says:
+    /// one per API and start, while the API answers. A test counting the
+    /// status queries made for orders (`Ledger::calls_to`) leaves these out.
+    pub fn contract_checks(&self) -> u64 {
+        self.lock_workers()
+            .iter()
+            .filter(|w| w.kind != WorkerKind::Reconciler)
+            .map(|w| u64::from(w.proc.starts()))
+            .sum()
+    }
+
+    /// One worker's log since it was last started.
+    pub fn worker_log(&self, kind: WorkerKind, index: usize) -> String {
+        self.with_worker(kind, index, |p| p.log_since_start())
     }
 
     /// Waits until every running worker answers `/readyz` with 200 (its
@@ -353,8 +438,8 @@ impl Fleet {
             let mut waiting = Vec::new();
             let mut addresses = Vec::new();
             for worker in self.lock_workers().iter_mut() {
-                if worker.proc.pid().is_none() {
-                    continue; // stopped by the test
+                if worker.proc.pid().is_none() || self.options.unready.contains(&worker.kind) {
+                    continue; // stopped by the test, or expected to stay unready
                 }
                 if let Some(status) = worker.proc.exit_status() {
                     panic!(

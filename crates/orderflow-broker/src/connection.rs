@@ -34,25 +34,19 @@ pub async fn connect_named(url: &str, name: &str) -> Result<Connection, Error> {
     }
 }
 
-/// The URL with its password replaced by `***`, for messages and logs.
+/// The URL with its password replaced by `***`, for messages and logs;
+/// also a value that is not a URL at all (`amqp//user:secret@host`). A
+/// password may hold `/`, `?`, `#` or `@`, so the authority cannot be found
+/// by the first of them: everything from the first `:` after the scheme to
+/// the last `@` is masked, which hides more than the password rather than
+/// less.
 pub fn without_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let Some(at) = url.rfind('@').filter(|&at| at >= start) else {
         return url.to_owned();
     };
-    let authority_end = url[scheme_end..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| scheme_end + i);
-    let authority = &url[scheme_end..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    match authority[..at].find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &authority[..colon],
-            &url[scheme_end + at..]
-        ),
+    match url[start..at].find(':') {
+        Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]),
         None => url.to_owned(),
     }
 }
@@ -77,6 +71,30 @@ mod tests {
         );
         assert_eq!(without_password("amqp://user@host"), "amqp://user@host");
         assert_eq!(without_password("not a url"), "not a url");
+        assert_eq!(
+            without_password("amqp//guest:secret@localhost"),
+            "amqp//guest:***@localhost"
+        );
+    }
+
+    #[test]
+    fn a_password_with_url_special_characters_is_masked_whole() {
+        for password in ["se/cret", "se?cret", "se#cret", "se@cret/x", "a:b"] {
+            for url in [
+                format!("amqp://guest:{password}@127.0.0.1:5672/%2f"),
+                format!("redis://:{password}@127.0.0.1:6379"),
+            ] {
+                let shown = without_password(&url);
+                assert!(
+                    !shown.contains("cret") && !shown.contains(":b@"),
+                    "{url} → {shown}"
+                );
+                assert!(
+                    shown.ends_with("@127.0.0.1:5672/%2f") || shown.ends_with("@127.0.0.1:6379"),
+                    "{shown}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! call carries its deterministic idempotency key.
 
 use crate::key::IdempotencyKey;
-use crate::transport::{Answer, Downstream, Error};
+use crate::transport::{Answer, Contract, Downstream, Error, Expect};
 use orderflow_core::Stage;
 use orderflow_core::message::{LineItem, OrderId, ShippingAddress};
 use orderflow_core::policy::Policy;
@@ -28,6 +28,47 @@ pub struct Shipment {
     #[serde(default)]
     pub exception_code: Option<String>,
 }
+
+impl Contract for Reservation {
+    fn status(&self) -> &str {
+        &self.status
+    }
+}
+
+impl Contract for Payment {
+    fn status(&self) -> &str {
+        &self.status
+    }
+}
+
+impl Contract for Shipment {
+    fn status(&self) -> &str {
+        &self.status
+    }
+}
+
+/// What each call's success may say, as docs/downstream-api.md has it.
+const RESERVED: Expect = Expect(&["reserved"]);
+const RESERVATION_STATES: Expect = Expect(&["reserved", "committed", "released"]);
+const COMMITTED: Expect = Expect(&["committed"]);
+const RELEASED: Expect = Expect(&["released"]);
+const CHARGED: Expect = Expect(&["succeeded", "processing"]);
+const PAYMENT_STATES: Expect = Expect(&["succeeded", "processing", "failed", "refunded"]);
+const REFUNDED: Expect = Expect(&["refunded"]);
+const SHIPMENT_ACCEPTED: Expect = Expect(&["accepted"]);
+const SHIPMENT_STATES: Expect = Expect(&[
+    "accepted",
+    "picking",
+    "packed",
+    "handed_off",
+    "delivered",
+    "exception",
+]);
+
+/// The by-key status paths, for the start-up check.
+const INVENTORY_STATUS: &str = "v1/reservations/by-key/";
+const PAYMENT_STATUS: &str = "v1/payments/by-key/";
+const SHIPPING_STATUS: &str = "v1/shipments/by-key/";
 
 /// Order lines as the inventory and shipping APIs take them: no prices.
 fn lines(items: &[LineItem]) -> Vec<Value> {
@@ -59,24 +100,41 @@ impl InventoryApi {
     ) -> Answer<Reservation> {
         let body = json!({"order_id": order_id, "items": lines(items)});
         self.0
-            .action("inventory.reserve", "v1/reservations", key, Some(&body))
+            .action(
+                "inventory.reserve",
+                "v1/reservations",
+                key,
+                Some(&body),
+                RESERVED,
+            )
             .await
+    }
+
+    /// The start-up check: is the base URL the inventory API?
+    pub async fn check_contract(&self) -> Result<(), String> {
+        self.0.check_contract(INVENTORY_STATUS).await
     }
 
     /// Status query: the reservation made with `key`, if any.
     pub async fn status_of(&self, key: &IdempotencyKey) -> Answer<Reservation> {
-        let path = format!("v1/reservations/by-key/{key}");
-        self.0.status("inventory.status", &path).await
+        let path = format!("{INVENTORY_STATUS}{key}");
+        self.0
+            .status("inventory.status", &path, RESERVATION_STATES)
+            .await
     }
 
     pub async fn commit(&self, key: &IdempotencyKey, reservation_id: &str) -> Answer<Reservation> {
         let path = format!("v1/reservations/{reservation_id}/commit");
-        self.0.action("inventory.commit", &path, key, None).await
+        self.0
+            .action("inventory.commit", &path, key, None, COMMITTED)
+            .await
     }
 
     pub async fn release(&self, key: &IdempotencyKey, reservation_id: &str) -> Answer<Reservation> {
         let path = format!("v1/reservations/{reservation_id}/release");
-        self.0.action("inventory.release", &path, key, None).await
+        self.0
+            .action("inventory.release", &path, key, None, RELEASED)
+            .await
     }
 }
 
@@ -97,19 +155,26 @@ impl PaymentApi {
             "order_id": order_id, "amount": amount, "currency": currency, "payment_token": payment_token
         });
         self.0
-            .action("payment.charge", "v1/payments", key, Some(&body))
+            .action("payment.charge", "v1/payments", key, Some(&body), CHARGED)
             .await
+    }
+
+    /// The start-up check: is the base URL the payment API?
+    pub async fn check_contract(&self) -> Result<(), String> {
+        self.0.check_contract(PAYMENT_STATUS).await
     }
 
     /// Status query: the charge made with `key`, if any.
     pub async fn payment(&self, key: &IdempotencyKey) -> Answer<Payment> {
-        let path = format!("v1/payments/by-key/{key}");
-        self.0.status("payment.status", &path).await
+        let path = format!("{PAYMENT_STATUS}{key}");
+        self.0.status("payment.status", &path, PAYMENT_STATES).await
     }
 
     pub async fn refund(&self, key: &IdempotencyKey, payment_id: &str) -> Answer<Payment> {
         let path = format!("v1/payments/{payment_id}/refund");
-        self.0.action("payment.refund", &path, key, None).await
+        self.0
+            .action("payment.refund", &path, key, None, REFUNDED)
+            .await
     }
 }
 
@@ -132,13 +197,26 @@ impl ShippingApi {
     ) -> Answer<Shipment> {
         let body = json!({"order_id": order_id, "address": address, "items": lines(items)});
         self.0
-            .action("shipping.create", "v1/shipments", key, Some(&body))
+            .action(
+                "shipping.create",
+                "v1/shipments",
+                key,
+                Some(&body),
+                SHIPMENT_ACCEPTED,
+            )
             .await
+    }
+
+    /// The start-up check: is the base URL the shipping API?
+    pub async fn check_contract(&self) -> Result<(), String> {
+        self.0.check_contract(SHIPPING_STATUS).await
     }
 
     /// Status query: the shipment made with `key`, if any, and its progress.
     pub async fn shipment(&self, key: &IdempotencyKey) -> Answer<Shipment> {
-        let path = format!("v1/shipments/by-key/{key}");
-        self.0.status("shipping.status", &path).await
+        let path = format!("{SHIPPING_STATUS}{key}");
+        self.0
+            .status("shipping.status", &path, SHIPMENT_STATES)
+            .await
     }
 }

@@ -24,4 +24,4 @@ pub mod transport;
 pub use api::{InventoryApi, PaymentApi, ShippingApi};
 pub use key::{IdempotencyKey, Operation};
 pub use resolve::{Resolution, Start, resolve};
-pub use transport::{Answer, Downstream};
+pub use transport::{Answer, Downstream, OFF_CONTRACT};

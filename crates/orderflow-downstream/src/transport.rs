@@ -1,6 +1,13 @@
 //! One downstream API over HTTP: send, time, classify, count. Every call,
 //! whatever happens to it, comes back as an [`Answer`] with an [`Outcome`];
 //! nothing here decides what to do about it.
+//!
+//! A 2xx is a success only when it is the contract's answer to the call
+//! (docs/downstream-api.md): its body, read up to [`MAX_ANSWER_BYTES`],
+//! parses as the call's response and names a status the contract has for
+//! it. Anything else (an ingress's HTML page, an empty body, other JSON, a
+//! status nobody agreed on) is [`OFF_CONTRACT`]: `infrastructure` /
+//! `unknown`, so the stage asks by key and never proceeds on it.
 
 use crate::breaker::{Breaker, Permit};
 use crate::key::IdempotencyKey;
@@ -8,7 +15,7 @@ use crate::limit::InFlightLimit;
 use orderflow_core::Stage;
 use orderflow_core::decide::BreakerState;
 use orderflow_core::outcome::{
-    CallKind, ClassifyRule, FailureClass, Outcome, Response, TransportFailure, classify,
+    CallKind, Certainty, ClassifyRule, FailureClass, Outcome, Response, TransportFailure, classify,
 };
 use orderflow_core::policy::DownstreamPolicy;
 use reqwest::{Method, StatusCode, Url};
@@ -16,6 +23,30 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::error::Error as _;
 use std::time::{Duration, Instant};
+use tracing::warn;
+
+/// The most of an answer's body the fleet reads. Every answer of the
+/// contract is well under a kilobyte: a body past this is not one, and
+/// reading it whole could take the worker's memory.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// The code of an outcome made from a 2xx that is not the contract's
+/// answer to the call.
+pub const OFF_CONTRACT: &str = "off_contract";
+
+/// A success body of the contract: it names the state of what it is about.
+pub trait Contract: DeserializeOwned {
+    fn status(&self) -> &str;
+}
+
+/// The statuses the contract's success answer to one call may name
+/// (`payment.charge`: `succeeded` or `processing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect(pub &'static [&'static str]);
+
+/// A status query for this key must find nothing on a real API: the fleet
+/// makes keys as `order:stage:operation`, never without a `:`.
+const NO_SUCH_KEY: &str = "orderflow-contract-check";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -35,6 +66,9 @@ pub struct Answer<T> {
     pub outcome: Outcome,
     pub body: Option<T>,
     pub latency: Duration,
+    /// For an [`OFF_CONTRACT`] outcome: what came instead of the contract's
+    /// answer (`200 text/html, 68 bytes: not JSON`).
+    pub off_contract: Option<String>,
 }
 
 impl<T> Answer<T> {
@@ -43,8 +77,27 @@ impl<T> Answer<T> {
             outcome,
             body: None,
             latency,
+            off_contract: None,
         }
     }
+}
+
+/// A response's body, read up to [`MAX_ANSWER_BYTES`].
+struct Body {
+    bytes: Vec<u8>,
+    /// More was sent than was read.
+    oversized: bool,
+}
+
+/// What a response was, in words for a log line or a readiness reason.
+fn describe(status: StatusCode, content_type: Option<&str>, body: &Body) -> String {
+    let size = if body.oversized {
+        format!("over {MAX_ANSWER_BYTES} bytes")
+    } else {
+        format!("{} bytes", body.bytes.len())
+    };
+    let content_type = content_type.unwrap_or("no content type");
+    format!("{} {content_type}, {size}", status.as_u16())
 }
 
 /// A downstream API: base URL, HTTP client with the policy's timeouts, the
@@ -106,44 +159,97 @@ impl Downstream {
 
     /// A mutating call: POST, carrying the idempotency key. `endpoint` names
     /// the call in metrics (`payment.charge`).
-    pub async fn action<T: DeserializeOwned>(
+    /// `expect` is what its success answer may say.
+    pub async fn action<T: Contract>(
         &self,
         endpoint: &'static str,
         path: &str,
         key: &IdempotencyKey,
         body: Option<&Value>,
+        expect: Expect,
     ) -> Answer<T> {
-        self.call(
+        let call = Call {
             endpoint,
-            CallKind::Action,
-            Method::POST,
-            path,
-            Some(key.as_str()),
-            body,
-        )
-        .await
-    }
-
-    /// A status query by key: GET.
-    pub async fn status<T: DeserializeOwned>(
-        &self,
-        endpoint: &'static str,
-        path: &str,
-    ) -> Answer<T> {
-        self.call(endpoint, CallKind::Status, Method::GET, path, None, None)
+            kind: CallKind::Action,
+            expect,
+        };
+        self.call(call, Method::POST, path, Some(key.as_str()), body)
             .await
     }
 
-    /// Sends one request and classifies what came back.
-    async fn call<T: DeserializeOwned>(
+    /// A status query by key: GET.
+    pub async fn status<T: Contract>(
         &self,
         endpoint: &'static str,
-        kind: CallKind,
+        path: &str,
+        expect: Expect,
+    ) -> Answer<T> {
+        let call = Call {
+            endpoint,
+            kind: CallKind::Status,
+            expect,
+        };
+        self.call(call, Method::GET, path, None, None).await
+    }
+
+    /// Whether the base URL is this API: a status query for a key that
+    /// cannot exist (`status_path` + the key) must get the contract's JSON
+    /// `404 {"code": "not_found"}` (or `501 not_implemented` from an API
+    /// without status queries). A contract error (`500 internal_error`,
+    /// `503 unavailable`, ...) is the API having a bad moment, which the
+    /// stages ride out as always. Anything else — no answer, a page, a 2xx
+    /// — says what it was, for the worker's readiness and log.
+    pub async fn check_contract(&self, status_path: &str) -> Result<(), String> {
+        let url = self
+            .base
+            .join(&format!("{status_path}{NO_SUCH_KEY}"))
+            .expect("API paths are relative and valid");
+        let wanted = "the contract's 404 {\"code\": \"not_found\"}";
+        let response = match self.http.get(url.clone()).send().await {
+            Ok(response) => response,
+            Err(err) => {
+                return Err(format!(
+                    "GET {url} got no answer ({}); wanted {wanted}",
+                    chain(&err)
+                ));
+            }
+        };
+        let status = response.status();
+        let content_type = content_type(&response);
+        let body = read_capped(response).await.map_err(|err| {
+            format!("GET {url} answered {status}, then the body broke off ({err}); wanted {wanted}")
+        })?;
+        let code = serde_json::from_slice::<Value>(&body.bytes)
+            .ok()
+            .and_then(|v| v.get("code").and_then(Value::as_str).map(str::to_owned));
+        let contract_error = matches!(
+            (status.as_u16(), code.as_deref()),
+            (404, Some("not_found"))
+                | (501, Some("not_implemented"))
+                | (500, Some("internal_error"))
+                | (503, Some("unavailable" | "over_capacity"))
+                | (504, Some("timeout"))
+                | (429, Some("rate_limited"))
+        );
+        if contract_error && !body.oversized {
+            return Ok(());
+        }
+        Err(format!(
+            "GET {url} answered {}; wanted {wanted}",
+            describe(status, content_type.as_deref(), &body)
+        ))
+    }
+
+    /// Sends one request and classifies what came back.
+    async fn call<T: Contract>(
+        &self,
+        call: Call,
         method: Method,
         path: &str,
         idempotency_key: Option<&str>,
         body: Option<&Value>,
     ) -> Answer<T> {
+        let Call { endpoint, kind, .. } = call;
         if self.breaker.acquire() == Permit::Refused {
             let answer =
                 Answer::without_body(TransportFailure::BreakerOpen.outcome(), Duration::ZERO);
@@ -167,7 +273,7 @@ impl Downstream {
         let (answer, client_error) = match request.send().await {
             Ok(response) => {
                 let client_error = response.status().is_client_error();
-                (self.read(kind, response, started).await, client_error)
+                (self.read(call, response, started).await, client_error)
             }
             Err(err) => (
                 Answer::without_body(transport_failure(&err).outcome(), started.elapsed()),
@@ -201,50 +307,159 @@ impl Downstream {
         answer
     }
 
-    async fn read<T: DeserializeOwned>(
+    async fn read<T: Contract>(
         &self,
-        kind: CallKind,
+        call: Call,
         response: reqwest::Response,
         started: Instant,
     ) -> Answer<T> {
         let status = response.status();
         let retry_after = retry_after(&response);
+        let content_type = content_type(&response);
+        let url = response.url().clone();
         // The status line arrived, so the request was processed; losing the
         // body now still leaves the outcome unknown.
-        let bytes = match response.bytes().await {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                return Answer::without_body(
-                    TransportFailure::ResetAfterSend.outcome(),
-                    started.elapsed(),
-                );
-            }
+        let Ok(body) = read_capped(response).await else {
+            return Answer::without_body(
+                TransportFailure::ResetAfterSend.outcome(),
+                started.elapsed(),
+            );
         };
-        let json: Option<Value> = serde_json::from_slice(&bytes).ok();
+        let json: Option<Value> = if body.oversized {
+            None
+        } else {
+            serde_json::from_slice(&body.bytes).ok()
+        };
+        if status.is_success() {
+            return match contract_answer::<T>(json, call.expect) {
+                Ok(parsed) => {
+                    let outcome = classify(
+                        &self.rules,
+                        call.kind,
+                        &Response {
+                            status: status.as_u16(),
+                            code: Some(parsed.status()),
+                            retry_after,
+                        },
+                    );
+                    Answer {
+                        outcome,
+                        body: Some(parsed),
+                        latency: started.elapsed(),
+                        off_contract: None,
+                    }
+                }
+                Err(why) => {
+                    let what = format!(
+                        "{}: {why}",
+                        describe(status, content_type.as_deref(), &body)
+                    );
+                    warn!(
+                        downstream = self.stage.as_str(),
+                        endpoint = call.endpoint,
+                        %url,
+                        answer = %what,
+                        "a 2xx that is not the contract's answer: its outcome is unknown"
+                    );
+                    let mut outcome =
+                        Outcome::new(FailureClass::Infrastructure, Certainty::Unknown);
+                    outcome.code = Some(OFF_CONTRACT.to_owned());
+                    Answer {
+                        outcome,
+                        body: None,
+                        latency: started.elapsed(),
+                        off_contract: Some(what),
+                    }
+                }
+            };
+        }
         let code = json
             .as_ref()
-            .and_then(|v| v.get("code").or_else(|| v.get("status")))
+            .and_then(|v| v.get("code"))
             .and_then(Value::as_str);
         let outcome = classify(
             &self.rules,
-            kind,
+            call.kind,
             &Response {
                 status: status.as_u16(),
                 code,
                 retry_after,
             },
         );
-        let body = if status.is_success() {
-            json.and_then(|v| serde_json::from_value(v).ok())
-        } else {
-            None
-        };
-        Answer {
-            outcome,
-            body,
-            latency: started.elapsed(),
-        }
+        Answer::without_body(outcome, started.elapsed())
     }
+}
+
+/// One call as the contract sees it.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    /// Names the call in metrics and logs (`payment.charge`).
+    endpoint: &'static str,
+    kind: CallKind,
+    expect: Expect,
+}
+
+/// The success body, if it is the contract's answer to the call; else why
+/// not.
+fn contract_answer<T: Contract>(json: Option<Value>, expect: Expect) -> Result<T, String> {
+    let json = json.ok_or("not JSON")?;
+    let parsed: T =
+        serde_json::from_value(json).map_err(|e| format!("not the call's response ({e})"))?;
+    if expect.0.contains(&parsed.status()) {
+        Ok(parsed)
+    } else {
+        Err(format!(
+            "status `{}` is not one the contract has for this call ({})",
+            parsed.status(),
+            expect.0.join(", ")
+        ))
+    }
+}
+
+/// Reads the body up to [`MAX_ANSWER_BYTES`]: a `Content-Length` past it
+/// is not read at all, a body that runs past it is cut off there.
+async fn read_capped(mut response: reqwest::Response) -> Result<Body, reqwest::Error> {
+    let limit = MAX_ANSWER_BYTES as u64;
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Ok(Body {
+            bytes: Vec::new(),
+            oversized: true,
+        });
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Ok(Body {
+                bytes,
+                oversized: true,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Body {
+        bytes,
+        oversized: false,
+    })
+}
+
+fn content_type(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// An error with its causes, for one line of text.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 /// Whether the request can have reached the downstream decides the

@@ -27,7 +27,7 @@ use crate::lost::{self, Lost, lost_writes};
 use crate::patience::patiently;
 use crate::step::StepMessage;
 use orderflow_broker::{Handler, Incoming, Meta, Outgoing, Publisher, Settlement, TopologySpec};
-use orderflow_core::message::{Invalid, OrderId};
+use orderflow_core::message::{Invalid, OrderId, Problem};
 use orderflow_core::{OrderState, Policy, PolicyId, Stage};
 use orderflow_store::{Begun, ErrorClass, Lease, LostOrder, Note, OrderRecord, Store, Transition};
 use sha2::{Digest, Sha256};
@@ -184,7 +184,11 @@ impl<L: StageLogic> StageRunner<L> {
         publisher: &Publisher,
     ) -> Result<Settlement, Error> {
         let stage = self.logic.stage();
-        let order_id = match self.logic.admit(delivery, &self.env).await? {
+        let admission = match too_large(delivery, self.env.policy.broker.max_message_bytes) {
+            Some(invalid) => Admission::Malformed(invalid),
+            None => self.logic.admit(delivery, &self.env).await?,
+        };
+        let order_id = match admission {
             Admission::Order(order_id) => order_id,
             Admission::Malformed(invalid) => {
                 publisher
@@ -593,6 +597,20 @@ impl<L: StageLogic> StageRunner<L> {
             meta,
         )
     }
+}
+
+/// A body past the policy's `broker.max_message_bytes` is never decoded:
+/// prefetch times a huge body would take the worker's memory.
+fn too_large(delivery: &Incoming, limit: usize) -> Option<Invalid> {
+    let size = delivery.body().len();
+    (size > limit).then(|| Invalid {
+        problems: vec![Problem {
+            path: String::new(),
+            message: format!(
+                "the message is {size} bytes, over broker.max_message_bytes ({limit}); it was not decoded"
+            ),
+        }],
+    })
 }
 
 /// The delivery's hold on its order: the lease's fencing number, the

@@ -32,6 +32,17 @@ pub async fn track(
     }
     let key = IdempotencyKey::new(&order.order_id, Operation::Ship);
     let answer = downstreams.shipping.shipment(&key).await;
+    if let Some(what) = answer.off_contract {
+        // Not the shipping API's answer (a status it does not have, a
+        // page): a person must look at what the tracking URL says.
+        return Ok(escalate(
+            "fulfilment_status_unknown",
+            None,
+            Some(what),
+            "fulfilment.unknown_status.escalate",
+            vec![],
+        ));
+    }
     let Some(shipment) = answer
         .body
         .filter(|_| answer.outcome.is_confirmed_success())

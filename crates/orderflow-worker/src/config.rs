@@ -67,7 +67,8 @@ pub struct Common {
 }
 
 /// Where the downstream APIs are, for the stage workers (the reconciler
-/// calls none: it asks the stages). They need not be up at start.
+/// calls none: it asks the stages). A stage worker stays unready and takes
+/// nothing until each answers as its API (the `contract` check).
 #[derive(Debug, Clone, Args)]
 pub struct Apis {
     /// Base URL of the inventory API.
@@ -140,7 +141,8 @@ Every flag can be set by its environment variable instead.
 Logging: RUST_LOG filters (default `info`); logs go to stderr.
 Exit status: 0 after a clean SIGTERM/SIGINT drain, 2 for bad settings or a
 failed start-up check (Redis or RabbitMQ unreachable, topology conflict),
-1 for any later error. The downstream APIs need not be up at start.
+1 for any later error. A stage worker is not ready, and takes nothing,
+until each API URL answers as its API (it checks every 2 s).
 See docs/workers.md.";
 
 #[derive(Debug, Parser)]
@@ -241,8 +243,8 @@ impl Settings {
 
     /// Everything that can be checked without a connection: URL syntax,
     /// the namespace, the policy (every problem it has), the downstream
-    /// clients. The downstream APIs themselves are not contacted: the fleet
-    /// starts and stays up through their outages.
+    /// clients. The downstream APIs themselves are not contacted here: the
+    /// worker checks them once running, unready until they answer.
     pub fn check(&self) -> Result<Checked, Failure> {
         let c = &self.common;
         check_url(
@@ -380,7 +382,7 @@ const ACTOR: Setting = Setting {
     flag: "--actor",
 };
 
-fn downstream_url(stage: Stage) -> Setting {
+pub(crate) fn downstream_url(stage: Stage) -> Setting {
     match stage {
         Stage::Inventory => Setting {
             env: "ORDERFLOW_INVENTORY_URL",
@@ -401,11 +403,9 @@ fn downstream_url(stage: Stage) -> Setting {
 /// check of its own.
 fn check_url(setting: Setting, raw: &str, schemes: &[&str], example: &str) -> Result<(), Failure> {
     let fix = format!("give a URL such as {example}");
-    let url = url::Url::parse(raw).map_err(|e| {
-        let shown = without_credentials(raw);
-        Failure::setting(setting, format!("`{shown}` is not a URL ({e})"), &fix)
-    })?;
     let shown = without_password(raw);
+    let url = url::Url::parse(raw)
+        .map_err(|e| Failure::setting(setting, format!("`{shown}` is not a URL ({e})"), &fix))?;
     if !schemes.contains(&url.scheme()) {
         return Err(Failure::setting(
             setting,
@@ -426,18 +426,6 @@ fn check_url(setting: Setting, raw: &str, schemes: &[&str], example: &str) -> Re
         ));
     }
     Ok(())
-}
-
-/// A value that is not a URL shown without what may be a password: a typo
-/// in the scheme (`amqp//user:secret@host`) must not put it in the logs.
-fn without_credentials(raw: &str) -> String {
-    let Some(at) = raw.rfind('@') else {
-        return raw.to_owned();
-    };
-    match raw[..at].rfind(':') {
-        Some(colon) => format!("{}:***{}", &raw[..colon], &raw[at..]),
-        None => raw.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -521,7 +509,6 @@ mod tests {
             text.contains("`amqp//guest:***@localhost` is not a URL"),
             "{text}"
         );
-        assert_eq!(without_credentials("not a url"), "not a url");
     }
 
     #[test]

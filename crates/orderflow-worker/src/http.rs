@@ -15,7 +15,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use orderflow_core::policy::PolicyId;
 use orderflow_store::Store;
 use serde_json::json;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,8 @@ pub struct Readiness {
     store: OnceLock<Store>,
     /// Cancelled when the process starts draining.
     draining: CancellationToken,
+    /// Why a downstream URL is not the contract's API yet, while it is not.
+    downstreams: Mutex<Option<String>>,
 }
 
 impl Readiness {
@@ -41,7 +43,14 @@ impl Readiness {
             policy_id,
             store: OnceLock::new(),
             draining,
+            downstreams: Mutex::new(None),
         }
+    }
+
+    /// What the downstream contract check found: `None` once every URL
+    /// answered as its API.
+    pub fn downstreams(&self, problem: Option<String>) {
+        *self.downstreams.lock().unwrap_or_else(|e| e.into_inner()) = problem;
     }
 
     /// The start-up checks passed; from now on readiness is the store's.
@@ -56,6 +65,9 @@ impl Readiness {
         let Some(store) = self.store.get() else {
             return Err("starting: start-up checks have not passed yet".to_owned());
         };
+        if let Some(problem) = &*self.downstreams.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(problem.clone());
+        }
         // Redis answers pings but refuses the work (out of memory,
         // read-only): deliveries are held meanwhile.
         if let Some((waiting, said)) = orderflow_runtime::waiting_on_redis() {

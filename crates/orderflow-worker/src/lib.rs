@@ -12,11 +12,14 @@
 //! - `failure`: start-up (exit 2) versus runtime (exit 1) failures.
 //! - `telemetry`: logging and the Prometheus recorder.
 //! - `http`: `/healthz`, `/readyz`, `/metrics`.
+//! - `contract`: the check that each downstream URL answers as its API,
+//!   which holds consumption and readiness until it passes.
 //! - `presence`: the heartbeat `orderctl status` reads, and the watch on
 //!   whether an operator paused the stage.
 //! - `run`: start-up against Redis and RabbitMQ, then the role's work.
 
 mod config;
+mod contract;
 mod failure;
 mod http;
 mod presence;

@@ -5,6 +5,7 @@
 use crate::config::{
     AMQP_URL, Common, Consume, Job, LISTEN, NAMESPACE, POLICY, REDIS_URL, Settings,
 };
+use crate::contract;
 use crate::failure::Failure;
 use crate::http::{self, Readiness};
 use crate::presence::{self, Identity};
@@ -65,6 +66,16 @@ pub async fn run(settings: Settings) -> Result<(), Failure> {
 
     let store = connect_store(common).await?;
     declare_topology(role, common, &checked.spec).await?;
+    // A stage worker is not ready before its downstream URLs are checked.
+    let stop_check = CancellationToken::new();
+    let checked_downstreams = match &checked.job {
+        Job::Stage { downstreams, .. } => Some(contract::check(
+            downstreams.clone(),
+            readiness.clone(),
+            stop_check.clone(),
+        )),
+        Job::Reconcile => None,
+    };
     readiness.started(store.clone());
     info!(
         role = role.as_str(),
@@ -97,6 +108,8 @@ pub async fn run(settings: Settings) -> Result<(), Failure> {
         } => {
             let (paused, watcher) =
                 presence::pause_watch(store.clone(), stage, stop_presence.clone()).await;
+            let (verified, checker) = checked_downstreams.expect("a stage job checks its APIs");
+            let (held, holder) = contract::hold(paused.clone(), verified, stop_presence.clone());
             let beat = presence::heartbeat(
                 store,
                 identity,
@@ -110,7 +123,7 @@ pub async fn run(settings: Settings) -> Result<(), Failure> {
                 common,
                 consume: &consume,
                 shutdown,
-                paused,
+                held,
             };
             let worked = match stage {
                 Stage::Inventory => run.queue(InventoryStage::new(downstreams)).await,
@@ -118,7 +131,8 @@ pub async fn run(settings: Settings) -> Result<(), Failure> {
                 Stage::Shipping => run.queue(ShippingStage::new(downstreams)).await,
             };
             stop_presence.cancel();
-            let _ = tokio::join!(beat, watcher);
+            stop_check.cancel();
+            let _ = tokio::join!(beat, watcher, holder, checker);
             worked
         }
         Job::Reconcile => {
@@ -231,8 +245,9 @@ struct Consuming<'a> {
     common: &'a Common,
     consume: &'a Consume,
     shutdown: CancellationToken,
-    /// Whether an operator paused the stage: no deliveries while it is.
-    paused: watch::Receiver<bool>,
+    /// Whether an operator paused the stage or its downstream URLs have
+    /// not passed the contract check: no deliveries while either holds.
+    held: watch::Receiver<bool>,
 }
 
 impl Consuming<'_> {
@@ -250,7 +265,7 @@ impl Consuming<'_> {
             consumer_tag_prefix: format!("{}.{}", self.common.namespace, self.role.binary()),
         };
         let runner = StageRunner::new(logic, self.env);
-        Consumer::run_pausable(config, spec, runner, self.shutdown, self.paused)
+        Consumer::run_pausable(config, spec, runner, self.shutdown, self.held)
             .await
             .map_err(|e| Failure::Runtime(format!("consuming `{queue}`: {}", chain(&e))))
     }

@@ -9,6 +9,8 @@ use orderflow_broker::{Meta, Publisher, TopologySpec, admin};
 use orderflow_core::decide::BreakerState;
 use orderflow_core::{Policy, Stage};
 use orderflow_store::{LiveWorker, Store};
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,28 @@ fn amqp_url() -> String {
 
 fn redis_url() -> String {
     std::env::var("ORDERFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// An API of the contract with no records: every status query answers the
+/// contract's `404 {"code": "not_found"}`, so a worker pointed at it passes
+/// its start-up check. Its base URL.
+fn empty_api() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let base = format!("http://{}", listener.local_addr().expect("bound"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0; 8192];
+            let _ = stream.read(&mut request);
+            let body = r#"{"code": "not_found", "message": "no such record"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
 }
 
 struct Fixture {
@@ -65,8 +89,10 @@ impl Fixture {
         }
     }
 
-    /// Starts the payment worker; its APIs point at a closed port.
+    /// Starts the payment worker; its APIs answer as the contract says,
+    /// with no records.
     fn start_payment_worker(&mut self) {
+        let api = empty_api();
         let mut command = Command::new(env!("CARGO_BIN_EXE_payment-worker"));
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("ORDERFLOW_") {
@@ -79,9 +105,9 @@ impl Fixture {
             .env("ORDERFLOW_REDIS_URL", redis_url())
             .env("ORDERFLOW_LISTEN", "127.0.0.1:0")
             .env("ORDERFLOW_ACTOR", "payment-worker@test/1")
-            .env("ORDERFLOW_PAYMENT_URL", "http://127.0.0.1:1")
-            .env("ORDERFLOW_INVENTORY_URL", "http://127.0.0.1:1")
-            .env("ORDERFLOW_SHIPPING_URL", "http://127.0.0.1:1")
+            .env("ORDERFLOW_PAYMENT_URL", &api)
+            .env("ORDERFLOW_INVENTORY_URL", &api)
+            .env("ORDERFLOW_SHIPPING_URL", &api)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

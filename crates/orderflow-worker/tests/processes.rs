@@ -386,6 +386,28 @@ fn help_lists_every_setting_with_its_variable() {
     }
 }
 
+/// An API of the contract with no records: every status query answers the
+/// contract's `404 {"code": "not_found"}`, so a worker pointed at it passes
+/// its start-up check. Its base URL.
+fn empty_api() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let base = format!("http://{}", listener.local_addr().expect("bound"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0; 8192];
+            let _ = stream.read(&mut request);
+            let body = r#"{"code": "not_found", "message": "no such record"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}
+
 /// A process started in the background, its stderr read line by line.
 struct Running {
     child: Child,
@@ -490,12 +512,12 @@ fn wait_until_ready(address: SocketAddr) -> String {
 }
 
 /// Starts `binary`, checks its endpoints, then drains it with SIGTERM.
-/// The downstream APIs point at a closed port: their outage is no reason
-/// not to start.
+/// The downstream APIs answer as the contract says.
 fn serves_and_drains(ns: &Namespace, binary: &str, role: &str) -> (SocketAddr, Running) {
     let mut command = ns.command(binary);
-    for api in ["INVENTORY", "PAYMENT", "SHIPPING"] {
-        command.env(format!("ORDERFLOW_{api}_URL"), "http://127.0.0.1:1");
+    let api = empty_api();
+    for name in ["INVENTORY", "PAYMENT", "SHIPPING"] {
+        command.env(format!("ORDERFLOW_{name}_URL"), &api);
     }
     let mut running = Running::start(command);
     let address = running.address();
@@ -565,4 +587,81 @@ fn the_reconciler_serves_health_and_metrics_and_drains_on_sigterm() {
     assert_eq!(ns.depth(&queue), 0);
     let status = running.terminate();
     assert_eq!(status.code(), Some(0), "{status}");
+}
+
+#[test]
+fn a_stage_worker_stays_unready_until_its_api_urls_answer_as_the_contract() {
+    let ns = Namespace::new();
+    let mut command = ns.command(PAYMENT);
+    // Nothing answers there: it may be the API, down, or a wrong URL.
+    for name in ["INVENTORY", "PAYMENT", "SHIPPING"] {
+        command.env(format!("ORDERFLOW_{name}_URL"), "http://127.0.0.1:1");
+    }
+    let mut running = Running::start(command);
+    let address = running.address();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (status, body) = get(address, "/readyz");
+        assert_ne!(status, 200, "ready without a checked payment API: {body}");
+        if body.contains("ORDERFLOW_PAYMENT_URL") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no reason given: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        body.contains("http://127.0.0.1:1/v1/payments/by-key/") && body.contains("no answer"),
+        "{body}"
+    );
+    // And the log says the same.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !running
+        .seen
+        .iter()
+        .any(|l| l.contains("not ready: ORDERFLOW_PAYMENT_URL"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = running
+            .lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no warning in the log:\n{}", running.seen.join("\n")));
+        running.seen.push(line);
+    }
+    let status = running.terminate();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_password_with_url_special_characters_is_never_printed() {
+    let ns = Namespace::new();
+    // `/`, `?`, `#` and `@` end or split a URL's authority: a masking that
+    // looks for the first of them shows the rest of the password.
+    for password in ["se/cret-pw", "se?cret-pw", "se#cret-pw", "se@cret/pw"] {
+        for (setting, url) in [
+            (
+                "ORDERFLOW_AMQP_URL",
+                format!("amqp://guest:{password}@127.0.0.1:1/%2f"),
+            ),
+            (
+                "ORDERFLOW_REDIS_URL",
+                format!("redis://:{password}@127.0.0.1:1"),
+            ),
+            (
+                "ORDERFLOW_REDIS_URL",
+                format!("redis://user:{}@127.0.0.1:1", password.replace('/', "%2F")),
+            ),
+        ] {
+            let mut command = ns.command(PAYMENT);
+            command.env(setting, &url);
+            let (status, stderr) = run_to_exit(command);
+            assert_eq!(status.code(), Some(2), "{url}: stderr:\n{stderr}");
+            assert!(stderr.contains(setting), "{url}: stderr:\n{stderr}");
+            for secret in ["cret-pw", "cret/pw", "cret%2Fpw"] {
+                assert!(
+                    !stderr.contains(secret),
+                    "{setting}={url}: the password is in stderr:\n{stderr}"
+                );
+            }
+        }
+    }
 }

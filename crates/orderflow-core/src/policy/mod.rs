@@ -72,6 +72,9 @@ impl<T> PerStage<T> {
 #[serde(deny_unknown_fields)]
 pub struct BrokerPolicy {
     pub delivery_limit: u32,
+    /// The largest message body a worker decodes; a larger one is parked
+    /// as malformed without being parsed.
+    pub max_message_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

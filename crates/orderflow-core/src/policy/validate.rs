@@ -6,6 +6,10 @@ use crate::outcome::{Certainty, FailureClass};
 use crate::stage::Stage;
 use std::time::Duration;
 
+/// The smallest `broker.max_message_bytes` that takes every message of the
+/// contract (docs/messages.md).
+const MIN_MESSAGE_BYTES: usize = 4096;
+
 pub(super) fn validate(policy: &Policy) -> Vec<PolicyProblem> {
     let mut problems = Vec::new();
     let mut problem = |key: String, why: String| problems.push(PolicyProblem::new(key, why));
@@ -36,6 +40,16 @@ pub(super) fn validate(policy: &Policy) -> Vec<PolicyProblem> {
             format!(
                 "({}) must exceed the most attempts the policy makes for one delivery (downstreams.{stage}.retry.max_attempts = {attempts}); otherwise the broker dead-letters messages the policy still means to retry",
                 policy.broker.delivery_limit
+            ),
+        );
+    }
+
+    if policy.broker.max_message_bytes < MIN_MESSAGE_BYTES {
+        problem(
+            "broker.max_message_bytes".into(),
+            format!(
+                "({}) must be at least {MIN_MESSAGE_BYTES}: the contract's own messages are up to a few kilobytes",
+                policy.broker.max_message_bytes
             ),
         );
     }
@@ -303,6 +317,15 @@ mod tests {
             keys("[stages.payment]\nambiguity_window = \"1s\"\n"),
             ["stages.payment.ambiguity_window"]
         );
+    }
+
+    #[test]
+    fn a_message_size_limit_below_the_contracts_messages_is_refused() {
+        assert_eq!(
+            keys("[broker]\nmax_message_bytes = 100\n"),
+            ["broker.max_message_bytes"]
+        );
+        assert!(keys("[broker]\nmax_message_bytes = 65536\n").is_empty());
     }
 
     #[test]
