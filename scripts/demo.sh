@@ -2,7 +2,7 @@
 # The main job: services up, a release build of the fleet, then
 # `orderctl demo` — the simulator, the three stage workers and the
 # reconciler as processes on the local RabbitMQ and Redis, a demo load of
-# 2,000 orders under faults that exercise every row of DESIGN.md §4, live
+# 2,000 orders under faults that exercise every row of docs/design.md §4, live
 # progress, and a summary ending in the I1–I9 check against the simulator's
 # ledger. Extra arguments go to `orderctl demo` (e.g. --orders 500 --keep).
 set -euo pipefail

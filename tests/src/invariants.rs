@@ -1,4 +1,4 @@
-//! I1–I9 (DESIGN.md §5), as observable from outside the fleet: the
+//! I1–I9 (docs/design.md §5), as observable from outside the fleet: the
 //! simulator's ledger is the truth about side effects, the store and its
 //! audit streams are the fleet's view, the inventory exception queue holds
 //! what was refused at the door.

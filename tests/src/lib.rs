@@ -2,7 +2,7 @@
 //!
 //! The end-to-end harness: the simulator and the worker processes started as
 //! real processes on the real RabbitMQ and Redis, each test in a namespace of
-//! its own, and the invariants I1–I9 (DESIGN.md §5) checked against the
+//! its own, and the invariants I1–I9 (docs/design.md §5) checked against the
 //! simulator's ledger, the store and the audit streams.
 //!
 //! # Layout

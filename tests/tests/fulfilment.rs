@@ -1,4 +1,4 @@
-//! After acceptance (DESIGN.md §4, shipping: "fulfilment exception or no
+//! After acceptance (docs/design.md §4, shipping: "fulfilment exception or no
 //! progress past threshold"): the reconciler tracks the shipment and
 //! escalates an exception or a stall, with a customer event, rolling
 //! nothing back.

@@ -1,4 +1,4 @@
-//! The happy path (DESIGN.md §4: inventory `reserved`, payment
+//! The happy path (docs/design.md §4: inventory `reserved`, payment
 //! `authorised`, shipping `accepted`, the reconciler to `delivered`): every
 //! stage once, the reservation committed, the customer told each step.
 

@@ -1,4 +1,4 @@
-//! The inventory rows of DESIGN.md §4: insufficient stock fails fast; a
+//! The inventory rows of docs/design.md §4: insufficient stock fails fast; a
 //! timeout is resolved by status query or a deferred retry with the same
 //! key; 503/429 are retried within budget or deferred, or fail fast when
 //! the policy says so; a deferred retry that finds the order cancelled

@@ -1,4 +1,4 @@
-//! The payment rows of DESIGN.md §4: declines fail fast and release the
+//! The payment rows of docs/design.md §4: declines fail fast and release the
 //! stock; a timeout, a 5xx or a processing charge is resolved by status
 //! query, parked as `payment_pending` and re-checked, escalated past the
 //! ambiguity window, never shipped, refunded or released on a guess; a

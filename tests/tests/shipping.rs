@@ -1,4 +1,4 @@
-//! The shipping rows of DESIGN.md §4: a refused shipment blocks the order
+//! The shipping rows of docs/design.md §4: a refused shipment blocks the order
 //! for a business decision without rolling back payment or stock; a
 //! timeout before the acknowledgement is resolved by status query (found →
 //! proceed, not found → the same key again), never with a second shipment.

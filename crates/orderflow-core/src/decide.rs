@@ -7,7 +7,7 @@
 //! every log line and audit entry can say *why*. The runtime turns a decision
 //! into ack / delay / exception in one place.
 //!
-//! The rules, in the order they are tried (DESIGN.md §4):
+//! The rules, in the order they are tried (docs/design.md §4):
 //! 1. a confirmed success proceeds;
 //! 2. an order cancelled meanwhile is compensated, but only on a known outcome;
 //! 3. a payment failure learned after shipping is escalated, never rolled back;

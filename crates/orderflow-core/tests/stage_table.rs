@@ -1,4 +1,4 @@
-//! One test per row of DESIGN.md §4, against the default policy.
+//! One test per row of docs/design.md §4, against the default policy.
 
 use orderflow_core::decide::{
     BreakerState, BudgetState, Capabilities, Compensation, Decision, DecisionContext,

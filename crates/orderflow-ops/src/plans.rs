@@ -2,7 +2,7 @@
 //! why it is refused — decided from the order alone, without I/O, so the
 //! rules are tested on their own. `actions` carries the plans out.
 //!
-//! The safety rules, all from DESIGN.md:
+//! The safety rules, all from docs/design.md:
 //! - nothing is refunded or released on an unknown outcome (I6): an
 //!   escalation whose stage's outcome is unknown is resolved or retried,
 //!   never cancelled;

@@ -1,4 +1,4 @@
-//! The per-delivery stage loop (DESIGN.md §3), the one place a delivery is
+//! The per-delivery stage loop (docs/design.md §3), the one place a delivery is
 //! settled:
 //!
 //! 1. admit: decode and validate; malformed → exception queue, ack;

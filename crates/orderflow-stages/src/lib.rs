@@ -1,6 +1,6 @@
 //! # orderflow-stages
 //!
-//! What each stage does with an order (DESIGN.md §4), as
+//! What each stage does with an order (docs/design.md §4), as
 //! [`orderflow_runtime::StageLogic`]s the runtime settles, and the
 //! reconciler that tracks what happens after the stages.
 

@@ -156,8 +156,14 @@ pub const GUIDES: &[Guide] = &[
     Guide {
         reason: "order_not_found",
         stages: "any",
-        means: "A step message for an order the store does not have (a Redis restarted without persistence?).",
+        means: "A step message no stage sent (no `orderflow-order-version`) for an order the store does not have: hand-made, stray, or an order purged by hand.",
         action: "restore the store if you can, then `exceptions replay`; a test or stray message: `exceptions discard`",
+    },
+    Guide {
+        reason: "store_lost_writes",
+        stages: "any",
+        means: "Redis lost writes it had acknowledged: a message about the order was sent at a version the store has not reached (or the store no longer has the order at all, and recorded it again as escalated). The order is escalated; nothing was sent to a provider.",
+        action: "compare the providers' records of the order (reservation, charge, shipment) with `order show`, then `order resolve` (payment) or `order cancel`; then `exceptions discard`",
     },
     Guide {
         reason: "dead_lettered_{why}",
