@@ -626,6 +626,23 @@ impl Fleet {
         }
     }
 
+    /// Runs `orderctl ARGS --namespace NS` as the operator `alice`, on this
+    /// fleet's broker, store, policy and simulator.
+    pub fn orderctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binaries::path(binaries::CTL))
+            .args(args)
+            .args(["--namespace", &self.ns])
+            .env("ORDERFLOW_ACTOR", "alice")
+            .env("ORDERFLOW_POLICY", &self.policy_path)
+            .env("ORDERFLOW_AMQP_URL", amqp_url())
+            .env("ORDERFLOW_REDIS_URL", &self.redis_url)
+            .env("ORDERFLOW_INVENTORY_URL", &self.sim_url)
+            .env("ORDERFLOW_PAYMENT_URL", &self.sim_url)
+            .env("ORDERFLOW_SHIPPING_URL", &self.sim_url)
+            .output()
+            .expect("orderctl runs")
+    }
+
     /// The fleet's private Redis as it is now (see [`Fleet::restore_redis`]).
     pub fn snapshot_redis(&self) -> RedisSnapshot {
         let redis = self.redis.lock().unwrap_or_else(|e| e.into_inner());

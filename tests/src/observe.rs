@@ -434,3 +434,16 @@ pub fn tally(records: &[OrderRecord]) -> String {
     }
     format!("{counts:?}")
 }
+
+/// The states of an order's reservations in the ledger, oldest first.
+pub fn reservation_states(
+    ledger: &Ledger,
+    id: &str,
+) -> Vec<downstream_sim::ledger::ReservationState> {
+    ledger
+        .reservations
+        .iter()
+        .filter(|r| r.order_id == id)
+        .map(|r| r.state)
+        .collect()
+}

@@ -5,20 +5,12 @@
 //! `cancel_after_shipment`); an order that has ended is not touched.
 
 use orderflow_e2e::{
-    Cancel, Endpoint, Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState, Stage,
+    Cancel, Endpoint, Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState,
+    Stage, reservation_states,
 };
 use std::time::Duration;
 
 const SETTLE: Duration = Duration::from_secs(25);
-
-fn reservation_states(ledger: &orderflow_e2e::Ledger, id: &str) -> Vec<ReservationState> {
-    ledger
-        .reservations
-        .iter()
-        .filter(|r| r.order_id == id)
-        .map(|r| r.state)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_before_payment_releases_the_reservation() {

@@ -5,21 +5,12 @@
 use orderflow_broker::names::ORDER_PLACED;
 use orderflow_core::message::OrderId;
 use orderflow_e2e::{
-    Cancel, Endpoint, Fleet, FleetOptions, Ledger, Order, OrderState, PaymentState,
-    ReservationState, Stage, WorkerKind,
+    Cancel, Endpoint, Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState,
+    Stage, WorkerKind, reservation_states,
 };
 use std::time::{Duration, Instant};
 
 const SETTLE: Duration = Duration::from_secs(60);
-
-fn reservation_states(ledger: &Ledger, id: &str) -> Vec<ReservationState> {
-    ledger
-        .reservations
-        .iter()
-        .filter(|r| r.order_id == id)
-        .map(|r| r.state)
-        .collect()
-}
 
 /// Item 2: 200 orders, each followed at once by its `order.cancel` on the
 /// same channel, at an inventory concurrency of 16 on two replicas. The

@@ -11,13 +11,12 @@
 //!   again after a replay cannot be replayed past the replay window.
 
 use orderflow_broker::{Meta, Publisher};
-use orderflow_e2e::binaries::{self, CTL};
 use orderflow_e2e::{
     Cancel, Endpoint, Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState,
     Stage, fixtures,
 };
 use serde_json::Value;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -25,35 +24,16 @@ const WAIT: Duration = Duration::from_secs(30);
 /// No faults anywhere: the provider answers again.
 const HEALED: &str = "[shipping]\nfulfilment_step_ms = 100\n";
 
-/// `orderctl ARGS --namespace NS` as `alice`.
-fn orderctl_output(fleet: &Fleet, args: &[&str]) -> Output {
-    Command::new(binaries::path(CTL))
-        .args(args)
-        .args(["--namespace", fleet.namespace()])
-        .env("ORDERFLOW_ACTOR", "alice")
-        .env("ORDERFLOW_POLICY", fleet.policy_path())
-        .env("ORDERFLOW_AMQP_URL", orderflow_e2e::amqp_url())
-        .env("ORDERFLOW_REDIS_URL", orderflow_e2e::redis_url())
-        .env("ORDERFLOW_INVENTORY_URL", fleet.sim_url())
-        .env("ORDERFLOW_PAYMENT_URL", fleet.sim_url())
-        .env("ORDERFLOW_SHIPPING_URL", fleet.sim_url())
-        .output()
-        .expect("orderctl runs")
-}
-
 fn retry(fleet: &Fleet, order: &str, stage: &str) -> Output {
-    orderctl_output(
-        fleet,
-        &[
-            "order",
-            "retry",
-            order,
-            "--stage",
-            stage,
-            "--reason",
-            "the provider answers again",
-        ],
-    )
+    fleet.orderctl(&[
+        "order",
+        "retry",
+        order,
+        "--stage",
+        stage,
+        "--reason",
+        "the provider answers again",
+    ])
 }
 
 /// `text` with `key = value` in `[section]`: the key's line replaced, or
@@ -472,18 +452,15 @@ async fn a_step_parked_again_after_a_replay_cannot_be_replayed_past_the_window()
 /// `exceptions replay --stage payment --id ID --json`, whatever its exit
 /// status (a skipped message exits 2).
 fn replay(fleet: &Fleet, id: &str) -> Value {
-    let output = orderctl_output(
-        fleet,
-        &[
-            "exceptions",
-            "replay",
-            "--stage",
-            "payment",
-            "--id",
-            id,
-            "--json",
-        ],
-    );
+    let output = fleet.orderctl(&[
+        "exceptions",
+        "replay",
+        "--stage",
+        "payment",
+        "--id",
+        id,
+        "--json",
+    ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!(

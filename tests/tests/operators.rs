@@ -3,10 +3,8 @@
 //! from the exception queues to resolution, every step audited, while the
 //! real workers run.
 
-use orderflow_e2e::binaries::{self, CTL};
 use orderflow_e2e::{Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState};
 use serde_json::Value;
-use std::process::Command;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -14,18 +12,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// `orderctl ARGS --namespace NS` as `alice`; panics with its output unless
 /// it exits 0; returns stdout.
 fn orderctl(fleet: &Fleet, args: &[&str]) -> String {
-    let output = Command::new(binaries::path(CTL))
-        .args(args)
-        .args(["--namespace", fleet.namespace()])
-        .env("ORDERFLOW_ACTOR", "alice")
-        .env("ORDERFLOW_POLICY", fleet.policy_path())
-        .env("ORDERFLOW_AMQP_URL", orderflow_e2e::amqp_url())
-        .env("ORDERFLOW_REDIS_URL", orderflow_e2e::redis_url())
-        .env("ORDERFLOW_INVENTORY_URL", fleet.sim_url())
-        .env("ORDERFLOW_PAYMENT_URL", fleet.sim_url())
-        .env("ORDERFLOW_SHIPPING_URL", fleet.sim_url())
-        .output()
-        .expect("orderctl runs");
+    let output = fleet.orderctl(args);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),

@@ -21,15 +21,6 @@ fn payments_of<'a>(ledger: &'a orderflow_e2e::Ledger, id: &str) -> Vec<&'a order
         .collect()
 }
 
-fn reservation_state(ledger: &orderflow_e2e::Ledger, id: &str) -> Vec<ReservationState> {
-    ledger
-        .reservations
-        .iter()
-        .filter(|r| r.order_id == id)
-        .map(|r| r.state)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declined_short_of_funds_and_fraud_are_rejected_and_release_the_stock() {
     let fleet = Fleet::start(FleetOptions::new()).await;
@@ -52,7 +43,7 @@ async fn declined_short_of_funds_and_fraud_are_rejected_and_release_the_stock() 
     let ledger = fleet.ledger().await;
     for (id, _, _) in cases {
         assert_eq!(
-            reservation_state(&ledger, id),
+            orderflow_e2e::reservation_states(&ledger, id),
             [ReservationState::Released],
             "{id}: the reservation is released on a confirmed decline"
         );
@@ -202,7 +193,7 @@ async fn a_processing_payment_that_fails_is_rejected_and_releases_the_stock() {
     assert_eq!(payments.len(), 1);
     assert_eq!(payments[0].state, PaymentState::Failed);
     assert_eq!(
-        reservation_state(&ledger, &id),
+        orderflow_e2e::reservation_states(&ledger, &id),
         [ReservationState::Released]
     );
     assert!(ledger.shipments.is_empty());
@@ -239,7 +230,7 @@ async fn a_payment_unknown_past_the_ambiguity_window_is_escalated_without_rollba
     assert_eq!(payments.len(), 1);
     assert_eq!(payments[0].state, PaymentState::Processing);
     assert_eq!(
-        reservation_state(&ledger, &id),
+        orderflow_e2e::reservation_states(&ledger, &id),
         [ReservationState::Reserved]
     );
     assert_eq!(ledger.calls_to(Endpoint::PaymentRefund), 0);
@@ -282,7 +273,7 @@ async fn an_unknown_charge_at_a_provider_without_idempotency_or_status_is_escala
     assert_eq!(payments_of(&ledger, &id).len(), 1);
     assert_eq!(ledger.calls_to(Endpoint::PaymentRefund), 0);
     assert_eq!(
-        reservation_state(&ledger, &id),
+        orderflow_e2e::reservation_states(&ledger, &id),
         [ReservationState::Reserved]
     );
     fleet
@@ -315,7 +306,7 @@ async fn a_payment_failure_learned_after_shipping_is_escalated_without_rollback(
     let ledger = fleet.ledger().await;
     assert_eq!(ledger.shipments.len(), 1, "the shipment stands");
     assert_eq!(
-        reservation_state(&ledger, &id),
+        orderflow_e2e::reservation_states(&ledger, &id),
         [ReservationState::Committed]
     );
     assert_eq!(ledger.calls_to(Endpoint::InventoryRelease), 0);
