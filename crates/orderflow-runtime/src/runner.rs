@@ -290,8 +290,9 @@ impl<L: StageLogic> StageRunner<L> {
     ) -> Result<(Settlement, Released), Error> {
         let store = &self.env.store;
         let (order_id, runs) = (held.order_id, held.runs);
+        // The order's version when this message was sent (fleet messages).
+        let sent_at = delivery.meta().order_version;
         for reruns in 0..CAS_ATTEMPTS {
-            let sent_at = delivery.meta().order_version;
             let Some(current) = order.take() else {
                 if let Some(lost @ Lost::Order { sent_at }) = lost_writes(sent_at, None) {
                     self.record_lost_order(order_id, delivery, &lost, sent_at, runs, publisher)
