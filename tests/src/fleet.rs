@@ -64,6 +64,9 @@ pub struct FleetOptions {
     pub concurrency: usize,
     /// `ORDERFLOW_PREFETCH` of every worker.
     pub prefetch: u16,
+    /// `ORDERFLOW_SHUTDOWN_GRACE` of every stage worker (their default,
+    /// 20 s, unless set).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for FleetOptions {
@@ -84,6 +87,7 @@ impl FleetOptions {
             private_redis: false,
             concurrency: 16,
             prefetch: 32,
+            shutdown_grace: Duration::from_secs(20),
         }
     }
 
@@ -113,6 +117,12 @@ impl FleetOptions {
 
     pub fn private_redis(mut self) -> FleetOptions {
         self.private_redis = true;
+        self
+    }
+
+    /// How long a SIGTERM'd stage worker lets in-flight deliveries finish.
+    pub fn shutdown_grace(mut self, grace: Duration) -> FleetOptions {
+        self.shutdown_grace = grace;
         self
     }
 }
@@ -337,6 +347,10 @@ impl Fleet {
                 self.options.concurrency.to_string(),
             ),
             ("ORDERFLOW_PREFETCH", self.options.prefetch.to_string()),
+            (
+                "ORDERFLOW_SHUTDOWN_GRACE",
+                format!("{}ms", self.options.shutdown_grace.as_millis()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -406,6 +420,12 @@ impl Fleet {
             .nth(index)
             .unwrap_or_else(|| panic!("there is no {}#{index}", kind.binary()));
         f(&mut worker.proc)
+    }
+
+    /// The longest a SIGTERM'd stage worker of this fleet may take to exit:
+    /// its shutdown grace plus the worker's bounded closing steps.
+    pub fn drain_bound(&self) -> Duration {
+        orderflow_worker::drain_bound(self.options.shutdown_grace)
     }
 
     /// Labels of the worker processes (`payment-worker#1`), in start order.
