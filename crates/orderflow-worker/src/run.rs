@@ -294,3 +294,36 @@ async fn reconcile(env: Env, common: &Common, shutdown: CancellationToken) -> Re
     publisher.close().await;
     reconciled.map_err(|e| Failure::Runtime(format!("reconciler: {}", chain(&e))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_drain_whose_closing_hangs_ends_after_its_allowance() {
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let hanging = std::future::pending::<Result<(), Failure>>();
+        let ended = tokio::time::timeout(
+            Duration::from_secs(10),
+            within_drain(&shutdown, Duration::from_millis(50), hanging),
+        )
+        .await
+        .expect("the allowance ends it");
+        assert!(
+            matches!(&ended, Err(Failure::Runtime(text)) if text.contains("the drain did not end")),
+            "{ended:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn work_without_a_drain_is_never_cut_short() {
+        let shutdown = CancellationToken::new();
+        let work = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(())
+        };
+        let ended = within_drain(&shutdown, Duration::ZERO, work).await;
+        assert!(ended.is_ok(), "{ended:?}");
+    }
+}
