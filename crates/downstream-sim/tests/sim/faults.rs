@@ -122,11 +122,7 @@ async fn latency_on_one_endpoint_leaves_the_others_alone() {
     let body = json!({ "order_id": "o-1", "items": items(&[("SKU-1", 1)]) });
     let held = tokio::spawn(sim.post_request("/v1/reservations", "r-1", &body).send());
     // Counted first, then held back: the reserve is in its latency.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sim.ledger().await.calls_to(Endpoint::InventoryReserve) == 0 {
-        assert!(Instant::now() < deadline, "the reserve never arrived");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    sim.wait_calls(Endpoint::InventoryReserve, 1).await;
     // Another endpoint answers while the reserve is still held back.
     assert_eq!(sim.get("/v1/reservations/by-key/r-2").await.status, 404);
     assert!(!held.is_finished(), "the reserve is still held back");
