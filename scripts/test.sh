@@ -1,9 +1,36 @@
 #!/usr/bin/env bash
 # The test command: services up, headless Chromium installed for the
 # browser tests, then formatting, lints and every test.
+#
+# `scripts/test.sh --fast`: services up, then the unit tests and the
+# in-process integration tests only (RabbitMQ and Redis, no worker
+# processes, no browser) — the quick loop while editing. CI runs the full
+# command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+  "") fast=false ;;
+  --fast) fast=true ;;
+  *)
+    echo "usage: scripts/test.sh [--fast]" >&2
+    exit 2
+    ;;
+esac
 source scripts/services.sh
+if $fast; then
+  # Every crate's unit tests, then the integration tests that run the code
+  # in the test process: all of these crates' own, and the runtime's and
+  # the stages' pipelines (not the runtime's crash test, which kills worker
+  # processes). The fleet tests (`tests/`, orderflow-worker, orderflow-bench,
+  # orderctl) run only in the full command.
+  cargo test --workspace --lib --bins
+  cargo test -p orderflow-core -p orderflow-downstream -p orderflow-store \
+    -p orderflow-broker -p orderflow-ops -p orderflow-console -p downstream-sim \
+    --test '*'
+  cargo test -p orderflow-runtime --test pipeline
+  cargo test -p orderflow-stages --test flow
+  exit 0
+fi
 source scripts/browser.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -70,6 +70,9 @@ pub struct FleetOptions {
     /// Kinds [`Fleet::start`] and [`Fleet::wait_ready`] do not wait for:
     /// the test expects them to stay unready (a downstream off contract).
     pub unready: BTreeSet<WorkerKind>,
+    /// `ORDERFLOW_SHUTDOWN_GRACE` of every stage worker (their default,
+    /// 20 s, unless set).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for FleetOptions {
@@ -92,6 +95,7 @@ impl FleetOptions {
             prefetch: 32,
             worker_env: Vec::new(),
             unready: BTreeSet::new(),
+            shutdown_grace: Duration::from_secs(20),
         }
     }
 
@@ -135,6 +139,12 @@ impl FleetOptions {
     /// readiness waits skip them ([`Fleet::readyz`] looks at one).
     pub fn expect_unready(mut self, kind: WorkerKind) -> FleetOptions {
         self.unready.insert(kind);
+        self
+    }
+
+    /// How long a SIGTERM'd stage worker lets in-flight deliveries finish.
+    pub fn shutdown_grace(mut self, grace: Duration) -> FleetOptions {
+        self.shutdown_grace = grace;
         self
     }
 }
@@ -359,6 +369,10 @@ impl Fleet {
                 self.options.concurrency.to_string(),
             ),
             ("ORDERFLOW_PREFETCH", self.options.prefetch.to_string()),
+            (
+                "ORDERFLOW_SHUTDOWN_GRACE",
+                format!("{}ms", self.options.shutdown_grace.as_millis()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -491,6 +505,12 @@ impl Fleet {
             .nth(index)
             .unwrap_or_else(|| panic!("there is no {}#{index}", kind.binary()));
         f(&mut worker.proc)
+    }
+
+    /// The longest a SIGTERM'd stage worker of this fleet may take to exit:
+    /// its shutdown grace plus the worker's bounded closing steps.
+    pub fn drain_bound(&self) -> Duration {
+        orderflow_worker::drain_bound(self.options.shutdown_grace)
     }
 
     /// Labels of the worker processes (`payment-worker#1`), in start order.

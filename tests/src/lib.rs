@@ -40,6 +40,7 @@ pub mod invariants;
 pub mod observe;
 pub mod orders;
 pub mod process;
+mod quiet;
 pub mod redis;
 
 pub use browser::Browser;

@@ -1374,10 +1374,14 @@ fn a_stage_worker_is_given_longer_to_stop_than_its_shutdown_grace() {
             .get("terminationGracePeriodSeconds")
             .and_then(Value::as_u64)
             .unwrap_or(30);
+        // The grace is for in-flight deliveries; closing the connections
+        // comes after it, within the worker's drain bound.
+        let bound = orderflow_worker::drain_bound(grace);
         assert!(
-            Duration::from_secs(kill_after) > grace,
-            "{}: terminationGracePeriodSeconds {kill_after} is not longer than the worker's shutdown grace ({}): in-flight deliveries would be killed",
+            Duration::from_secs(kill_after) > bound,
+            "{}: terminationGracePeriodSeconds {kill_after} is not longer than the worker's drain bound ({}, for a shutdown grace of {}): the worker would be killed while it drains",
             run.at(),
+            humantime::format_duration(bound),
             humantime::format_duration(grace)
         );
     }

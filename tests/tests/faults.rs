@@ -4,7 +4,7 @@
 //! restarted. At the end every order has settled and I1–I9 hold.
 
 use orderflow_e2e::orders::mixed;
-use orderflow_e2e::{Fleet, FleetOptions, Order, OrderState, WorkerKind, tally};
+use orderflow_e2e::{Endpoint, Fleet, FleetOptions, Order, OrderState, WorkerKind, tally};
 use std::time::Duration;
 
 /// A fault run settles slower: leases of killed workers lapse first.
@@ -41,6 +41,16 @@ fn malformed(prefix: &str) -> Vec<Vec<u8>> {
         format!(r#"{{"schema":"order.cancel/v1","order_id":"{prefix}-bad","reason":""}}"#)
             .into_bytes(),
     ]
+}
+
+/// Waits until the inventory API has had `calls` reserve calls: the fleet is
+/// working through the orders placed so far.
+async fn under_way(fleet: &Fleet, calls: u64) {
+    fleet
+        .wait_ledger("reservations under way", SETTLE, |l| {
+            l.calls_to(Endpoint::InventoryReserve) >= calls
+        })
+        .await;
 }
 
 fn replicated(options: FleetOptions) -> FleetOptions {
@@ -86,14 +96,21 @@ async fn a_sigterm_drains_a_worker_without_losing_its_orders() {
     for input in malformed("term") {
         fleet.publish_malformed(&input).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Terminated with charges under way (each payment delivery makes one).
+    fleet
+        .wait_ledger("payment charges", SETTLE, |l| {
+            l.calls_to(Endpoint::PaymentCharge) >= 5
+        })
+        .await;
+    // In-flight deliveries get the whole shutdown grace, then the worker
+    // closes its connections: the bound is more than the grace.
     let status = fleet
-        .terminate_worker(WorkerKind::Payment, 0, Duration::from_secs(20))
-        .expect("a SIGTERM'd worker exits within its grace period");
+        .terminate_worker(WorkerKind::Payment, 0, fleet.drain_bound())
+        .expect("a SIGTERM'd worker exits within its drain bound");
     assert!(status.success(), "a drained worker exits 0: {status}");
     let status = fleet
-        .terminate_worker(WorkerKind::Shipping, 1, Duration::from_secs(20))
-        .expect("a SIGTERM'd worker exits within its grace period");
+        .terminate_worker(WorkerKind::Shipping, 1, fleet.drain_bound())
+        .expect("a SIGTERM'd worker exits within its drain bound");
     assert!(status.success(), "a drained worker exits 0: {status}");
     fleet.start_worker(WorkerKind::Payment, 0);
     fleet.start_worker(WorkerKind::Shipping, 1);
@@ -109,14 +126,14 @@ async fn dropped_broker_connections_lose_nothing() {
     let orders = mixed("ord-conn", 150);
     let (first, second) = orders.split_at(75);
     fleet.place_all(first).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    under_way(&fleet, 10).await;
     let closed = fleet.close_broker_connections().await;
     assert!(
         closed >= 6,
         "the six stage workers' connections at least: {closed}"
     );
     fleet.place_all(second).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    under_way(&fleet, 85).await;
     fleet.close_broker_connections().await;
 
     let records = fleet.settle_and_check(SETTLE).await;
@@ -130,13 +147,13 @@ async fn a_redis_crash_and_restart_loses_nothing() {
     let orders = mixed("ord-redis", 150);
     let (first, second) = orders.split_at(75);
     fleet.place_all(first).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    under_way(&fleet, 10).await;
     fleet.restart_redis().await;
     for input in malformed("redis") {
         fleet.publish_malformed(&input).await;
     }
     fleet.place_all(second).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    under_way(&fleet, 85).await;
     fleet.restart_redis().await;
 
     let records = fleet.settle_and_check(SETTLE).await;

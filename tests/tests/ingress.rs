@@ -94,7 +94,9 @@ async fn the_same_order_placed_again_is_one_order() {
         .wait_state(&id, &[OrderState::Delivered], SETTLE)
         .await;
     fleet.place(&order).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The late duplicate is handled (and everything it caused) once no
+    // queue holds or works on a message.
+    fleet.wait_quiet(SETTLE).await;
 
     let ledger = fleet.ledger().await;
     assert_eq!(ledger.reservations.len(), 1);

@@ -262,8 +262,9 @@ async fn an_unknown_charge_at_a_provider_without_idempotency_or_status_is_escala
         record.reason.as_deref(),
         Some("payment_unknown_outcome_not_retryable")
     );
-    // Give a wrong retry time to show up before counting.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A wrong retry would be a message still queued, deferred or in hand:
+    // count once there is none.
+    fleet.wait_quiet(SETTLE).await;
     let ledger = fleet.ledger().await;
     assert_eq!(
         ledger.calls_to(Endpoint::PaymentCharge),

@@ -4,8 +4,10 @@
 
 use orderflow_bench::runtime_pipeline::{Target, create_orders, publish_steps, store};
 use orderflow_broker::TopologySpec;
+use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Policy, Stage};
 use orderflow_runtime::{crash, noop};
+use orderflow_store::Store;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -84,7 +86,36 @@ impl Run {
         ids
     }
 
-    async fn check_converged(&self, ids: &[orderflow_core::message::OrderId]) {
+    /// Orders that left `received`.
+    async fn moved(&self, store: &Store, ids: &[OrderId]) -> usize {
+        self.count_states(store, ids, |s| s != OrderState::Received)
+            .await
+    }
+
+    /// Orders already delivered.
+    async fn delivered(&self, store: &Store, ids: &[OrderId]) -> usize {
+        self.count_states(store, ids, |s| s == OrderState::Delivered)
+            .await
+    }
+
+    async fn count_states(
+        &self,
+        store: &Store,
+        ids: &[OrderId],
+        counted: impl Fn(OrderState) -> bool,
+    ) -> usize {
+        let mut n = 0;
+        for id in ids {
+            if let Some(order) = store.get_order(id).await.unwrap()
+                && counted(order.state)
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    async fn check_converged(&self, ids: &[OrderId]) {
         let store = store(&self.target).await.unwrap();
         // Ask each order, not the state index: a kill between a move and its
         // index update leaves the index a step behind (it is repaired on read).
@@ -165,8 +196,22 @@ async fn a_worker_killed_mid_run_loses_nothing_and_repeats_nothing() {
     let run = Run::start().await;
     let first = worker(&run.target, None);
     let ids = run.place("mid", 300).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Killed once it has moved orders, and before it has finished them.
+    let store = store(&run.target).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while run.moved(&store, &ids).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker moved no order"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     reap(first); // SIGKILL: no shutdown, unacked deliveries return to the queues.
+    let delivered = run.delivered(&store, &ids).await;
+    assert!(
+        delivered < ids.len(),
+        "the kill came after the last order was delivered: nothing was in flight"
+    );
     let second = worker(&run.target, None);
     run.check_converged(&ids).await;
     reap(second);

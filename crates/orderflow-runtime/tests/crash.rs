@@ -160,7 +160,19 @@ async fn a_redis_crash_mid_run_loses_nothing_and_repeats_nothing() {
     let mut redis = PrivateRedis::start();
     let fleet = Fleet::start(&redis.url()).await;
     let first = place_all(&fleet, "before", 15).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Crashed mid-run: once the workers have moved an order.
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        let mut moved = false;
+        for id in &first {
+            moved |= fleet.store.order_audit(id).await.unwrap().len() > 1;
+        }
+        if moved {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no order moved");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     redis.crash_and_restart();
     wait_for_store(&fleet).await;
     let second = place_all(&fleet, "after", 15).await;

@@ -11,6 +11,23 @@ use support::{Fleet, redis_url};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
+/// Waits until `queue` holds at least `expected` ready messages and
+/// returns its depth then; fails after [`WITHIN`].
+async fn wait_depth(fleet: &Fleet, queue: &str, expected: u32) -> u32 {
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        let depth = fleet.depth(queue).await;
+        if depth >= expected {
+            return depth;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{queue} holds {depth} messages, not {expected}, after {WITHIN:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn orders_move_through_every_stage_once_with_one_audit_entry_per_transition() {
     let fleet = Fleet::start(&redis_url()).await;
@@ -37,9 +54,9 @@ async fn orders_move_through_every_stage_once_with_one_audit_entry_per_transitio
             assert_eq!(fleet.runs_into(id, *state), 1);
         }
     }
-    // One event per hop and order.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(fleet.depth(&fleet.spec.names().events_queue()).await, 80);
+    // One event per hop and order (each is published just after its move).
+    let events = fleet.spec.names().events_queue();
+    assert_eq!(wait_depth(&fleet, &events, 80).await, 80);
     let event = admin::get(&fleet.conn, &fleet.spec.names().events_queue())
         .await
         .unwrap()
@@ -131,7 +148,11 @@ async fn an_overlapping_duplicate_is_deferred_not_run_alongside() {
         .unwrap()
         .expect("lease");
     fleet.publish_step(&id, Stage::Inventory, "dup-1").await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The worker has decided about the duplicate once its copy waits on
+    // the first delay tier: it was deferred, and it comes back until the
+    // lease is free.
+    let deferred = &fleet.spec.delay_queue(Stage::Inventory, 0).queue;
+    wait_depth(&fleet, deferred, 1).await;
     assert_eq!(
         fleet.store.get_order(&id).await.unwrap().unwrap().state,
         OrderState::Received
@@ -158,14 +179,16 @@ async fn a_redelivered_message_re_emits_its_record_and_repeats_nothing() {
         .wait_all(std::slice::from_ref(&id), OrderState::Delivered, WITHIN)
         .await;
     let events = fleet.spec.names().events_queue();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = fleet.depth(&events).await;
+    let before = wait_depth(&fleet, &events, 4).await;
+    assert_eq!(before, 4, "one event per hop");
 
     // The same inventory message again, as after a crash before its ack.
     fleet
         .publish_step(&id, Stage::Inventory, "place-o-again")
         .await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Each stage re-emits its record down the chain; the last stage's
+    // event is the last thing the duplicate causes.
+    wait_depth(&fleet, &events, before + 4).await;
     for state in &noop::ROUTE[1..] {
         assert_eq!(
             fleet.runs_into(&id, *state),

@@ -271,7 +271,18 @@ async fn a_commit_refused_at_acceptance_is_made_before_delivery() {
         .wait_for(&id, OrderState::ShipmentAccepted, Duration::from_secs(20))
         .await;
     assert!(!accepted.reservation_committed);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The shipping stage's own commit attempts are over once the order is
+    // accepted; a further one is the fulfilment check, the parcel delivered,
+    // committing before it ends the order — and being refused.
+    let refused_at_acceptance = fleet.ledger().await.calls_to(Endpoint::InventoryCommit);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while fleet.ledger().await.calls_to(Endpoint::InventoryCommit) <= refused_at_acceptance {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fulfilment check never tried the commit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         fleet.store.get_order(&id).await.unwrap().unwrap().state,
         OrderState::ShipmentAccepted,

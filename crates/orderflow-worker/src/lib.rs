@@ -67,6 +67,18 @@ fn start(settings: Settings) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(format!("cannot start the async runtime: {e}")))?;
     let ran = runtime.block_on(run::run(settings));
     // A blocking task (a DNS lookup, say) must not hold the exit up.
-    runtime.shutdown_timeout(Duration::from_secs(1));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     ran
+}
+
+/// How long the exit waits for blocking tasks.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
+
+/// The longest a stage worker takes from SIGTERM to its exit, given its
+/// shutdown grace (`--shutdown-grace`): in-flight deliveries get the grace,
+/// then closing the connections, the health server and the runtime each
+/// have a bound of their own. An orchestrator's kill timeout
+/// (`terminationGracePeriodSeconds`) must be longer.
+pub fn drain_bound(shutdown_grace: Duration) -> Duration {
+    shutdown_grace + run::CLOSE_ALLOWANCE + run::HTTP_DRAIN + RUNTIME_SHUTDOWN
 }

@@ -30,7 +30,12 @@ use tracing::{info, warn};
 /// fleet being rolled out should fail fast, not hang in start-up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the health server may take to close after the work is done.
-const HTTP_DRAIN: Duration = Duration::from_secs(2);
+pub(crate) const HTTP_DRAIN: Duration = Duration::from_secs(2);
+/// After the in-flight deliveries' grace, how long a stage worker may take
+/// to close its broker connections and remove its heartbeat (network calls
+/// to a broker or a Redis that may not answer). Past it the worker exits
+/// anyway: the broker returns whatever it left unsettled to the queue.
+pub(crate) const CLOSE_ALLOWANCE: Duration = Duration::from_secs(3);
 
 pub async fn run(settings: Settings) -> Result<(), Failure> {
     let started_at = jiff::Timestamp::now();
@@ -122,18 +127,21 @@ pub async fn run(settings: Settings) -> Result<(), Failure> {
                 role,
                 common,
                 consume: &consume,
-                shutdown,
+                shutdown: shutdown.clone(),
                 held,
             };
-            let worked = match stage {
-                Stage::Inventory => run.queue(InventoryStage::new(downstreams)).await,
-                Stage::Payment => run.queue(PaymentStage::new(downstreams)).await,
-                Stage::Shipping => run.queue(ShippingStage::new(downstreams)).await,
+            let work = async {
+                let worked = match stage {
+                    Stage::Inventory => run.queue(InventoryStage::new(downstreams)).await,
+                    Stage::Payment => run.queue(PaymentStage::new(downstreams)).await,
+                    Stage::Shipping => run.queue(ShippingStage::new(downstreams)).await,
+                };
+                stop_presence.cancel();
+                stop_check.cancel();
+                let _ = tokio::join!(beat, watcher, holder, checker);
+                worked
             };
-            stop_presence.cancel();
-            stop_check.cancel();
-            let _ = tokio::join!(beat, watcher, holder, checker);
-            worked
+            within_drain(&shutdown, consume.shutdown_grace + CLOSE_ALLOWANCE, work).await
         }
         Job::Reconcile => {
             let beat = presence::heartbeat(store, identity, None, None, stop_presence.clone());
@@ -156,6 +164,27 @@ pub async fn run(settings: Settings) -> Result<(), Failure> {
         info!("drained, exiting");
     }
     worked
+}
+
+/// Runs `work` to its end, or until `allowed` has passed since the drain
+/// began: an orchestrator kills a process that outlives its grace period,
+/// so the worker ends first, saying why.
+async fn within_drain(
+    shutdown: &CancellationToken,
+    allowed: Duration,
+    work: impl Future<Output = Result<(), Failure>>,
+) -> Result<(), Failure> {
+    let overrun = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(allowed).await;
+    };
+    tokio::select! {
+        worked = work => worked,
+        () = overrun => Err(Failure::Runtime(format!(
+            "the drain did not end within {allowed:?}; exiting with what is unsettled \
+             (the broker returns it to the queue)"
+        ))),
+    }
 }
 
 /// Redis must answer at start: a worker that cannot record anything must
@@ -279,4 +308,37 @@ async fn reconcile(env: Env, common: &Common, shutdown: CancellationToken) -> Re
     let reconciled = Reconciler::new(env, publisher.clone()).run(shutdown).await;
     publisher.close().await;
     reconciled.map_err(|e| Failure::Runtime(format!("reconciler: {}", chain(&e))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_drain_whose_closing_hangs_ends_after_its_allowance() {
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let hanging = std::future::pending::<Result<(), Failure>>();
+        let ended = tokio::time::timeout(
+            Duration::from_secs(10),
+            within_drain(&shutdown, Duration::from_millis(50), hanging),
+        )
+        .await
+        .expect("the allowance ends it");
+        assert!(
+            matches!(&ended, Err(Failure::Runtime(text)) if text.contains("the drain did not end")),
+            "{ended:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn work_without_a_drain_is_never_cut_short() {
+        let shutdown = CancellationToken::new();
+        let work = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(())
+        };
+        let ended = within_drain(&shutdown, Duration::ZERO, work).await;
+        assert!(ended.is_ok(), "{ended:?}");
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use downstream_sim::{Ledger, Profile};
+use downstream_sim::{Endpoint, Ledger, Profile};
 use serde_json::{Value, json};
 
 pub struct TestSim {
@@ -95,6 +95,19 @@ impl TestSim {
         let response = self.http.get(self.url("/_ledger")).send().await.unwrap();
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
+    }
+
+    /// Waits until the simulator has counted `at_least` calls to
+    /// `endpoint` (a call is counted as it arrives, before its latency).
+    pub async fn wait_calls(&self, endpoint: Endpoint, at_least: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.ledger().await.calls_to(endpoint) < at_least {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fewer than {at_least} calls to {endpoint:?} within 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn reserve(&self, key: &str, order_id: &str, lines: &[(&str, u32)]) -> Answer {

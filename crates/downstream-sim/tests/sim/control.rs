@@ -206,7 +206,8 @@ async fn shutdown_releases_hanging_requests() {
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1/payments", listener.local_addr().unwrap());
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("{base}/v1/payments");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(downstream_sim::run(listener, profile, async {
         let _ = stopped.await;
@@ -217,7 +218,24 @@ async fn shutdown_releases_hanging_requests() {
         .json(&TestSim::charge_body("o-1", "tok_ok"))
         .send();
     let pending = tokio::spawn(request);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Stopped once the charge is applied and its response held back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ledger: downstream_sim::Ledger = reqwest::get(format!("{base}/_ledger"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !ledger.payments.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the charge was not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stop.send(()).unwrap();
     let finished = tokio::time::timeout(Duration::from_secs(5), server).await;
     assert!(matches!(finished, Ok(Ok(Ok(())))), "{finished:?}");

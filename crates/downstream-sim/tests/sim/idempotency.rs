@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use downstream_sim::Endpoint;
 use serde_json::json;
 
@@ -56,7 +54,8 @@ async fn same_key_while_running_is_in_progress() {
     let sim = start("[faults.\"payment.charge\"]\nlatency_ms = [400, 400]").await;
     let body = TestSim::charge_body("o-1", "tok_ok");
     let first = tokio::spawn(sim.post_request("/v1/payments", "p-1", &body).send());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Counted, then held in its latency: the key is claimed.
+    sim.wait_calls(Endpoint::PaymentCharge, 1).await;
     let second = sim.charge("p-1", "o-1", "tok_ok").await;
     assert_eq!((second.status, second.code()), (409, "request_in_progress"));
 

@@ -69,10 +69,21 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("depth of {queue}: {}", chain(&e)))
     }
 
-    /// The depth once the broker has returned the unacked messages of
-    /// channels just closed (it does so a few milliseconds after the close).
+    /// The depth once no delivery of `queue` is unacknowledged: the broker
+    /// has taken the acks, or returned the messages of channels just closed
+    /// (it does so a few milliseconds after the close).
     pub async fn settled_depth(&self, queue: &str) -> u32 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let name = queue.to_owned();
+        eventually(Duration::from_secs(10), "no unacked deliveries", || {
+            let name = name.clone();
+            async move {
+                tokio::task::spawn_blocking(move || unacked(&name))
+                    .await
+                    .unwrap()
+                    == 0
+            }
+        })
+        .await;
         self.depth(queue).await
     }
 
@@ -144,6 +155,33 @@ impl Drop for Fixture {
             eprintln!("cleanup of {} failed: {}", self.namespace(), chain(&e));
         }
     }
+}
+
+/// Deliveries of `queue` the broker waits an ack for, as `rabbitmqctl`
+/// lists them (AMQP tells only the ready count).
+pub fn unacked(queue: &str) -> u64 {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "--no-table-headers",
+            "list_queues",
+            "name",
+            "messages_unacknowledged",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("this test needs `rabbitmqctl` (RabbitMQ's CLI): {e}"));
+    assert!(
+        output.status.success(),
+        "rabbitmqctl list_queues failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let (name, count) = line.split_once('\t')?;
+            (name.trim() == queue).then(|| count.trim().parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("rabbitmqctl does not list {queue}"))
 }
 
 /// Polls `check` until it is true or `within` passes.

@@ -41,11 +41,8 @@ impl Handler for Forward {
     }
 }
 
-/// Closes every broker connection whose name contains `name`, the way an
-/// operator or a broker restart would; returns how many.
-fn close_connections_named(name: &str) -> usize {
-    let rabbitmqctl = |args: &[&str]| {
-        let output = Command::new("rabbitmqctl")
+fn rabbitmqctl(args: &[&str]) -> String {
+    let output = Command::new("rabbitmqctl")
             .args(args)
             .output()
             .unwrap_or_else(|e| {
@@ -53,29 +50,38 @@ fn close_connections_named(name: &str) -> usize {
                     "this test needs `rabbitmqctl` (RabbitMQ's CLI, run as root) to close connections: {e}"
                 )
             });
-        assert!(
-            output.status.success(),
-            "rabbitmqctl {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
-    let listed = rabbitmqctl(&[
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The broker's connection pids whose client properties contain `name`.
+fn connections_named(name: &str) -> Vec<String> {
+    rabbitmqctl(&[
         "list_connections",
         "pid",
         "client_properties",
         "--no-table-headers",
         "-q",
-    ]);
-    let pids: Vec<&str> = listed
-        .lines()
-        .filter(|line| line.contains(name))
-        .filter_map(|line| line.split_whitespace().next())
-        .collect();
+    ])
+    .lines()
+    .filter(|line| line.contains(name))
+    .filter_map(|line| line.split_whitespace().next())
+    .map(str::to_owned)
+    .collect()
+}
+
+/// Closes every broker connection whose name contains `name`, the way an
+/// operator or a broker restart would; returns their pids.
+fn close_connections_named(name: &str) -> Vec<String> {
+    let pids = connections_named(name);
     for pid in &pids {
         rabbitmqctl(&["close_connection", pid, "test"]);
     }
-    pids.len()
+    pids
 }
 
 #[tokio::test]
@@ -117,13 +123,33 @@ async fn nothing_is_lost_when_the_broker_drops_the_connections() {
         async move { handler.handled.load(Ordering::SeqCst) >= PAUSE_AT }
     })
     .await;
-    let closed = tokio::task::spawn_blocking(move || close_connections_named(&name))
-        .await
-        .unwrap();
-    assert!(closed >= 1, "found no connection of the consumer to close");
-    // rabbitmqctl returns once the close is ordered; give it time to reach
-    // the client so the paused handlers' acks surely fail.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let closed = {
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || close_connections_named(&name))
+            .await
+            .unwrap()
+    };
+    assert!(
+        !closed.is_empty(),
+        "found no connection of the consumer to close"
+    );
+    // rabbitmqctl returns once the close is ordered; once the broker lists
+    // none of them, the paused handlers' acks surely fail.
+    eventually(
+        Duration::from_secs(10),
+        "the broker closed the connections",
+        || {
+            let (name, closed) = (name.clone(), closed.clone());
+            async move {
+                tokio::task::spawn_blocking(move || connections_named(&name))
+                    .await
+                    .unwrap()
+                    .iter()
+                    .all(|pid| !closed.contains(pid))
+            }
+        },
+    )
+    .await;
     handler.released.store(true, Ordering::SeqCst);
 
     eventually(
