@@ -5,45 +5,15 @@
 //! taking deliveries until resumed. The namespace is the test's own and is
 //! deleted when it ends.
 
+mod common;
+
+use common::{amqp_url, empty_api, redis_url};
 use orderflow_broker::{Meta, Publisher, TopologySpec, admin};
 use orderflow_core::decide::BreakerState;
 use orderflow_core::{Policy, Stage};
 use orderflow_store::{LiveWorker, Store};
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn amqp_url() -> String {
-    std::env::var("ORDERFLOW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("ORDERFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// An API of the contract with no records: every status query answers the
-/// contract's `404 {"code": "not_found"}`, so a worker pointed at it passes
-/// its start-up check. Its base URL.
-fn empty_api() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let base = format!("http://{}", listener.local_addr().expect("bound"));
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = [0; 8192];
-            let _ = stream.read(&mut request);
-            let body = r#"{"code": "not_found", "message": "no such record"}"#;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    base
-}
 
 struct Fixture {
     name: String,

@@ -3,6 +3,9 @@
 //! 127.0.0.1). Every test works in a namespace of its own and deletes its
 //! queues and keys when done, passed or failed.
 
+mod common;
+
+use common::{amqp_url, empty_api, redis_url};
 use orderflow_broker::{Meta, Publisher, TopologySpec};
 use orderflow_core::{Policy, Stage};
 use orderflow_store::Store;
@@ -20,15 +23,6 @@ const RECONCILER: &str = env!("CARGO_BIN_EXE_reconciler");
 
 /// Start-up failures must come well within this.
 const EXIT_WITHIN: Duration = Duration::from_secs(20);
-
-fn amqp_url() -> String {
-    std::env::var("ORDERFLOW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("ORDERFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 /// A namespace of this test's own on the real services; its queues and keys
 /// are deleted on drop, so a failed test cleans up too.
@@ -384,28 +378,6 @@ fn help_lists_every_setting_with_its_variable() {
             "{binary}:\n{help}"
         );
     }
-}
-
-/// An API of the contract with no records: every status query answers the
-/// contract's `404 {"code": "not_found"}`, so a worker pointed at it passes
-/// its start-up check. Its base URL.
-fn empty_api() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let base = format!("http://{}", listener.local_addr().expect("bound"));
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = [0; 8192];
-            let _ = stream.read(&mut request);
-            let body = r#"{"code": "not_found", "message": "no such record"}"#;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    base
 }
 
 /// A process started in the background, its stderr read line by line.
