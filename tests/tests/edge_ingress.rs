@@ -257,6 +257,15 @@ async fn a_cancel_before_its_order_is_applied_when_the_order_arrives() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // An operator looking for the order learns the fleet holds its cancel.
+    let shown = fleet.orderctl(&["order", "show", id]);
+    let stderr = String::from_utf8_lossy(&shown.stderr);
+    assert!(
+        !shown.status.success()
+            && stderr.contains("a cancel for it is kept since")
+            && stderr.contains("typo in the order"),
+        "order show of an order with a kept cancel: {stderr}"
+    );
 
     fleet.place(&Order::new(id)).await;
     let record = fleet.wait_state(id, &[OrderState::Cancelled], SETTLE).await;

@@ -172,15 +172,32 @@ impl Target {
             .map_err(Error::store(format!("cannot read order {order_id}")))?;
         match found {
             Some(order) => Ok(order),
-            None => Err(Error::Invalid(format!(
-                "order {order_id} not found in namespace `{}`{}",
-                self.namespace(),
-                self.empty_namespace_hint()
-                    .await
-                    .map(|hint| format!(" ({hint})"))
-                    .unwrap_or_default()
-            ))),
+            None => {
+                let hint = match self.kept_cancel_hint(order_id).await {
+                    Some(hint) => Some(hint),
+                    None => self.empty_namespace_hint().await,
+                };
+                Err(Error::Invalid(format!(
+                    "order {order_id} not found in namespace `{}`{}",
+                    self.namespace(),
+                    hint.map(|hint| format!(" ({hint})")).unwrap_or_default()
+                )))
+            }
         }
+    }
+
+    /// `Some(hint)` when a cancel waits for the order to arrive: an
+    /// operator looking for the order should know the fleet holds it.
+    async fn kept_cancel_hint(&self, order_id: &OrderId) -> Option<String> {
+        let kept = self.store().kept_cancel(order_id).await.ok()??;
+        let since = i64::try_from(kept.kept_at_ms)
+            .ok()
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+            .map_or_else(|| kept.kept_at_ms.to_string(), |at| at.to_string());
+        Some(format!(
+            "a cancel for it is kept since {since}, message {}, reason `{}`: it is applied when the order arrives, or parked as cancel_unknown_order after exceptions.replay_window",
+            kept.message_id, kept.reason
+        ))
     }
 
     /// `Some(hint)` when the namespace has no orders and no live workers:
