@@ -60,7 +60,8 @@ pub struct Report {
     pub cpu_ratio_to_ceiling: Option<f64>,
 }
 
-/// Runs both pipelines in a fresh namespace and removes it afterwards.
+/// Runs both pipelines in a fresh namespace, then (unless told not to) the
+/// ceiling in one of its own, and removes them afterwards.
 #[cfg(feature = "runtime")]
 pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);

@@ -149,7 +149,9 @@ async fn main() -> anyhow::Result<()> {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                measure::print_table(&[&report.raw, &report.runtime], report.ratio);
+                let mut rows = vec![&report.raw, &report.runtime];
+                rows.extend(&report.ceiling);
+                measure::print_table(&rows, report.ratio);
                 if let (Some(ceiling), Some(ratio)) = (&report.ceiling, report.cpu_ratio_to_ceiling)
                 {
                     measure::print_ceiling(&report.runtime, ceiling, ratio);
