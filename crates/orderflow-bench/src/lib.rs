@@ -3,17 +3,20 @@
 //! `runtime-bench` measures the runtime (consume → lease → state CAS + audit
 //! → confirmed publish → ack, four no-op hops) against a raw four-hop lapin
 //! pipeline on quorum queues, on the same broker in the same run, each
-//! pipeline's workers in a process of their own; and its `worker` mode is
-//! what the crash tests kill.
+//! pipeline's workers in a process of their own; then the ceiling workload,
+//! measured the same way, which the runtime's CPU per order is judged
+//! against. Its `worker` mode is what the crash tests kill.
 //!
 //! # Layout
 //! - [`raw`]: the raw lapin baseline (worker and driver).
+//! - [`ceiling`]: the bare lapin + redis workload a no-op stage is judged by.
 //! - [`runtime_pipeline`]: the same hops through the runtime.
 //! - [`measure`]: throughput, percentiles, peak RSS, CPU time, the table.
 //!
-//! Without the default `runtime` feature only [`raw`] and [`measure`] are
-//! built: `orderctl bench` measures its baseline with them.
+//! Without the default `runtime` feature only [`raw`], [`ceiling`] and
+//! [`measure`] are built: `orderctl bench` measures its baseline with them.
 
+pub mod ceiling;
 pub mod measure;
 pub mod raw;
 #[cfg(feature = "runtime")]
@@ -39,6 +42,10 @@ pub struct BenchConfig {
     pub orders: usize,
     pub prefetch: u16,
     pub concurrency: usize,
+    /// Also measure the ceiling workload.
+    pub ceiling: bool,
+    /// The `runtime-bench` binary whose `worker` mode runs each pipeline.
+    pub worker_exe: std::path::PathBuf,
 }
 
 #[cfg(feature = "runtime")]
@@ -48,9 +55,13 @@ pub struct Report {
     pub runtime: Figures,
     /// Runtime orders/s over raw orders/s.
     pub ratio: f64,
+    pub ceiling: Option<Figures>,
+    /// The runtime's CPU per order (all processes) over the ceiling's.
+    pub cpu_ratio_to_ceiling: Option<f64>,
 }
 
-/// Runs both pipelines in a fresh namespace and removes it afterwards.
+/// Runs both pipelines in a fresh namespace, then (unless told not to) the
+/// ceiling in one of its own, and removes them afterwards.
 #[cfg(feature = "runtime")]
 pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -85,10 +96,20 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         )
         .await?;
         let ratio = runtime.orders_per_second / raw.orders_per_second;
+        let ceiling = if config.ceiling {
+            Some(run_ceiling(config).await?)
+        } else {
+            None
+        };
+        let cpu_ratio_to_ceiling = ceiling
+            .as_ref()
+            .map(|ceiling| runtime.cpu_per_1000.total() / ceiling.cpu_per_1000.total());
         anyhow::Ok(Report {
             raw,
             runtime,
             ratio,
+            ceiling,
+            cpu_ratio_to_ceiling,
         })
     }
     .await;
@@ -99,6 +120,31 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         let _ = store.purge_namespace().await;
     }
     result
+}
+
+/// The ceiling workload alone, in a namespace of its own removed afterwards.
+#[cfg(feature = "runtime")]
+pub async fn run_ceiling(config: &BenchConfig) -> anyhow::Result<Figures> {
+    let base = format!(
+        "ceiling-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let conn = raw::connect(&config.amqp_url).await?;
+    ceiling::declare(&conn, &base).await?;
+    let figures = measure_in_child(config, &["ceiling", "--base", &base], "ceiling", |pid| {
+        ceiling::drive(
+            &config.amqp_url,
+            &config.redis_url,
+            &base,
+            config.orders,
+            pid,
+        )
+    })
+    .await;
+    let deleted = ceiling::delete(&conn, &config.redis_url, &base, config.orders).await;
+    let figures = figures?;
+    deleted?;
+    Ok(figures)
 }
 
 /// Starts the pipeline's worker process, drives the load, reads the
@@ -136,7 +182,7 @@ where
 
 #[cfg(feature = "runtime")]
 fn spawn_worker(config: &BenchConfig, args: &[&str]) -> anyhow::Result<Child> {
-    Ok(Command::new(std::env::current_exe()?)
+    Ok(Command::new(&config.worker_exe)
         .arg("worker")
         .args([
             "--amqp-url",

@@ -1,15 +1,15 @@
-//! `runtime-bench`: measure the runtime against raw lapin (`run`, the
+//! `runtime-bench`: measure the runtime against raw lapin and the ceiling (`run`, the
 //! default), or be one pipeline's worker process (`worker`).
 
 use clap::{Args, Parser, Subcommand};
 use orderflow_bench::runtime_pipeline::Target;
-use orderflow_bench::{BenchConfig, measure, raw, runtime_pipeline};
+use orderflow_bench::{BenchConfig, ceiling, measure, raw, runtime_pipeline};
 use orderflow_core::Policy;
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Benchmark the orderflow runtime against a raw lapin pipeline"
+    about = "Benchmark the orderflow runtime against a raw lapin pipeline and the ceiling workload"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,6 +40,11 @@ enum Pipeline {
         events: bool,
     },
     Raw {
+        #[arg(long)]
+        base: String,
+    },
+    /// The three forwarding stages of the ceiling workload.
+    Ceiling {
         #[arg(long)]
         base: String,
     },
@@ -75,6 +80,9 @@ struct RunArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Skip the ceiling workload (measured by default, after both pipelines).
+    #[arg(long)]
+    no_ceiling: bool,
     #[command(flatten)]
     conn: Conn,
 }
@@ -121,6 +129,9 @@ async fn main() -> anyhow::Result<()> {
                     )
                     .await
                 }
+                Pipeline::Ceiling { base } => {
+                    ceiling::worker(&conn.amqp_url, &conn.redis_url, &base, shutdown).await
+                }
             }
         }
         None => {
@@ -131,12 +142,20 @@ async fn main() -> anyhow::Result<()> {
                 orders: args.orders,
                 prefetch: args.conn.prefetch,
                 concurrency: args.conn.concurrency,
+                ceiling: !args.no_ceiling,
+                worker_exe: std::env::current_exe()?,
             };
             let report = orderflow_bench::run(&config).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                measure::print_table(&[&report.raw, &report.runtime], report.ratio);
+                let mut rows = vec![&report.raw, &report.runtime];
+                rows.extend(&report.ceiling);
+                measure::print_table(&rows, report.ratio);
+                if let (Some(ceiling), Some(ratio)) = (&report.ceiling, report.cpu_ratio_to_ceiling)
+                {
+                    measure::print_ceiling(&report.runtime, ceiling, ratio);
+                }
             }
             Ok(())
         }

@@ -47,6 +47,13 @@ pub struct CpuSample {
     driver: u64,
 }
 
+impl CpuShare {
+    /// All processes together.
+    pub fn total(&self) -> f64 {
+        self.worker + self.rabbitmq + self.redis + self.driver
+    }
+}
+
 impl CpuSample {
     pub fn take(worker_pid: u32) -> CpuSample {
         CpuSample {
@@ -179,12 +186,39 @@ pub fn print_table(rows: &[&Figures], ratio: f64) {
     );
     for f in rows {
         let c = f.cpu_per_1000;
-        let total = c.worker + c.rabbitmq + c.redis + c.driver;
+        let total = c.total();
         println!(
             "{:<10} {:>8.2} {:>9.2} {:>7.2} {:>7.2} {:>7.2}",
             f.name, c.worker, c.rabbitmq, c.redis, c.driver, total
         );
     }
+}
+
+/// The ceiling block: throughput and CPU-µs per order by process for the
+/// runtime and the ceiling, and the ratio of their totals.
+pub fn print_ceiling(runtime: &Figures, ceiling: &Figures, cpu_ratio: f64) {
+    println!();
+    println!("Against the ceiling (bare lapin + redis, the same hops and claims):");
+    println!(
+        "{:<10} {:>10} {:>26} {:>9} {:>7} {:>7} {:>7}",
+        "pipeline", "orders/s", "CPU-µs per order: worker", "RabbitMQ", "Redis", "driver", "total"
+    );
+    for f in [runtime, ceiling] {
+        // CPU s per 1,000 orders is CPU ms per order.
+        let us = |s_per_1000: f64| s_per_1000 * 1000.0;
+        let c = f.cpu_per_1000;
+        println!(
+            "{:<10} {:>10.1} {:>26.0} {:>9.0} {:>7.0} {:>7.0} {:>7.0}",
+            f.name,
+            f.orders_per_second,
+            us(c.worker),
+            us(c.rabbitmq),
+            us(c.redis),
+            us(c.driver),
+            us(c.total())
+        );
+    }
+    println!("runtime / ceiling CPU per order = {cpu_ratio:.1}×");
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ fn queue(base: &str, hop: usize) -> String {
     }
 }
 
-fn now_us() -> i64 {
+pub(crate) fn now_us() -> i64 {
     i64::try_from(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -157,7 +157,7 @@ async fn run_hop(
 }
 
 /// Adds this hop's latency to the `hops` list and restamps `sent-us`.
-fn hop_headers(incoming: &Option<FieldTable>) -> FieldTable {
+pub(crate) fn hop_headers(incoming: &Option<FieldTable>) -> FieldTable {
     let now = now_us();
     let get = |name: &str| incoming.as_ref().and_then(|h| h.inner().get(name).cloned());
     let sent = match get("sent-us") {

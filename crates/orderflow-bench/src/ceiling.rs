@@ -1,0 +1,410 @@
+//! The ceiling: the barest workload that still does what a no-op stage must
+//! do per hop, in lapin and redis directly, so the runtime's CPU per order
+//! can be judged against it in the same run.
+//!
+//! An order crosses four quorum queues. Every stage makes two Redis round
+//! trips on a shared multiplexed connection and moves the order's state on
+//! by compare-and-set (a Lua script):
+//! - the producer (driver) creates the state (`SET NX PX`) and sets it 0 → 1,
+//!   then publishes to hop 1;
+//! - the three forwarders (worker process) claim the delivery (`SET NX PX`),
+//!   move the state on, publish to the next hop, await the confirm, ack;
+//! - the final consumer (driver) moves the state 4 → 5, appends to a stream
+//!   (`XADD`) and acks.
+//!
+//! Ten Redis round trips, four confirmed publishes and four acks per order;
+//! at most [`WINDOW`] orders in flight.
+
+use crate::measure::{CpuSample, Driven};
+use crate::raw::{hop_headers, now_us};
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection};
+use redis::aio::MultiplexedConnection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub const HOPS: usize = 4;
+/// Orders in flight end to end, as the reference run (`workflow quorum 1000`).
+pub const WINDOW: usize = 1000;
+/// Unacked deliveries per hop consumer, as the reference run.
+pub const PREFETCH: u16 = 250;
+/// How long claims and states live if a run is cut short before its cleanup.
+const KEY_TTL_MS: u64 = 60_000;
+
+/// Moves the state from ARGV[1] to ARGV[2], keeping its expiry; 1 if it did.
+const COMPARE_AND_SET: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+";
+
+/// `{base}.q1` … `{base}.q4`.
+fn queue(base: &str, hop: usize) -> String {
+    format!("{base}.q{hop}")
+}
+
+fn state_key(base: &str, order: u64) -> String {
+    format!("{base}:state:{order}")
+}
+
+fn claim_key(base: &str, order: u64, stage: usize) -> String {
+    format!("{base}:claim:{order}:{stage}")
+}
+
+fn events_key(base: &str) -> String {
+    format!("{base}:events")
+}
+
+pub async fn declare(conn: &Connection, base: &str) -> anyhow::Result<()> {
+    let channel = conn.create_channel().await?;
+    for hop in 1..=HOPS {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(LongString::from("quorum")),
+        );
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(queue(base, hop).as_str().into(), durable, args)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the run's queues and every Redis key it wrote.
+pub async fn delete(
+    conn: &Connection,
+    redis_url: &str,
+    base: &str,
+    orders: usize,
+) -> anyhow::Result<()> {
+    let channel = conn.create_channel().await?;
+    for hop in 1..=HOPS {
+        channel
+            .queue_delete(
+                queue(base, hop).as_str().into(),
+                QueueDeleteOptions::default(),
+            )
+            .await?;
+    }
+    let mut redis = redis_connection(redis_url).await?;
+    let orders = 0..u64::try_from(orders)?;
+    let mut keys = vec![events_key(base)];
+    for order in orders {
+        keys.push(state_key(base, order));
+        keys.extend((1..HOPS).map(|stage| claim_key(base, order, stage)));
+        if keys.len() >= 1000 {
+            let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await?;
+            keys.clear();
+        }
+    }
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await?;
+    }
+    Ok(())
+}
+
+async fn redis_connection(url: &str) -> anyhow::Result<MultiplexedConnection> {
+    Ok(redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?)
+}
+
+/// One stage's Redis side.
+#[derive(Clone)]
+struct StageStore {
+    redis: MultiplexedConnection,
+    script: Arc<redis::Script>,
+    base: Arc<str>,
+}
+
+impl StageStore {
+    async fn open(url: &str, base: &str) -> anyhow::Result<StageStore> {
+        Ok(StageStore {
+            redis: redis_connection(url).await?,
+            script: Arc::new(redis::Script::new(COMPARE_AND_SET)),
+            base: base.into(),
+        })
+    }
+
+    /// Moves the order's state from `stage` to `stage + 1`; false if it was
+    /// elsewhere.
+    async fn advance(&mut self, order: u64, stage: usize) -> anyhow::Result<bool> {
+        let moved: i64 = self
+            .script
+            .key(state_key(&self.base, order))
+            .arg(stage)
+            .arg(stage + 1)
+            .invoke_async(&mut self.redis)
+            .await?;
+        Ok(moved == 1)
+    }
+
+    async fn create(&mut self, order: u64) -> anyhow::Result<()> {
+        let _: Option<String> = redis::cmd("SET")
+            .arg(state_key(&self.base, order))
+            .arg(0)
+            .arg("NX")
+            .arg("PX")
+            .arg(KEY_TTL_MS)
+            .query_async(&mut self.redis)
+            .await?;
+        Ok(())
+    }
+
+    async fn claim(&mut self, order: u64, stage: usize, body: &[u8]) -> anyhow::Result<()> {
+        let _: Option<String> = redis::cmd("SET")
+            .arg(claim_key(&self.base, order, stage))
+            .arg(body)
+            .arg("NX")
+            .arg("PX")
+            .arg(KEY_TTL_MS)
+            .query_async(&mut self.redis)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_completion(&mut self, order: u64) -> anyhow::Result<()> {
+        let _: String = redis::cmd("XADD")
+            .arg(events_key(&self.base))
+            .arg("*")
+            .arg("order")
+            .arg(order)
+            .arg("state")
+            .arg("completed")
+            .query_async(&mut self.redis)
+            .await?;
+        Ok(())
+    }
+}
+
+fn order_of(body: &[u8]) -> anyhow::Result<u64> {
+    Ok(std::str::from_utf8(body)?.parse()?)
+}
+
+/// Publishes persistent with the hop-latency headers and awaits the confirm.
+async fn publish_confirmed(
+    channel: &Channel,
+    to: &str,
+    body: &[u8],
+    headers: FieldTable,
+) -> anyhow::Result<()> {
+    let properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            to.into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await?
+        .await?;
+    anyhow::ensure!(confirm.is_ack(), "the broker nacked a publish to {to}");
+    Ok(())
+}
+
+/// The worker process: the three forwarding stages, each on a connection of
+/// its own, until `shutdown`.
+pub async fn worker(
+    amqp_url: &str,
+    redis_url: &str,
+    base: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut stages = JoinSet::new();
+    for stage in 1..HOPS {
+        let conn = crate::raw::connect(amqp_url).await?;
+        let store = StageStore::open(redis_url, base).await?;
+        stages.spawn(forward(conn, store, stage, base.to_owned()));
+    }
+    tokio::select! {
+        _ = shutdown.cancelled() => Ok(()),
+        Some(ended) = stages.join_next() => ended?,
+    }
+}
+
+async fn forward(
+    conn: Connection,
+    store: StageStore,
+    stage: usize,
+    base: String,
+) -> anyhow::Result<()> {
+    let consuming = conn.create_channel().await?;
+    consuming
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await?;
+    let publishing = conn.create_channel().await?;
+    publishing
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let from = queue(&base, stage);
+    let to: Arc<str> = queue(&base, stage + 1).into();
+    let mut deliveries = consuming
+        .basic_consume(
+            from.as_str().into(),
+            format!("ceiling-{from}").as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    while let Some(delivery) = deliveries.next().await {
+        let delivery = delivery?;
+        let (mut store, publishing, to) = (store.clone(), publishing.clone(), to.clone());
+        tokio::spawn(async move {
+            let forwarded = async {
+                let order = order_of(&delivery.data)?;
+                store.claim(order, stage, &delivery.data).await?;
+                store.advance(order, stage).await?;
+                let headers = hop_headers(delivery.properties.headers());
+                publish_confirmed(&publishing, &to, &delivery.data, headers).await?;
+                delivery.ack(BasicAckOptions::default()).await?;
+                anyhow::Ok(())
+            };
+            // Not forwarded: left unacked, the broker redelivers it.
+            let _ = forwarded.await;
+        });
+    }
+    Ok(())
+}
+
+/// The producer and the final stage: `orders` orders through the chain, at
+/// most [`WINDOW`] in flight; returns when every one has completed.
+pub async fn drive(
+    amqp_url: &str,
+    redis_url: &str,
+    base: &str,
+    orders: usize,
+    worker_pid: u32,
+) -> anyhow::Result<Driven> {
+    let conn = crate::raw::connect(amqp_url).await?;
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let out_of_step = Arc::new(AtomicUsize::new(0));
+    let (completed_tx, mut completed) = tokio::sync::mpsc::unbounded_channel::<Vec<f64>>();
+
+    let final_channel = conn.create_channel().await?;
+    final_channel
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await?;
+    let last = queue(base, HOPS);
+    let mut deliveries = final_channel
+        .basic_consume(
+            last.as_str().into(),
+            format!("ceiling-{last}").as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let final_store = StageStore::open(redis_url, base).await?;
+    let (final_window, final_out_of_step) = (window.clone(), out_of_step.clone());
+    let finishing = tokio::spawn(async move {
+        while let Some(Ok(delivery)) = deliveries.next().await {
+            let (mut store, window, out_of_step, completed_tx) = (
+                final_store.clone(),
+                final_window.clone(),
+                final_out_of_step.clone(),
+                completed_tx.clone(),
+            );
+            tokio::spawn(async move {
+                let finished = async {
+                    let order = order_of(&delivery.data)?;
+                    if !store.advance(order, HOPS).await? {
+                        out_of_step.fetch_add(1, Ordering::Relaxed);
+                    }
+                    store.record_completion(order).await?;
+                    delivery.ack(BasicAckOptions::default()).await?;
+                    anyhow::Ok(hops_of(&Some(hop_headers(delivery.properties.headers()))))
+                };
+                if let Ok(hops) = finished.await {
+                    window.add_permits(1);
+                    let _ = completed_tx.send(hops);
+                }
+            });
+        }
+    });
+
+    let producing = conn.create_channel().await?;
+    producing
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let producer_store = StageStore::open(redis_url, base).await?;
+    let first: Arc<str> = queue(base, 1).into();
+    let started = Instant::now();
+    let producer = {
+        let window = window.clone();
+        tokio::spawn(async move {
+            for order in 0..orders as u64 {
+                window.acquire().await?.forget();
+                let (mut store, producing, first) =
+                    (producer_store.clone(), producing.clone(), first.clone());
+                tokio::spawn(async move {
+                    let produced = async {
+                        store.create(order).await?;
+                        store.advance(order, 0).await?;
+                        let body = order.to_string();
+                        let mut headers = FieldTable::default();
+                        headers.insert("sent-us".into(), AMQPValue::LongLongInt(now_us()));
+                        publish_confirmed(&producing, &first, body.as_bytes(), headers).await
+                    };
+                    let _ = produced.await;
+                });
+            }
+            anyhow::Ok(())
+        })
+    };
+
+    let mut hops_ms = Vec::with_capacity(orders * HOPS);
+    let mut received = 0;
+    while received < orders {
+        let hops = tokio::time::timeout(Duration::from_secs(60), completed.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("ceiling stalled after {received} of {orders} orders"))?
+            .ok_or_else(|| anyhow::anyhow!("the final stage ended"))?;
+        hops_ms.extend(hops);
+        received += 1;
+    }
+    let cpu_at_end = CpuSample::take(worker_pid);
+    let elapsed = started.elapsed();
+    producer.abort();
+    finishing.abort();
+    let _ = conn.close(200, "done".into()).await;
+    let out_of_step = out_of_step.load(Ordering::Relaxed);
+    anyhow::ensure!(
+        out_of_step == 0,
+        "{out_of_step} orders reached the last hop in the wrong state"
+    );
+    Ok(Driven {
+        elapsed,
+        cpu_at_end,
+        hops_ms,
+    })
+}
+
+/// The hop latencies stamped by [`hop_headers`], in ms.
+fn hops_of(headers: &Option<FieldTable>) -> Vec<f64> {
+    match headers.as_ref().and_then(|h| h.inner().get("hops")) {
+        Some(AMQPValue::LongString(list)) => list
+            .to_string()
+            .split(',')
+            .filter_map(|us| us.parse::<f64>().ok())
+            .map(|us| us / 1000.0)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
