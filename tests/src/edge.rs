@@ -1,4 +1,4 @@
-//! Harness additions for the adversarial edge suite (issue 14): commands
+//! Harness additions for the adversarial edge suite (docs/reliability.md): commands
 //! to the fleet's private Redis, and a worker's own health endpoints.
 
 use crate::fleet::{Fleet, WorkerKind};

@@ -1,4 +1,4 @@
-//! Safety at the edges (issue 14): what a downstream says counts only when
+//! Safety at the edges (docs/reliability.md): what a downstream says counts only when
 //! it is the contract's answer (docs/downstream-api.md), and sizes and
 //! secrets at the process's edges.
 //!

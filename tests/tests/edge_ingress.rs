@@ -1,4 +1,4 @@
-//! The door, tried adversarially (issue 14, items 2, 11 and 12): a cancel
+//! The door, tried adversarially (docs/reliability.md, items 2, 11 and 12): a cancel
 //! published right behind its order, a replacement order naming another
 //! customer's order, and customer events arriving out of order.
 

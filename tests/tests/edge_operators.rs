@@ -1,4 +1,4 @@
-//! Issue 14, items 3 and 8: an operator's retry and replay at the edges,
+//! docs/reliability.md, items 3 and 8: an operator's retry and replay at the edges,
 //! acted out with `orderctl` as an operator runs it and judged against the
 //! simulator's ledger.
 //!

@@ -1,4 +1,4 @@
-//! Issue 14, item 6: a Redis that answers but cannot take the work — out of
+//! docs/reliability.md, item 6: a Redis that answers but cannot take the work — out of
 //! memory under `maxmemory` with `noeviction` — must not cost a healthy
 //! order anything. Each worker holds its deliveries (never requeueing them,
 //! which would count towards the broker's delivery limit and dead-letter

@@ -1,4 +1,4 @@
-//! Issue 14, item 4: an accepted shipment must not be tracked forever. When
+//! docs/reliability.md, item 4: an accepted shipment must not be tracked forever. When
 //! the carrier's status query stops answering — 404 (the key forgotten past
 //! its retention), 5xx, 501 (no status query), or an open breaker — the
 //! stall threshold still bounds the wait: past `fulfilment.stall_after`

@@ -1,5 +1,5 @@
 //! The reconciler on the real Redis and RabbitMQ, without workers: which
-//! orders one round reaches. (Issue 14, item 4: it used to read only the
+//! orders one round reaches. (docs/reliability.md, item 4: it used to read only the
 //! oldest 1,000 orders of a state, so with more accepted shipments than
 //! that in transit the newer ones were never tracked.)
 
