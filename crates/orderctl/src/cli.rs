@@ -35,9 +35,9 @@ pub enum Command {
     ///
     /// Exit 1 when an order did not settle or an invariant broke.
     Chaos(crate::chaos::ChaosArgs),
-    /// The raw lapin pipeline's worker process of `bench --baseline raw`.
+    /// A baseline's worker process of `bench --baseline raw|ceiling`.
     #[command(hide = true)]
-    BenchRawWorker(crate::bench::RawWorkerArgs),
+    BenchBaselineWorker(crate::bench::BaselineWorkerArgs),
     /// Exception queues: list, peek, export/import, replay, discard, edit.
     #[command(subcommand)]
     Exceptions(crate::exceptions::ExceptionsCommand),

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         cli::Command::Demo(args) => demo::run(args),
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::Chaos(args) => chaos::run(args),
-        cli::Command::BenchRawWorker(args) => bench::run_raw_worker(args),
+        cli::Command::BenchBaselineWorker(args) => bench::run_baseline_worker(args),
         cli::Command::Exceptions(command) => exceptions::run(command),
         cli::Command::Status(args) => status_cmd::run(args),
         cli::Command::Order(command) => order_cmd::run(command),

@@ -7,7 +7,7 @@ use serde_json::Value;
 use support::{orderctl, shown};
 
 #[test]
-fn a_happy_bench_reports_sane_figures_beside_the_raw_baseline() {
+fn a_happy_bench_reports_sane_figures_beside_the_raw_and_ceiling_baselines() {
     let plot = std::env::temp_dir().join(format!("orderctl-bench-{}.svg", std::process::id()));
     let plot_arg = plot.display().to_string();
     let out = orderctl(&[
@@ -18,6 +18,8 @@ fn a_happy_bench_reports_sane_figures_beside_the_raw_baseline() {
         "happy",
         "--baseline",
         "raw",
+        "--baseline",
+        "ceiling",
         "--plot",
         &plot_arg,
         "--json",
@@ -64,6 +66,22 @@ fn a_happy_bench_reports_sane_figures_beside_the_raw_baseline() {
     assert!(raw_per_second > 0.0, "{raw:#}");
     let ratio = run["ratio_to_raw"].as_f64().unwrap();
     assert!((ratio - per_second / raw_per_second).abs() < 1e-9);
+
+    let ceiling = &report["ceiling"];
+    assert_eq!(ceiling["orders"], 50, "{report:#}");
+    assert_eq!(ceiling["name"], "ceiling", "{report:#}");
+    let ceiling_cpu = &ceiling["cpu_per_1000"];
+    let ceiling_total: f64 = ["worker", "rabbitmq", "redis", "driver"]
+        .iter()
+        .map(|process| ceiling_cpu[process].as_f64().unwrap())
+        .sum();
+    assert!(ceiling_total > 0.0, "{ceiling:#}");
+    let fleet_total = run["cpu_seconds_per_1000"]["total"].as_f64().unwrap();
+    let cpu_ratio = run["cpu_ratio_to_ceiling"].as_f64().unwrap();
+    assert!(
+        (cpu_ratio - fleet_total / ceiling_total).abs() < 1e-9,
+        "{report:#}"
+    );
 
     let svg = std::fs::read_to_string(&plot).expect("--plot wrote the SVG");
     let _ = std::fs::remove_file(&plot);

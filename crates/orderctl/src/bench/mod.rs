@@ -5,24 +5,26 @@
 //! to: throughput and time to a final state, downstream calls per order and
 //! per operation, retries and deferrals, exceptions by reason, and every
 //! invariant violation against the simulator's ledger. `--baseline raw`
-//! measures the raw lapin 4-hop pipeline on the same broker beside it;
+//! measures the raw lapin 4-hop pipeline on the same broker beside it, and
+//! `--baseline ceiling` the bare lapin + redis workload a stage is judged
+//! by, with the fleet's CPU per order as a multiple of the ceiling's;
 //! `--plot` draws orders by state over time.
 //!
 //! The bench reports; it does not judge: a run that completes exits 0 even
 //! with violations (the naive preset is expected to make some).
 
+mod baseline;
 mod metrics;
 mod profiles;
-mod raw;
 mod report;
 
+pub use baseline::{Baseline, BaselineWorkerArgs, run_worker as run_baseline_worker};
 pub use profiles::{BenchProfile, load as load_profile};
-pub use raw::{RawWorkerArgs, run_worker as run_raw_worker};
 
 use crate::cli::Mix;
 use crate::local_fleet::figures::Outcome;
 use crate::local_fleet::{self, Children, Ground, Launch, Settled};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use orderflow_broker::Publisher;
 use orderflow_console::charts::plot::{self, Sample};
 use orderflow_core::OrderState;
@@ -51,9 +53,10 @@ pub struct BenchArgs {
     /// `default` first.
     #[arg(long = "policy", default_value = "default")]
     pub policies: Vec<String>,
-    /// Also measure a baseline on the same broker in the same run.
-    #[arg(long, value_enum)]
-    pub baseline: Option<Baseline>,
+    /// Also measure a baseline on the same broker (and Redis) in the same
+    /// run; repeat it for both.
+    #[arg(long = "baseline", value_enum)]
+    pub baselines: Vec<Baseline>,
     /// Orders per second at most [default: the profile's `rate`, else as
     /// fast as the broker confirms].
     #[arg(long)]
@@ -93,14 +96,6 @@ pub struct BenchArgs {
     pub redis_url: String,
 }
 
-/// What a run is compared with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Baseline {
-    /// The raw lapin 4-hop pipeline of orderflow-bench (consume, publish
-    /// with confirm, ack).
-    Raw,
-}
-
 /// Why a bench did not complete.
 enum Stop {
     /// Bad input: a profile or policy that does not parse (exit 2).
@@ -138,17 +133,21 @@ async fn bench(args: &BenchArgs) -> Result<(), Stop> {
     let policies = profiles::policies(&args.policies, &profile).map_err(Stop::Usage)?;
     let bin_dir = local_fleet::bin_dir(args.bin_dir.as_deref()).map_err(Stop::Failed)?;
 
-    let raw = match args.baseline {
-        Some(Baseline::Raw) => {
-            eprintln!("raw lapin 4-hop baseline: {} orders", args.orders);
-            Some(
-                raw::measure(&args.amqp_url, args.orders)
-                    .await
-                    .map_err(Stop::Failed)?,
-            )
+    let measured = |workload: Baseline| {
+        let wanted = args.baselines.contains(&workload);
+        async move {
+            if !wanted {
+                return Ok(None);
+            }
+            eprintln!("{workload:?} baseline: {} orders", args.orders);
+            baseline::measure(workload, &args.amqp_url, &args.redis_url, args.orders)
+                .await
+                .map(Some)
+                .map_err(Stop::Failed)
         }
-        None => None,
     };
+    let raw = measured(Baseline::Raw).await?;
+    let ceiling = measured(Baseline::Ceiling).await?;
     let mut runs = Vec::new();
     let mut plots = Vec::new();
     for (index, policy) in policies.iter().enumerate() {
@@ -164,6 +163,13 @@ async fn bench(args: &BenchArgs) -> Result<(), Stop> {
         run.ratio_to_raw = raw
             .as_ref()
             .map(|raw| run.orders_per_second / raw.orders_per_second);
+        run.cpu_ratio_to_ceiling = ceiling.as_ref().map(|ceiling| {
+            run.cpu_seconds_per_1000
+                .get("total")
+                .copied()
+                .unwrap_or(0.0)
+                / ceiling.cpu_per_1000.total()
+        });
         plots.push((
             format!(
                 "{} · policy {} ({}) · {} orders",
@@ -179,6 +185,7 @@ async fn bench(args: &BenchArgs) -> Result<(), Stop> {
         seed: args.seed,
         runs,
         raw,
+        ceiling,
     };
     if let Some(path) = &args.plot {
         let panels: Vec<(String, &[Sample<OrderState>])> = plots
@@ -369,6 +376,7 @@ async fn measure(
         seconds: wall.as_secs_f64(),
         orders_per_second: placed.len() as f64 / wall.as_secs_f64().max(0.001),
         ratio_to_raw: None,
+        cpu_ratio_to_ceiling: None,
         outcome: Outcome::new(&records),
         calls,
         calls_per_order,

@@ -26,6 +26,9 @@ pub struct BenchReport {
     /// `--baseline raw`: the raw lapin 4-hop pipeline, same broker, same
     /// number of orders.
     pub raw: Option<Figures>,
+    /// `--baseline ceiling`: the bare lapin + redis workload, same broker
+    /// and Redis, same number of orders.
+    pub ceiling: Option<Figures>,
 }
 
 /// One run of the fleet under one policy.
@@ -42,6 +45,9 @@ pub struct RunReport {
     pub orders_per_second: f64,
     /// Fleet orders/s over raw orders/s (`--baseline raw`).
     pub ratio_to_raw: Option<f64>,
+    /// The fleet's CPU per order, all processes, over the ceiling's
+    /// (`--baseline ceiling`).
+    pub cpu_ratio_to_ceiling: Option<f64>,
     #[serde(flatten)]
     pub outcome: Outcome,
     /// Requests the simulator received, by endpoint.
@@ -81,6 +87,25 @@ pub fn calls(ledger: &Ledger, orders: usize) -> (BTreeMap<String, u64>, BTreeMap
         })
         .collect();
     (calls, per_order)
+}
+
+/// A baseline's figures on one line.
+fn baseline_line(figures: &Figures) -> String {
+    let cpu = &figures.cpu_per_1000;
+    format!(
+        "{:.1} orders/s ({} orders in {:.2} s, hop p50 {:.2} ms, p99 {:.2} ms, worker RSS {:.1} MiB); CPU s / 1,000 orders {:.2} (worker {:.2}, RabbitMQ {:.2}, Redis {:.2}, driver {:.2})",
+        figures.orders_per_second,
+        figures.orders,
+        figures.seconds,
+        figures.hop_p50_ms,
+        figures.hop_p99_ms,
+        figures.worker_peak_rss_mib,
+        cpu.total(),
+        cpu.worker,
+        cpu.rabbitmq,
+        cpu.redis,
+        cpu.driver
+    )
 }
 
 /// Counts by invariant (`I2` → 3).
@@ -216,22 +241,29 @@ impl BenchReport {
                     .join(", ")
             }
         });
-        if let Some(raw) = &self.raw {
+        if self.raw.is_some() {
             row("ratio to raw lapin 4-hop", &|r| {
                 r.ratio_to_raw.map_or("-".into(), |x| format!("{x:.3}"))
             });
-            print!("{}", table.render());
+        }
+        if self.ceiling.is_some() {
+            row("CPU per order / ceiling's", &|r| {
+                r.cpu_ratio_to_ceiling
+                    .map_or("-".into(), |x| format!("{x:.1}×"))
+            });
+        }
+        print!("{}", table.render());
+        if let Some(raw) = &self.raw {
             println!(
-                "\nraw lapin 4-hop pipeline, same broker: {:.1} orders/s ({} orders in {:.2} s, hop p50 {:.2} ms, p99 {:.2} ms, worker RSS {:.1} MiB)",
-                raw.orders_per_second,
-                raw.orders,
-                raw.seconds,
-                raw.hop_p50_ms,
-                raw.hop_p99_ms,
-                raw.worker_peak_rss_mib
+                "\nraw lapin 4-hop pipeline, same broker: {}",
+                baseline_line(raw)
             );
-        } else {
-            print!("{}", table.render());
+        }
+        if let Some(ceiling) = &self.ceiling {
+            println!(
+                "\nceiling (bare lapin + redis, 4 quorum hops, 10 Redis round trips per order), same broker and Redis: {}",
+                baseline_line(ceiling)
+            );
         }
         for run in &self.runs {
             if !run.phases.is_empty() {
