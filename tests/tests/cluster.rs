@@ -347,6 +347,17 @@ fn on_clusters(options: FleetOptions) -> FleetOptions {
         .replicas(WorkerKind::Shipping, 2)
 }
 
+/// `orderctl status --json` on the fleet.
+fn operator_status(fleet: &Fleet) -> serde_json::Value {
+    let output = fleet.orderctl(&["status", "--json", "--sample", "0"]);
+    assert!(
+        output.status.success(),
+        "orderctl status failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("orderctl status --json prints JSON")
+}
+
 /// Paid, or further along.
 fn past_payment(state: OrderState) -> bool {
     matches!(
@@ -360,7 +371,9 @@ fn past_payment(state: OrderState) -> bool {
 
 /// The proof, RabbitMQ half: 500+ orders under the mixed fault
 /// profile on the 3-node cluster; mid-run the node leading the payment
-/// queue is killed with -9 and later started again. Every order settles,
+/// queue is killed with -9 and later started again; `orderctl status`
+/// shows the node down and the queue with 2 of its 3 replicas online.
+/// Every order settles,
 /// I1–I9 hold against the simulator's ledger, and the time from the kill
 /// until an order placed after it got past payment is printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,6 +392,16 @@ async fn the_fleet_loses_no_order_when_the_payment_leader_is_killed() {
         .await;
 
     let payment_queue = fleet.spec().stage(Stage::Payment).work.clone();
+    let status = operator_status(&fleet);
+    let nodes = status["broker"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        nodes.len() == 3 && nodes.iter().all(|n| n["up"] == true),
+        "orderctl status shows the three nodes up: {}",
+        status["broker"]
+    );
     let leader = clusters::leader_node(&payment_queue);
     let killed = Killed::node(leader);
     // Orders placed after the kill: the first of them past payment is the
@@ -387,6 +410,36 @@ async fn the_fleet_loses_no_order_when_the_payment_leader_is_killed() {
         .map(|i| Order::new(&format!("ord-cluster-after-kill-{i}")))
         .collect();
     fleet.place_all(&markers).await;
+    let status = operator_status(&fleet);
+    let down = node_url(leader).replace(":guest@", ":***@");
+    assert!(
+        status["broker"]["nodes"]
+            .as_array()
+            .is_some_and(|nodes| nodes
+                .iter()
+                .any(|n| n["url"] == down.as_str() && n["up"] == false)),
+        "orderctl status shows {down} down: {}",
+        status["broker"]
+    );
+    let payment = status["broker"]["queues"]
+        .as_array()
+        .and_then(|queues| queues.iter().find(|q| q["queue"] == payment_queue.as_str()))
+        .unwrap_or_else(|| {
+            panic!(
+                "orderctl status shows no replicas of {payment_queue}: {}",
+                status["broker"]
+            )
+        });
+    assert_eq!(
+        payment["members"].as_array().map(Vec::len),
+        Some(3),
+        "{payment}"
+    );
+    assert_eq!(
+        payment["online"].as_array().map(Vec::len),
+        Some(2),
+        "{payment}"
+    );
     let resumed = loop {
         let mut any = false;
         for marker in &markers {
