@@ -212,6 +212,19 @@ mod tests {
     }
 
     #[test]
+    fn docs_scaling_shows_what_clusters_sh_env_prints() {
+        let env = clusters_sh(&["env"]);
+        let doc = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/scaling.md"),
+        )
+        .expect("docs/scaling.md");
+        assert!(
+            doc.contains(&format!("```sh\n{env}```")),
+            "docs/scaling.md does not show `scripts/clusters.sh env` as it prints:\n{env}"
+        );
+    }
+
+    #[test]
     fn the_url_list_is_the_one_clusters_sh_prints() {
         if std::env::var_os("ORDERFLOW_TEST_CLUSTER_AMQP_URL").is_none() {
             let env = clusters_sh(&["env"]);
