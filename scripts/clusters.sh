@@ -12,8 +12,10 @@
 #   scripts/clusters.sh rabbit ctl N ARGS…          rabbitmqctl against node N
 #   scripts/clusters.sh redis kill9|start PORT      one Redis node (7001..7006)
 #
-# RabbitMQ node N is rabbitN@localhost with AMQP on 127.0.0.1:570N and
-# Erlang distribution on 127.0.0.1:2570N. Redis nodes listen on 7001..7006
+# RabbitMQ node N is rabbitN@localhost with AMQP on 127.0.0.1:570N, the
+# management HTTP API on 127.0.0.1:1570N (AMQP port + 10000, as 5672 and
+# 15672; `orderctl status` reads queue leaders there) and Erlang
+# distribution on 127.0.0.1:2570N. Redis nodes listen on 7001..7006
 # (cluster bus on port+10000). State lives under $CLUSTERS_DIR (default
 # ${TMPDIR:-/var/tmp}/orderflow-clusters), so a read-only checkout works.
 #
@@ -69,8 +71,9 @@ rmq_ctl() {
 rmq_node_env() {
   local n=$1 d="$DIR/rabbit/n$1"
   mkdir -p "$d/mnesia" "$d/log"
-  [ -f "$d/rabbitmq.conf" ] || printf 'listeners.tcp.default = 127.0.0.1:%s\n' $((5700 + n)) >"$d/rabbitmq.conf"
-  [ -f "$d/enabled_plugins" ] || echo '[].' >"$d/enabled_plugins"
+  printf 'listeners.tcp.default = 127.0.0.1:%s\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' \
+    $((5700 + n)) $((15700 + n)) >"$d/rabbitmq.conf"
+  echo '[rabbitmq_management].' >"$d/enabled_plugins"
   export RABBITMQ_NODENAME="$(rmq_name "$n")"
   export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
   export RABBITMQ_NODE_PORT=$((5700 + n))
@@ -119,6 +122,12 @@ rmq_pid() { # the node's beam.smp, checked to be ours before anyone kills it
 rmq_up() {
   local n pids=()
   for n in $(seq "$RMQ_NODES"); do
+    # A node booted by an older version of this script has no management
+    # listener: restart it, one node at a time, so the cluster stays up.
+    if rmq_pid "$n" >/dev/null && ! grep -q management "$DIR/rabbit/n$n/enabled_plugins" 2>/dev/null; then
+      rmq_ctl "$n" stop "$DIR/rabbit/n$n/beam.pid" >/dev/null
+      rmq_start "$n"
+    fi
     rmq_pid "$n" >/dev/null && continue
     rmq_start "$n" &
     pids+=($!)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command: services up, headless Chromium installed for the
-# browser tests, then formatting, lints and every test.
+# browser tests, then formatting, lints, the build, the clusters of
+# scripts/clusters.sh (after the build: they boot slowly on two cores) and
+# every test.
 #
 # `scripts/test.sh --fast`: services up, then the unit tests and the
 # in-process integration tests only (RabbitMQ and Redis, no worker
@@ -34,4 +36,6 @@ fi
 source scripts/browser.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --no-run
+scripts/clusters.sh up
 cargo test --workspace

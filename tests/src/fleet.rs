@@ -73,6 +73,9 @@ pub struct FleetOptions {
     /// `ORDERFLOW_SHUTDOWN_GRACE` of every stage worker (their default,
     /// 20 s, unless set).
     pub shutdown_grace: Duration,
+    /// The broker of the fleet, the harness and `orderctl`: one node's URL
+    /// or a cluster's list ([`crate::amqp_url`] unless set).
+    pub amqp_url: String,
 }
 
 impl Default for FleetOptions {
@@ -96,6 +99,7 @@ impl FleetOptions {
             worker_env: Vec::new(),
             unready: BTreeSet::new(),
             shutdown_grace: Duration::from_secs(20),
+            amqp_url: amqp_url(),
         }
     }
 
@@ -142,6 +146,13 @@ impl FleetOptions {
         self
     }
 
+    /// Runs the fleet on this broker (a URL or a cluster's list of node
+    /// URLs) instead of the tests' one.
+    pub fn amqp_url(mut self, url: &str) -> FleetOptions {
+        self.amqp_url = url.into();
+        self
+    }
+
     /// How long a SIGTERM'd stage worker lets in-flight deliveries finish.
     pub fn shutdown_grace(mut self, grace: Duration) -> FleetOptions {
         self.shutdown_grace = grace;
@@ -179,7 +190,8 @@ pub struct Fleet {
     pub(crate) policy_path: PathBuf,
     pub(crate) profile: Profile,
     pub(crate) spec: TopologySpec,
-    pub(crate) conn: Connection,
+    /// Reopened when lost (a cluster node killed under it).
+    conn: tokio::sync::Mutex<Connection>,
     pub(crate) publisher: Publisher,
     pub(crate) store: Store,
     pub(crate) redis_url: String,
@@ -241,7 +253,7 @@ impl Fleet {
             &sim_log,
         );
         let sim_url = format!("http://{}", wait_for_listen_line(&mut sim));
-        let amqp = amqp_url();
+        let amqp = options.amqp_url.clone();
         let conn = orderflow_broker::connect_named(&amqp, &format!("e2e-harness.{ns}.admin"))
             .await
             .unwrap_or_else(|e| {
@@ -278,7 +290,7 @@ impl Fleet {
             policy_path,
             profile,
             spec,
-            conn,
+            conn: tokio::sync::Mutex::new(conn),
             publisher,
             store,
             redis_url,
@@ -332,9 +344,22 @@ impl Fleet {
         &self.store
     }
 
-    /// The admin connection (for `orderflow_broker::admin`).
-    pub fn broker(&self) -> &Connection {
-        &self.conn
+    /// The admin connection (for `orderflow_broker::admin`), opened again
+    /// if it was lost.
+    pub async fn broker(&self) -> tokio::sync::MutexGuard<'_, Connection> {
+        let mut conn = self.conn.lock().await;
+        if !conn.status().connected() {
+            let name = format!("e2e-harness.{}.admin", self.ns);
+            *conn = orderflow_broker::connect_named(&self.options.amqp_url, &name)
+                .await
+                .unwrap_or_else(|e| panic!("reconnecting: {}", orderflow_broker::chain(&e)));
+        }
+        conn
+    }
+
+    /// The broker URL the fleet runs on.
+    pub fn amqp_url(&self) -> &str {
+        &self.options.amqp_url
     }
 
     /// The simulator's base URL (all three APIs).
@@ -356,7 +381,7 @@ impl Fleet {
 
     fn worker_env(&self, kind: WorkerKind) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = [
-            ("ORDERFLOW_AMQP_URL", amqp_url()),
+            ("ORDERFLOW_AMQP_URL", self.options.amqp_url.clone()),
             ("ORDERFLOW_REDIS_URL", self.redis_url.clone()),
             ("ORDERFLOW_NAMESPACE", self.ns.clone()),
             ("ORDERFLOW_POLICY", self.policy_path.display().to_string()),
@@ -594,7 +619,7 @@ impl Fleet {
             .filter_map(|w| w.proc.pid())
             .collect();
         let ns = self.ns.clone();
-        let broker_port = amqp_port(&amqp_url());
+        let broker_port = amqp_port(&self.options.amqp_url);
         tokio::task::spawn_blocking(move || {
             let ports = client_ports(&pids, broker_port);
             let connections = list_connections();
@@ -654,7 +679,7 @@ impl Fleet {
             .args(["--namespace", &self.ns])
             .env("ORDERFLOW_ACTOR", "alice")
             .env("ORDERFLOW_POLICY", &self.policy_path)
-            .env("ORDERFLOW_AMQP_URL", amqp_url())
+            .env("ORDERFLOW_AMQP_URL", &self.options.amqp_url)
             .env("ORDERFLOW_REDIS_URL", &self.redis_url)
             .env("ORDERFLOW_INVENTORY_URL", &self.sim_url)
             .env("ORDERFLOW_PAYMENT_URL", &self.sim_url)
@@ -758,6 +783,7 @@ impl Drop for Fleet {
         self.sim.lock().unwrap_or_else(|e| e.into_inner()).kill9();
         let private = self.redis.lock().unwrap_or_else(|e| e.into_inner()).take();
         let (spec, ns) = (self.spec.clone(), self.ns.clone());
+        let amqp = self.options.amqp_url.clone();
         let redis_url = private.is_none().then(|| self.redis_url.clone());
         // The test's runtime may be unwinding or single-threaded: clean up
         // on a thread with a runtime of its own.
@@ -767,11 +793,9 @@ impl Drop for Fleet {
                 .build()
                 .expect("a runtime for the clean-up");
             runtime.block_on(async {
-                if let Ok(conn) = orderflow_broker::connect_named(
-                    &amqp_url(),
-                    &format!("e2e-harness.{ns}.cleanup"),
-                )
-                .await
+                if let Ok(conn) =
+                    orderflow_broker::connect_named(&amqp, &format!("e2e-harness.{ns}.cleanup"))
+                        .await
                 {
                     let _ = orderflow_broker::topology::delete(&conn, &spec).await;
                     let _ = conn.close(200, "clean-up done".into()).await;

@@ -12,6 +12,9 @@
 //!   SIGTERM, restart, the log's tail.
 //! - [`redis`]: a private append-only `redis-server` a test may crash and
 //!   restart.
+//! - [`clusters`]: the 3-node RabbitMQ cluster of `scripts/clusters.sh`:
+//!   its URL list, each queue's leader and replicas, killing and starting
+//!   a node.
 //! - [`fleet`]: [`Fleet`], the processes of one namespace, their control
 //!   (kill, restart, drop broker connections, restart Redis) and the clean-up.
 //! - [`orders`]: producer messages (`order.placed/v1`, `order.cancel/v1`) with
@@ -33,6 +36,7 @@
 
 pub mod binaries;
 pub mod browser;
+pub mod clusters;
 pub mod edge;
 pub mod fixtures;
 pub mod fleet;

@@ -127,7 +127,8 @@ impl Fleet {
         let queue = self.spec.names().exception_queue(stage);
         let mut held = Vec::new();
         let mut parked = Vec::new();
-        while let Some(fetched) = admin::get(&self.conn, &queue)
+        let conn = self.broker().await;
+        while let Some(fetched) = admin::get(&conn, &queue)
             .await
             .unwrap_or_else(|e| panic!("reading {queue}: {}", orderflow_broker::chain(&e)))
         {
@@ -164,7 +165,8 @@ impl Fleet {
     pub async fn events(&self) -> Vec<Event> {
         let queue = self.spec.names().events_queue();
         let mut events = self.events.lock().await;
-        while let Some(fetched) = admin::get(&self.conn, &queue)
+        let conn = self.broker().await;
+        while let Some(fetched) = admin::get(&conn, &queue)
             .await
             .unwrap_or_else(|e| panic!("reading {queue}: {}", orderflow_broker::chain(&e)))
         {

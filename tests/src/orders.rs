@@ -242,13 +242,22 @@ impl Fleet {
             body,
             meta,
         };
-        self.publisher.publish(message).await.unwrap_or_else(|e| {
-            panic!(
-                "publishing to {}.orders: {}",
-                self.ns,
-                orderflow_broker::chain(&e)
-            )
-        });
+        // As a producer does: a publish the broker may not have stored (a
+        // cluster node lost under it) is sent again, same message id.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match self.publisher.publish(message.clone()).await {
+                Ok(()) => return,
+                Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!(
+                    "publishing to {}.orders: {}",
+                    self.ns,
+                    orderflow_broker::chain(&e)
+                ),
+            }
+        }
     }
 }
 

@@ -1712,6 +1712,105 @@ fn every_alert_is_explained_in_the_deploy_readme() {
     assert!(alerts > 0, "deploy/: found no alert rules");
 }
 
+/// The clusters component (`deploy/kubernetes/clusters/`) and the
+/// connections its example Secret gives the workers agree: the AMQP URL
+/// names the `RabbitmqCluster`'s Service, whose nodes are as many as the
+/// policy's quorum replicas; the Redis URL is the cluster's seeds, pods of
+/// the Redis StatefulSet that the create Job puts into the cluster.
+#[test]
+fn the_clusters_and_the_connections_pointing_at_them_are_in_step() {
+    let world = world();
+    let in_component = |d: &&Doc| d.file.starts_with("deploy/kubernetes/clusters/");
+    let rabbit = docs_of_kind(world, "RabbitmqCluster")
+        .find(in_component)
+        .expect("deploy/kubernetes/clusters: no RabbitmqCluster");
+    let nodes = rabbit
+        .value
+        .get("spec")
+        .and_then(|s| s.get("replicas"))
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{}: the RabbitmqCluster sets no replicas", rabbit.file));
+    let policy = orderflow_core::policy::parse(
+        &read("deploy/kubernetes/policy.toml"),
+        "deploy/kubernetes/policy.toml",
+    )
+    .expect("the deployed policy is valid");
+    assert_eq!(
+        u64::from(policy.broker.quorum_replicas),
+        nodes,
+        "{}: {nodes} RabbitMQ nodes, but the policy's broker.quorum_replicas is {}: each queue should have a replica on every node",
+        rabbit.file,
+        policy.broker.quorum_replicas
+    );
+
+    let redis = docs_of_kind(world, "StatefulSet")
+        .find(in_component)
+        .expect("deploy/kubernetes/clusters: no Redis StatefulSet");
+    let spec = redis.value.get("spec").expect("a StatefulSet has a spec");
+    let redis_nodes = spec
+        .get("replicas")
+        .and_then(Value::as_u64)
+        .expect("the Redis StatefulSet sets replicas");
+    assert_eq!(redis_nodes, 6, "{}: 3 masters and 3 replicas", redis.file);
+    let service = text(spec.get("serviceName")).expect("the StatefulSet names its Service");
+    let pod = |i: u64| format!("{}-{i}.{service}.orderflow.svc:6379", redis.name());
+    let create = docs_of_kind(world, "Job")
+        .find(in_component)
+        .expect("deploy/kubernetes/clusters: no Job creating the Redis Cluster");
+    let mut script = Vec::new();
+    yaml_strings(&create.value, &mut script);
+    let script = script.join("\n");
+    assert!(
+        script.contains("--cluster create")
+            && script.contains("--cluster-replicas 1")
+            && script.contains(&format!(
+                "for i in {}",
+                (0..redis_nodes)
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))
+            && script.contains(&format!("{}-$i.{service}.", redis.name())),
+        "{}: the Job does not create the cluster from the {redis_nodes} pods of {}",
+        create.file,
+        redis.name()
+    );
+
+    let secret = docs_of_kind(world, "Secret")
+        .find(in_component)
+        .expect("deploy/kubernetes/clusters: no example Secret");
+    let value = |key: &str| {
+        text(secret.value.get("stringData").and_then(|d| d.get(key)))
+            .unwrap_or_else(|| panic!("{}: no {key}", secret.file))
+    };
+    let amqp = value("ORDERFLOW_AMQP_URL");
+    assert!(
+        amqp.contains(&format!("@{}.orderflow.svc:5672/", rabbit.name())),
+        "{}: ORDERFLOW_AMQP_URL ({amqp}) does not name the RabbitmqCluster's Service {}",
+        secret.file,
+        rabbit.name()
+    );
+    let redis_url = value("ORDERFLOW_REDIS_URL");
+    let seeds: Vec<&str> = redis_url
+        .split_once('@')
+        .map_or(redis_url.as_str(), |(_, hosts)| hosts)
+        .split(',')
+        .collect();
+    assert!(
+        redis_url.starts_with("redis+cluster://") && !seeds.is_empty(),
+        "{}: ORDERFLOW_REDIS_URL ({redis_url}) is not a cluster URL",
+        secret.file
+    );
+    for seed in seeds {
+        assert!(
+            (0..redis_nodes).any(|i| seed == pod(i)),
+            "{}: ORDERFLOW_REDIS_URL names {seed}, which is no pod of {}",
+            secret.file,
+            redis.name()
+        );
+    }
+}
+
 #[test]
 fn the_help_reader_reads_clap_output() {
     let long = "\

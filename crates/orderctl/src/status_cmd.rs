@@ -3,6 +3,7 @@
 use crate::fleet_args::{self, FleetArgs, ago, when};
 use crate::table::{Table, or_dash};
 use clap::Args;
+use orderflow_ops::brokers::BrokerStatus;
 use orderflow_ops::{Status, StatusOptions};
 use std::process::ExitCode;
 
@@ -35,6 +36,34 @@ pub fn run(args: StatusArgs) -> ExitCode {
             Err(err) => fleet_args::fail(&err),
         }
     })
+}
+
+/// The RabbitMQ nodes, then each work queue's leader and replicas.
+fn render_broker(broker: &BrokerStatus) -> String {
+    let mut nodes = Table::new(&["RABBITMQ NODE", "STATE"]);
+    for node in &broker.nodes {
+        nodes.row(vec![
+            node.url.clone(),
+            if node.up { "up" } else { "DOWN" }.to_owned(),
+        ]);
+    }
+    let mut out = nodes.render();
+    match &broker.replicas_unknown {
+        Some(why) => out.push_str(&format!("queue leaders and replicas unknown: {why}\n")),
+        None => {
+            let mut queues = Table::new(&["QUEUE", "LEADER", "REPLICAS (online/members)"]);
+            for queue in &broker.queues {
+                queues.row(vec![
+                    queue.queue.clone(),
+                    queue.leader.clone().unwrap_or_else(|| "NONE".to_owned()),
+                    format!("{}/{}", queue.online.len(), queue.members.len()),
+                ]);
+            }
+            out.push('\n');
+            out.push_str(&queues.render());
+        }
+    }
+    out
 }
 
 fn render(status: &Status) -> String {
@@ -154,6 +183,9 @@ fn render(status: &Status) -> String {
         ]);
     }
     out.push_str(&downstreams.render());
+
+    out.push('\n');
+    out.push_str(&render_broker(&status.broker));
 
     out.push('\n');
     if status.workers.is_empty() {

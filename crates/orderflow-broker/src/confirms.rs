@@ -17,13 +17,16 @@
 //! those has been handed over, collects what has resolved, and then
 //! answers. A publish is sent by a task of its own, so a caller that stops
 //! waiting cannot drop a confirm (and a return with it) on the way.
+//!
+//! The task also counts nacks in a row ([`NackStreak`]): a channel that
+//! keeps being nacked is worn out and the publisher opens another.
 
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use lapin::{Confirmation, PublisherConfirm};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// Which publish a returned message answers.
@@ -63,6 +66,28 @@ struct Counters {
     numbered: AtomicU64,
     /// Numbered and not answered yet.
     in_flight: AtomicUsize,
+    /// The channel was nacked [`NackStreak::LIMIT`] times in a row.
+    worn_out: AtomicBool,
+}
+
+/// Nacks in a row on one channel. RabbitMQ 3.10 nacks every publish of a
+/// channel to a quorum queue whose leader was re-elected until the channel
+/// is reopened; a full queue (`reject-publish`) nacks too, and a fresh
+/// channel does no harm there. So after a few nacks in a row, reopen.
+#[derive(Debug, Default)]
+pub(crate) struct NackStreak {
+    in_a_row: u32,
+}
+
+impl NackStreak {
+    /// Nacks in a row that wear a channel out.
+    pub(crate) const LIMIT: u32 = 3;
+
+    /// Counts one answer; true once the channel is worn out.
+    pub(crate) fn record(&mut self, nacked: bool) -> bool {
+        self.in_a_row = if nacked { self.in_a_row + 1 } else { 0 };
+        self.in_a_row >= Self::LIMIT
+    }
 }
 
 enum Handover {
@@ -97,6 +122,11 @@ impl Confirms {
         (asker, outcome)
     }
 
+    /// The channel kept being nacked: publish on a fresh one.
+    pub(crate) fn worn_out(&self) -> bool {
+        self.counters.worn_out.load(Ordering::SeqCst)
+    }
+
     /// Hands a numbered publish to the settling task, sent or not. If the
     /// task is gone, the asker's receiver sees its sender dropped.
     pub(crate) fn hand_over(&self, asker: Asker, sent: Result<PublisherConfirm, lapin::Error>) {
@@ -118,6 +148,7 @@ async fn settle(mut incoming: mpsc::UnboundedReceiver<Handover>, counters: Arc<C
         waiting: FuturesUnordered::new(),
         arrived: Arrivals::default(),
         returned: HashMap::new(),
+        nacks: NackStreak::default(),
     };
     let mut open = true;
     loop {
@@ -157,6 +188,7 @@ struct Settler {
     /// is safe). A later publish on the route gets a fresh answer. Cleared
     /// whenever nothing is in flight.
     returned: HashMap<Route, u64>,
+    nacks: NackStreak,
 }
 
 impl Settler {
@@ -215,6 +247,9 @@ impl Settler {
                 // happen; treat it as "not stored" rather than as success.
                 Ok(Confirmation::Nack(_) | Confirmation::NotRequested) => Outcome::Nacked,
             };
+            if self.nacks.record(matches!(outcome, Outcome::Nacked)) {
+                self.counters.worn_out.store(true, Ordering::SeqCst);
+            }
             self.reply(asker, outcome);
         }
     }
@@ -252,7 +287,18 @@ impl Arrivals {
 
 #[cfg(test)]
 mod tests {
-    use super::Arrivals;
+    use super::{Arrivals, NackStreak};
+
+    #[test]
+    fn nacks_in_a_row_wear_a_channel_out_and_a_confirm_breaks_the_streak() {
+        let mut streak = NackStreak::default();
+        assert!(!streak.record(true));
+        assert!(!streak.record(true));
+        assert!(!streak.record(false));
+        assert!(!streak.record(true));
+        assert!(!streak.record(true));
+        assert!(streak.record(true));
+    }
 
     #[test]
     fn arrivals_in_any_order_close_the_gap() {

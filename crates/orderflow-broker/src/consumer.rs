@@ -4,8 +4,9 @@
 //! and each message settled only after its handler has returned — so a
 //! handler publishes (and awaits the confirm of) everything a message leads
 //! to before the message is acked. A lost connection or channel is
-//! re-established with jittered exponential backoff, forever, until shutdown;
-//! the broker redelivers whatever was unacked, and handlers are idempotent.
+//! re-established with jittered exponential backoff, forever, until shutdown,
+//! on the next node of the broker's list (the topology declared again); the
+//! broker redelivers whatever was unacked, and handlers are idempotent.
 //!
 //! A consumer can be paused ([`Consumer::run_pausable`]): while its watch
 //! says so it cancels its AMQP consumer and closes its session the way a
@@ -14,7 +15,7 @@
 //! queue a message handed back counts towards the delivery limit) — and
 //! consumes again once resumed. Messages wait in the queue meanwhile.
 
-use crate::connection::connect_named;
+use crate::connection::Nodes;
 use crate::error::chain;
 use crate::topology::{self, TopologySpec};
 use crate::{Error, Incoming, Publisher, Settlement};
@@ -203,6 +204,7 @@ async fn reconnecting<H: Handler>(
             .build()
     };
     let mut delays = backoff();
+    let nodes = Nodes::new(&config.amqp_url);
     let mut session = 0u64;
     let mut failures = 0u64;
     loop {
@@ -215,19 +217,23 @@ async fn reconnecting<H: Handler>(
             info!(queue = %config.queue, "resumed");
         }
         session += 1;
-        let lost =
-            match run_session(config, spec, handler, publisher, shutdown, paused, session).await {
-                Ok(Ended::Shutdown) => return Ok(()),
-                Ok(Ended::Paused) => {
-                    delays = backoff();
-                    failures = 0;
-                    continue;
-                }
-                Err(lost) => lost,
-            };
+        let lost = match run_session(
+            &nodes, config, spec, handler, publisher, shutdown, paused, session,
+        )
+        .await
+        {
+            Ok(Ended::Shutdown) => return Ok(()),
+            Ok(Ended::Paused) => {
+                delays = backoff();
+                failures = 0;
+                continue;
+            }
+            Err(lost) => lost,
+        };
         if !lost.error.is_transient() {
             return Err(lost.error);
         }
+        nodes.lost();
         if lost.was_consuming {
             // A session that worked starts the backoff over.
             delays = backoff();
@@ -273,7 +279,9 @@ impl From<Error> for Lost {
 }
 
 /// One connection's worth of consuming.
+#[allow(clippy::too_many_arguments)] // one call site, each a distinct part
 async fn run_session<H: Handler>(
+    nodes: &Nodes,
     config: &ConsumerConfig,
     spec: &TopologySpec,
     handler: &Arc<H>,
@@ -290,7 +298,7 @@ async fn run_session<H: Handler>(
     let established = tokio::select! {
         () = shutdown.cancelled() => return Ok(Ended::Shutdown),
         () = until_paused(paused) => return Ok(Ended::Paused),
-        established = establish(config, spec, &tag) => established?,
+        established = establish(nodes, config, spec, &tag) => established?,
     };
     let (connection, channel, mut deliveries) = established;
     if session > 1 {
@@ -457,11 +465,12 @@ enum Stop {
 type Deliveries = lapin::Consumer;
 
 async fn establish(
+    nodes: &Nodes,
     config: &ConsumerConfig,
     spec: &TopologySpec,
     tag: &str,
 ) -> Result<(Connection, Channel, Deliveries), Error> {
-    let connection = connect_named(&config.amqp_url, &config.consumer_tag_prefix).await?;
+    let connection = nodes.connect(&config.consumer_tag_prefix).await?;
     topology::declare(&connection, spec).await?;
     let channel = topology::open(&connection, "consuming").await?;
     channel

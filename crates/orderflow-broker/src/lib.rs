@@ -12,7 +12,8 @@
 //! - [`headers`]: [`Meta`], the `orderflow-*` headers and AMQP properties,
 //!   and the broker's `x-death` entries ([`Death`]).
 //! - `message`: [`Outgoing`], [`Incoming`] and [`Settlement`].
-//! - `connection`: [`connect`], with [`Error::Unreachable`] for start-up checks.
+//! - `connection`: [`connect`] to the first node of a URL list that
+//!   answers, with [`Error::Unreachable`] for start-up checks; [`node_urls`].
 //! - `publisher`: [`Publisher`], persistent mandatory publishes awaited to
 //!   their confirm; unroutable and nacked messages are errors.
 //! - `confirms`: one task per publishing channel that answers its pipelined
@@ -37,7 +38,7 @@ mod publisher;
 pub mod sockets;
 pub mod topology;
 
-pub use connection::{connect, connect_named, without_password};
+pub use connection::{connect, connect_named, node_urls, without_password};
 pub use consumer::{Consumer, ConsumerConfig, Handler};
 pub use error::{Error, chain};
 pub use headers::{Death, Meta};

@@ -10,10 +10,13 @@
 //!
 //! The publisher has its own connection (the broker blocks publishing
 //! connections under a resource alarm; acks on a consuming connection must
-//! not wait for that) and reconnects on the next publish after it is lost.
+//! not wait for that) and reconnects on the next publish after it is lost,
+//! to the next node of the broker's list. A channel that keeps being nacked
+//! (a quorum queue's leader election on RabbitMQ 3.10) is replaced by a
+//! fresh one on the same connection.
 
 use crate::confirms::{Confirms, Outcome, Route};
-use crate::connection::connect_named;
+use crate::connection::Nodes;
 use crate::headers::short_string;
 use crate::topology;
 use crate::{Error, Meta, Outgoing};
@@ -35,7 +38,7 @@ pub struct Publisher {
 }
 
 struct Inner {
-    url: String,
+    nodes: Nodes,
     name: String,
     lane: tokio::sync::Mutex<Option<Lane>>,
 }
@@ -68,7 +71,7 @@ impl Publisher {
     pub fn lazy(url: &str, name: &str) -> Publisher {
         Publisher {
             inner: Arc::new(Inner {
-                url: url.to_owned(),
+                nodes: Nodes::new(url),
                 name: name.to_owned(),
                 lane: tokio::sync::Mutex::new(None),
             }),
@@ -161,17 +164,33 @@ impl Publisher {
     }
 
     /// The open channel, reconnecting first if the connection or channel
-    /// was lost. One task reconnects while the others wait for it.
+    /// was lost, and opening a fresh channel if this one was worn out by
+    /// nacks. One task reconnects while the others wait for it.
     async fn lane(&self) -> Result<(Channel, Confirms), Error> {
         let mut guard = self.inner.lane.lock().await;
         if let Some(lane) = guard.as_ref()
             && lane.channel.status().connected()
+            && !lane.confirms.worn_out()
         {
             return Ok((lane.channel.clone(), lane.confirms.clone()));
         }
         let connection = match guard.take() {
-            Some(lane) if lane.connection.status().connected() => lane.connection,
-            _ => connect_named(&self.inner.url, &self.inner.name).await?,
+            Some(lane) if lane.connection.status().connected() => {
+                if lane.confirms.worn_out() {
+                    tracing::warn!(
+                        publisher = %self.inner.name,
+                        "the publishing channel keeps being nacked; reopening it"
+                    );
+                    retire(lane.channel);
+                }
+                lane.connection
+            }
+            lost => {
+                if lost.is_some() {
+                    self.inner.nodes.lost();
+                }
+                self.inner.nodes.connect(&self.inner.name).await?
+            }
         };
         let channel = topology::open(&connection, "publishing").await?;
         channel
@@ -185,4 +204,13 @@ impl Publisher {
         });
         Ok((lane.channel.clone(), lane.confirms.clone()))
     }
+}
+
+/// Closes a worn-out channel once every publish still on it has had its
+/// confirm or timed out waiting.
+fn retire(channel: Channel) {
+    tokio::spawn(async move {
+        tokio::time::sleep(CONFIRM_TIMEOUT).await;
+        topology::close(&channel).await;
+    });
 }

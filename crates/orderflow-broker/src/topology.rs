@@ -1,7 +1,11 @@
 //! The exchanges, queues and bindings of one namespace, derived from the
 //! policy, and their idempotent declaration.
 //!
-//! Every queue is a durable quorum queue. Work queues carry an explicit
+//! Every queue is a durable quorum queue with the policy's replica count
+//! (`x-quorum-initial-group-size`; the broker caps it at its node count). The
+//! count applies when a queue is created: a queue that exists with another
+//! count (or none, declared before the policy had one) is taken as it is,
+//! since declaring cannot change it (`rabbitmq-queues grow` can). Work queues carry an explicit
 //! delivery limit (3.10 has no default; 4.x defaults to 20 and drops past it
 //! without a dead-letter exchange) and dead-letter at-least-once to their
 //! exception queue, which needs `reject-publish` overflow. Exception queues
@@ -50,6 +54,7 @@ pub const EXCEPTION_DELIVERY_LIMIT: i32 = i32::MAX;
 pub struct TopologySpec {
     names: Names,
     delivery_limit: i32,
+    quorum_replicas: i32,
     stages: Vec<StageQueues>,
 }
 
@@ -62,6 +67,16 @@ impl TopologySpec {
                 reason: format!(
                     "({}) does not fit the broker's 32-bit signed argument",
                     policy.broker.delivery_limit
+                ),
+            })?;
+        let quorum_replicas = i32::try_from(policy.broker.quorum_replicas)
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| Error::Invalid {
+                what: "broker.quorum_replicas".into(),
+                reason: format!(
+                    "({}) must be at least 1 and fit the broker's 32-bit signed argument",
+                    policy.broker.quorum_replicas
                 ),
             })?;
         let stages = Stage::ALL
@@ -84,6 +99,7 @@ impl TopologySpec {
         Ok(TopologySpec {
             names,
             delivery_limit,
+            quorum_replicas,
             stages,
         })
     }
@@ -120,6 +136,12 @@ impl TopologySpec {
 
     /// Each queue with its declare arguments.
     fn queues(&self) -> Vec<(String, FieldTable)> {
+        let quorum = || {
+            let mut args = FieldTable::default();
+            args.insert("x-queue-type".into(), text("quorum"));
+            args.insert(REPLICAS.into(), AMQPValue::LongInt(self.quorum_replicas));
+            args
+        };
         let mut queues = Vec::new();
         for stage in &self.stages {
             let mut work = quorum();
@@ -160,11 +182,8 @@ impl TopologySpec {
     }
 }
 
-fn quorum() -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), text("quorum"));
-    args
-}
+/// The declare argument of a quorum queue's replica count.
+const REPLICAS: &str = "x-quorum-initial-group-size";
 
 /// At-least-once dead-lettering through the default exchange to `queue`.
 fn dead_letter_to(args: &mut FieldTable, queue: &str) {
@@ -184,13 +203,42 @@ fn text(value: &str) -> AMQPValue {
 /// Idempotent. A queue that exists with other arguments is a
 /// [`Error::TopologyConflict`] naming the queue and the argument.
 pub async fn declare(connection: &Connection, spec: &TopologySpec) -> Result<(), Error> {
-    let channel = open(connection, "declaring the topology").await?;
-    let result = declare_on(&channel, spec).await;
+    let mut channel = open(connection, "declaring the topology").await?;
+    let result = declare_on(connection, &mut channel, spec).await;
     close(&channel).await;
     result
 }
 
-async fn declare_on(channel: &Channel, spec: &TopologySpec) -> Result<(), Error> {
+async fn declare_queue(channel: &Channel, queue: &str, arguments: FieldTable) -> Result<(), Error> {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| match precondition_failed(&source) {
+            Some(detail) => Error::TopologyConflict {
+                argument: inequivalent_argument(&detail),
+                queue: queue.to_owned(),
+                detail,
+            },
+            None => Error::Amqp {
+                context: format!("declaring queue `{queue}`"),
+                source,
+            },
+        })
+}
+
+async fn declare_on(
+    connection: &Connection,
+    channel: &mut Channel,
+    spec: &TopologySpec,
+) -> Result<(), Error> {
     for exchange in spec.exchange_names() {
         channel
             .exchange_declare(
@@ -212,27 +260,36 @@ async fn declare_on(channel: &Channel, spec: &TopologySpec) -> Result<(), Error>
             })?;
     }
     for (queue, arguments) in spec.queues() {
-        channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                arguments,
-            )
-            .await
-            .map_err(|source| match precondition_failed(&source) {
-                Some(detail) => Error::TopologyConflict {
-                    argument: inequivalent_argument(&detail),
-                    queue: queue.clone(),
-                    detail,
-                },
-                None => Error::Amqp {
-                    context: format!("declaring queue `{queue}`"),
-                    source,
-                },
-            })?;
+        let declared = match declare_queue(channel, &queue, arguments.clone()).await {
+            Err(Error::TopologyConflict {
+                argument, detail, ..
+            }) if argument == REPLICAS => {
+                // The queue exists with its own replica count: keep it. The
+                // refusal closed the channel.
+                *channel = open(connection, "declaring the topology").await?;
+                let mut arguments = arguments;
+                match existing_replicas(&detail) {
+                    Some(Some(count)) => {
+                        arguments.insert(REPLICAS.into(), AMQPValue::LongInt(count));
+                    }
+                    Some(None) => {
+                        let mut without = arguments.inner().clone();
+                        without.retain(|key, _| key.as_str() != REPLICAS);
+                        arguments = FieldTable::from(without);
+                    }
+                    None => {
+                        return Err(Error::TopologyConflict {
+                            queue,
+                            argument,
+                            detail,
+                        });
+                    }
+                }
+                declare_queue(channel, &queue, arguments).await
+            }
+            declared => declared,
+        };
+        declared?;
     }
     let (events, events_queue) = (spec.names.events_exchange(), spec.names.events_queue());
     channel
@@ -329,6 +386,20 @@ fn inequivalent_argument(detail: &str) -> String {
         )
 }
 
+/// The replica count a queue has, from the broker's refusal: `Some(None)`
+/// for "... but current is none", `Some(Some(3))` for "... but current is
+/// '3'" (or "the value '3' of type 'signedint'"); `None` if the text says
+/// neither.
+fn existing_replicas(detail: &str) -> Option<Option<i32>> {
+    let (_, current) = detail.rsplit_once("current is ")?;
+    if current.starts_with("none") {
+        return Some(None);
+    }
+    let quoted = current.strip_prefix("the value ").unwrap_or(current);
+    let value = quoted.strip_prefix('\'')?.split('\'').next()?;
+    value.parse().ok().map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +492,32 @@ mod tests {
             spec.delay_queue(Stage::Payment, 9).delay,
             Duration::from_secs(10)
         );
+    }
+
+    #[test]
+    fn every_queue_asks_for_the_policy_replica_count() {
+        let policy = parse("[broker]\nquorum_replicas = 5\n", "test").unwrap();
+        let five = TopologySpec::from_policy("ns", &policy).unwrap();
+        for (name, args) in five.queues() {
+            assert_eq!(arg(&args, REPLICAS), &AMQPValue::LongInt(5), "{name}");
+        }
+        let default = spec().queues();
+        assert_eq!(arg(&default[0].1, REPLICAS), &AMQPValue::LongInt(3));
+    }
+
+    #[test]
+    fn an_existing_queue_replica_count_is_read_from_the_refusal() {
+        let head = "PRECONDITION_FAILED - inequivalent arg 'x-quorum-initial-group-size' for queue 'ns.payment' in vhost '/': received the value '3' of type 'signedint' but current is ";
+        assert_eq!(existing_replicas(&format!("{head}none")), Some(None));
+        assert_eq!(
+            existing_replicas(&format!("{head}the value '5' of type 'signedint'")),
+            Some(Some(5))
+        );
+        assert_eq!(
+            existing_replicas("... received '5' but current is '1'"),
+            Some(Some(1))
+        );
+        assert_eq!(existing_replicas("something else"), None);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! glance and refreshed by itself — per stage its queues, delay tiers,
 //! exceptions by reason, consumers and pause; breakers and retry budget
 //! per downstream; orders by state with those past their stage's
-//! deadline; the policies live, drift in red; the last hour's charts.
+//! deadline; the policies live, drift in red; the last hour's charts; the
+//! RabbitMQ nodes and each work queue's leader and replicas.
 
 use crate::Console;
 use crate::auth::Session;
@@ -119,6 +120,35 @@ fn live(status: &Status) -> Markup {
                         td { (layout::time(worker.started_at)) }
                         td { (layout::age(now.duration_since(worker.seen_at).as_secs().max(0).unsigned_abs())) " ago" }
                         td { @if worker.paused { "paused" } }
+                    }
+                }
+            }
+        }
+        h2 { "RabbitMQ" }
+        table #broker-nodes {
+            thead { tr { th { "node" } th { "state" } } }
+            tbody {
+                @for node in &status.broker.nodes {
+                    tr class=[(!node.up).then_some("bad")] {
+                        td { code { (node.url) } }
+                        td { @if node.up { "up" } @else { "down" } }
+                    }
+                }
+            }
+        }
+        @match &status.broker.replicas_unknown {
+            Some(why) => { p.muted { "Queue leaders and replicas unknown: " (why) } }
+            None => {
+                table #broker-queues {
+                    thead { tr { th { "work queue" } th { "leader" } th { "replicas online" } } }
+                    tbody {
+                        @for queue in &status.broker.queues {
+                            tr class=[(queue.leader.is_none() || queue.online.len() < queue.members.len()).then_some("bad")] {
+                                td { code { (queue.queue) } }
+                                td { (queue.leader.as_deref().unwrap_or("none")) }
+                                td.n { (queue.online.len()) " / " (queue.members.len()) }
+                            }
+                        }
                     }
                 }
             }

@@ -18,6 +18,7 @@
 //! - [`error`]: [`Error`] and its [`Kind`] (invalid, refused, failed).
 
 pub mod actions;
+pub mod brokers;
 pub mod error;
 pub mod exceptions;
 pub mod orders;

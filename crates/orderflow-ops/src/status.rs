@@ -2,8 +2,10 @@
 //! exception queue, whether it is paused; orders by state; per downstream
 //! its retry budget and the breakers of the workers calling it; the live
 //! workers and the policies they run, with a loud warning when more than
-//! one policy is live.
+//! one policy is live; the RabbitMQ nodes and the work queues' replicas
+//! ([`crate::brokers`]).
 
+use crate::brokers::{BrokerStatus, broker_status};
 use crate::error::{Error, Result};
 use crate::target::Target;
 use jiff::Timestamp;
@@ -48,6 +50,8 @@ pub struct Status {
     pub policies: BTreeMap<String, Vec<String>>,
     /// More than one policy is live: the fleet decides by mixed rules.
     pub policy_drift: bool,
+    /// The RabbitMQ nodes and where each work queue's replicas are.
+    pub broker: BrokerStatus,
     /// What needs a look, most important first.
     pub warnings: Vec<String>,
 }
@@ -200,6 +204,11 @@ pub async fn status(target: &Target, options: StatusOptions) -> Result<Status> {
     let stages = read_queues(target, &connection, &paused, &workers, options).await;
     let _ = connection.close(200, "status read".into()).await;
     let stages = stages?;
+    let work_queues: Vec<String> = Stage::ALL
+        .iter()
+        .map(|&stage| target.spec().stage(stage).work.clone())
+        .collect();
+    let broker = broker_status(target.amqp_url(), &work_queues).await;
 
     let mut policies: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for worker in &workers {
@@ -218,6 +227,7 @@ pub async fn status(target: &Target, options: StatusOptions) -> Result<Status> {
         policy_drift: policies.len() > 1,
         policies,
         workers,
+        broker,
         warnings: Vec::new(),
     };
     status.warnings = warnings(&status);
@@ -372,6 +382,7 @@ fn warnings(status: &Status) -> Vec<String> {
             ));
         }
     }
+    warnings.extend(status.broker.warnings());
     for (state, n) in status.overdue.iter().filter(|(_, n)| **n > 0) {
         warnings.push(format!(
             "{n} order(s) {state} for longer than the {} stage's deadline (the reconciler escalates them as `stuck`; is the stage running?)",

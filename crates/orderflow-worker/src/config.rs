@@ -22,7 +22,8 @@ use std::time::Duration;
 /// Settings every role takes.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// RabbitMQ URL.
+    /// RabbitMQ URL, or comma-separated the URLs of a cluster's nodes
+    /// (the first that answers is used; on a lost connection, the next).
     #[arg(
         long,
         env = "ORDERFLOW_AMQP_URL",
@@ -247,12 +248,14 @@ impl Settings {
     /// worker checks them once running, unready until they answer.
     pub fn check(&self) -> Result<Checked, Failure> {
         let c = &self.common;
-        check_url(
-            AMQP_URL,
-            &c.amqp_url,
-            &["amqp", "amqps"],
-            "amqp://user:password@host:5672/%2f",
-        )?;
+        for node in orderflow_broker::node_urls(&c.amqp_url) {
+            check_url(
+                AMQP_URL,
+                node,
+                &["amqp", "amqps"],
+                "amqp://user:password@host:5672/%2f (or several, comma-separated)",
+            )?;
+        }
         check_url(
             REDIS_URL,
             &c.redis_url,
@@ -500,6 +503,19 @@ mod tests {
         assert!(text.starts_with("ORDERFLOW_SHIPPING_URL"), "{text}");
         let text = failure(&["--amqp-url", "amqp://"]);
         assert!(text.contains("names no host"), "{text}");
+    }
+
+    #[test]
+    fn a_list_of_broker_nodes_is_checked_node_by_node() {
+        let list = "amqp://guest:s1@127.0.0.1:5701/%2f,amqp://guest:s2@127.0.0.1:5702/%2f";
+        let settings = parse(Role::Payment, &["--amqp-url", list]).unwrap();
+        assert!(settings.check().is_ok());
+        let text = failure(&[
+            "--amqp-url",
+            "amqp://guest:s1@127.0.0.1:5701/%2f,amqp://guest:s2@",
+        ]);
+        assert!(text.contains("`amqp://guest:***@` is not a URL"), "{text}");
+        assert!(!text.contains("s1") && !text.contains("s2@"), "{text}");
     }
 
     #[test]

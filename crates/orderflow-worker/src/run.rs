@@ -230,8 +230,12 @@ async fn connect_store(common: &Common) -> Result<Store, Failure> {
 async fn declare_topology(role: Role, common: &Common, spec: &TopologySpec) -> Result<(), Failure> {
     let shown = without_password(&common.amqp_url);
     let name = format!("{}.{}.startup", common.namespace, role.binary());
+    // A cluster's list is tried node by node: a node that drops packets
+    // must not use up the time the next one needs to answer.
+    let nodes = orderflow_broker::node_urls(&common.amqp_url).len();
+    let allowed = CONNECT_TIMEOUT.saturating_mul(u32::try_from(nodes).unwrap_or(u32::MAX));
     let connection = match tokio::time::timeout(
-        CONNECT_TIMEOUT,
+        allowed,
         orderflow_broker::connect_named(&common.amqp_url, &name),
     )
     .await
@@ -242,9 +246,7 @@ async fn declare_topology(role: Role, common: &Common, spec: &TopologySpec) -> R
         Err(_) => {
             return Err(Failure::setting(
                 AMQP_URL,
-                format!(
-                    "cannot connect to RabbitMQ at {shown}: no answer within {CONNECT_TIMEOUT:?}"
-                ),
+                format!("cannot connect to RabbitMQ at {shown}: no answer within {allowed:?}"),
                 "start RabbitMQ (`rabbitmq-server -detached`) or point the setting at a running one",
             ));
         }

@@ -211,3 +211,29 @@ pub async fn stop(token: CancellationToken, run: JoinHandle<Result<(), Error>>) 
         panic!("the consumer failed: {}", chain(&e));
     }
 }
+
+/// Channels open on the connection named `connection_name`, as
+/// `rabbitmqctl` lists them.
+pub fn channels_of(connection_name: &str) -> u64 {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "--no-table-headers",
+            "list_connections",
+            "client_properties",
+            "channels",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("this test needs `rabbitmqctl` (RabbitMQ's CLI): {e}"));
+    assert!(
+        output.status.success(),
+        "rabbitmqctl list_connections failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let quoted = format!("\"{connection_name}\"");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find(|line| line.contains(&quoted))
+        .and_then(|line| line.rsplit('\t').next()?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("rabbitmqctl does not list a connection named {connection_name}"))
+}

@@ -205,3 +205,62 @@ async fn a_refused_message_is_nacked() {
         .await
         .unwrap();
 }
+
+/// A channel nacked again and again is replaced by a fresh one: RabbitMQ
+/// 3.10 nacks every publish of a channel to a quorum queue whose leader
+/// was re-elected until the channel is reopened. Here a full queue does
+/// the nacking; the publisher's connection then holds the fresh channel
+/// beside the worn-out one (closed once its confirms are done).
+#[tokio::test]
+async fn a_channel_nacked_again_and_again_is_reopened() {
+    use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+
+    let fixture = Fixture::new("").await;
+    let full = format!("{}.tiny", fixture.namespace());
+    let channel = fixture.connection.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongInt(1));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    channel
+        .queue_declare(full.as_str().into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+
+    let name = format!("{}.nacked", fixture.namespace());
+    let publisher = Publisher::connect(&amqp_url(), &name).await.unwrap();
+    publisher
+        .to_queue(&full, b"1".to_vec(), Meta::default())
+        .await
+        .expect("the first message fits");
+    assert_eq!(crate::common::channels_of(&name), 1);
+    for _ in 0..3 {
+        let err = publisher
+            .to_queue(&full, b"more".to_vec(), Meta::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, Error::Nacked { .. }), "{err:?}");
+    }
+    // The next publish goes out on a fresh channel.
+    let _ = publisher
+        .to_queue(&full, b"more".to_vec(), Meta::default())
+        .await;
+    crate::common::eventually(Duration::from_secs(10), "a second channel", || {
+        let name = name.clone();
+        async move {
+            tokio::task::spawn_blocking(move || crate::common::channels_of(&name))
+                .await
+                .unwrap()
+                == 2
+        }
+    })
+    .await;
+    publisher.close().await;
+    channel
+        .queue_delete(full.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+}

@@ -116,3 +116,55 @@ impl orderflow_broker::Handler for Never {
         unreachable!("nothing is consumed from a conflicting topology")
     }
 }
+
+/// The replica count applies when a queue is created; a queue that exists
+/// with another count is taken as it is instead of refusing to start.
+#[tokio::test]
+async fn a_queue_keeps_the_replica_count_it_was_created_with() {
+    let fixture = Fixture::new("[broker]\nquorum_replicas = 1\n").await;
+    let more = TopologySpec::from_policy(
+        fixture.namespace(),
+        &policy("[broker]\nquorum_replicas = 5\n"),
+    )
+    .unwrap();
+    topology::declare(&fixture.connection, &more)
+        .await
+        .unwrap_or_else(|e| panic!("{}", orderflow_broker::chain(&e)));
+}
+
+/// A queue an older orderflow declared, with no replica count, is taken as
+/// it is.
+#[tokio::test]
+async fn a_queue_declared_without_a_replica_count_is_taken_as_it_is() {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+
+    let connection = broker().await;
+    let namespace = format!("t-{}", uuid::Uuid::new_v4());
+    let spec = TopologySpec::from_policy(&namespace, &policy("")).unwrap();
+    let exceptions = spec.stage(Stage::Payment).exceptions.clone();
+    let channel = connection.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongInt(topology::EXCEPTION_DELIVERY_LIMIT),
+    );
+    channel
+        .queue_declare(
+            exceptions.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await
+        .unwrap();
+    let declared = topology::declare(&connection, &spec).await;
+    topology::delete(&connection, &spec).await.unwrap();
+    declared.unwrap_or_else(|e| panic!("{}", orderflow_broker::chain(&e)));
+}

@@ -75,6 +75,9 @@ pub struct BrokerPolicy {
     /// The largest message body a worker decodes; a larger one is parked
     /// as malformed without being parsed.
     pub max_message_bytes: usize,
+    /// Replicas of each quorum queue when it is created
+    /// (`x-quorum-initial-group-size`); the broker caps it at its node count.
+    pub quorum_replicas: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

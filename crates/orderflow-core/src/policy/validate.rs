@@ -54,6 +54,16 @@ pub(super) fn validate(policy: &Policy) -> Vec<PolicyProblem> {
         );
     }
 
+    if policy.broker.quorum_replicas == 0 || i32::try_from(policy.broker.quorum_replicas).is_err() {
+        problem(
+            "broker.quorum_replicas".into(),
+            format!(
+                "({}) must be at least 1 (and fit the broker's 32-bit signed argument): every queue needs a replica to live on",
+                policy.broker.quorum_replicas
+            ),
+        );
+    }
+
     for stage in Stage::ALL {
         let sp = policy.stage(stage);
         let dp = policy.downstream(stage);
@@ -326,6 +336,15 @@ mod tests {
             ["broker.max_message_bytes"]
         );
         assert!(keys("[broker]\nmax_message_bytes = 65536\n").is_empty());
+    }
+
+    #[test]
+    fn a_queue_needs_at_least_one_replica() {
+        assert_eq!(
+            keys("[broker]\nquorum_replicas = 0\n"),
+            ["broker.quorum_replicas"]
+        );
+        assert!(keys("[broker]\nquorum_replicas = 1\n").is_empty());
     }
 
     #[test]
