@@ -360,7 +360,9 @@ fn check_retention(policy: &Policy) -> Vec<(String, String)> {
         if value < MIN_STREAM_BYTES {
             out.push((
                 key.into(),
-                format!("({value}) must be at least {MIN_STREAM_BYTES}: a stream keeps whole segments"),
+                format!(
+                    "({value}) must be at least {MIN_STREAM_BYTES}: a stream keeps whole segments"
+                ),
             ));
         }
     }
@@ -479,10 +481,7 @@ mod tests {
 
     #[test]
     fn finished_orders_must_outlive_replays_keys_and_the_reconciler() {
-        let (ok, problems) = match parse(
-            "[retention]\nfinished_for = \"12h\"\n",
-            "t.toml",
-        ) {
+        let (ok, problems) = match parse("[retention]\nfinished_for = \"12h\"\n", "t.toml") {
             Ok(_) => (true, vec![]),
             Err(e) => (false, e.problems),
         };
