@@ -30,7 +30,7 @@ if $fast; then
     -p orderflow-broker -p orderflow-ops -p orderflow-console -p downstream-sim \
     --test '*'
   cargo test -p orderflow-runtime --test pipeline
-  cargo test -p orderflow-stages --test flow
+  cargo test -p orderflow-stages --test flow --test retention
   exit 0
 fi
 source scripts/browser.sh

@@ -42,6 +42,8 @@ pub const PAYMENT_SHORT_AMBIGUITY: &str = "payment-short-ambiguity";
 pub const PAYMENT_NOT_IDEMPOTENT: &str = "payment-not-idempotent";
 /// `fast`, but a shipment with no progress for 2 s is stalled.
 pub const FULFILMENT_STALL: &str = "fulfilment-stall";
+/// `fast`, with finished orders kept 15 s in Redis (the retention soak).
+pub const RETENTION_SOAK: &str = "retention-soak";
 
 #[cfg(test)]
 mod tests {
@@ -55,6 +57,7 @@ mod tests {
             PAYMENT_SHORT_AMBIGUITY,
             PAYMENT_NOT_IDEMPOTENT,
             FULFILMENT_STALL,
+            RETENTION_SOAK,
         ] {
             if let Err(e) = orderflow_core::policy::parse(&policy(name), name) {
                 panic!("{e}");

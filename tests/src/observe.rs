@@ -4,6 +4,7 @@
 
 use crate::Fleet;
 use downstream_sim::Ledger;
+use orderflow_broker::stream::{self, Offset};
 use orderflow_broker::{Settlement, admin};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Stage};
@@ -11,12 +12,17 @@ use orderflow_store::{AuditEntry, OrderRecord};
 pub use orderflow_verify::{Parked, is_settled};
 use serde::Deserialize;
 use std::fmt::Write as _;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 /// How often the waits poll.
 const POLL: Duration = Duration::from_millis(50);
 
-/// A customer-facing event from `{ns}.events.all`.
+/// A read of the events stream has caught up once nothing came for this
+/// long.
+const EVENTS_CAUGHT_UP: Duration = Duration::from_millis(150);
+
+/// A customer-facing event from `{ns}.events.stream`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Event {
     /// `order.paid`, `fulfilment.packed`, ...
@@ -159,29 +165,37 @@ impl Fleet {
             .collect()
     }
 
-    /// Every customer event so far. Events are taken (acked) from
-    /// `{ns}.events.all` into the fleet, so each call returns the ones of
-    /// earlier calls too.
+    /// Every customer event so far, read from `{ns}.events.stream` on
+    /// from where the previous call stopped (a test's namespace has a
+    /// stream of its own, whose offsets count from 0), so each call returns
+    /// the ones of earlier calls too. Reading takes nothing from the
+    /// stream: every subscriber sees every event.
     pub async fn events(&self) -> Vec<Event> {
-        let queue = self.spec.names().events_queue();
+        let name = self.spec.events().name.clone();
         let mut events = self.events.lock().await;
+        let from = Offset::Exact(events.len() as u64);
+        let mut unreadable = None;
         let conn = self.broker().await;
-        while let Some(fetched) = admin::get(&conn, &queue)
-            .await
-            .unwrap_or_else(|e| panic!("reading {queue}: {}", orderflow_broker::chain(&e)))
-        {
-            let message = fetched.message();
-            match serde_json::from_slice::<Event>(message.body()) {
+        stream::read(&conn, &name, from, EVENTS_CAUGHT_UP, |message| {
+            match serde_json::from_slice::<Event>(&message.body) {
                 Ok(mut event) => {
-                    event.routing_key = message.routing_key().to_owned();
+                    event.routing_key = message.routing_key;
                     events.push(event);
+                    ControlFlow::Continue(())
                 }
-                Err(e) => panic!(
-                    "an unreadable customer event ({e}): {}",
-                    String::from_utf8_lossy(message.body())
-                ),
+                Err(e) => {
+                    unreadable = Some(format!(
+                        "an unreadable customer event ({e}): {}",
+                        String::from_utf8_lossy(&message.body)
+                    ));
+                    ControlFlow::Break(())
+                }
             }
-            let _ = fetched.settle(Settlement::Ack).await;
+        })
+        .await
+        .unwrap_or_else(|e| panic!("reading {name}: {}", orderflow_broker::chain(&e)));
+        if let Some(unreadable) = unreadable {
+            panic!("{unreadable}");
         }
         events.clone()
     }

@@ -48,6 +48,12 @@ pub enum Command {
     /// One order in full, orders by state, and audited manual recovery.
     #[command(subcommand)]
     Order(crate::order_cmd::OrderCommand),
+    /// The archive of finished orders that left Redis: export a time range.
+    #[command(subcommand)]
+    Archive(crate::stream_cmd::ArchiveCommand),
+    /// The customer events stream: read it from any offset.
+    #[command(subcommand)]
+    Events(crate::stream_cmd::EventsCommand),
     /// Pause or resume every worker of a stage.
     #[command(subcommand)]
     Stage(crate::stage_cmd::StageCommand),

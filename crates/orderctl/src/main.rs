@@ -16,6 +16,7 @@ mod policy_source;
 mod publish;
 mod stage_cmd;
 mod status_cmd;
+mod stream_cmd;
 mod table;
 
 use clap::Parser;
@@ -38,6 +39,8 @@ fn main() -> ExitCode {
         cli::Command::Status(args) => status_cmd::run(args),
         cli::Command::Order(command) => order_cmd::run(command),
         cli::Command::Stage(command) => stage_cmd::run(command),
+        cli::Command::Archive(command) => stream_cmd::run_archive(command),
+        cli::Command::Events(command) => stream_cmd::run_events(command),
         cli::Command::Console(args) => console_cmd::run(args),
     }
 }

@@ -276,6 +276,14 @@ fn render_order(view: &OrderView) -> String {
             .map(|r| format!("  ({r})"))
             .unwrap_or_default()
     );
+    if let Some(archived) = &view.archived {
+        out.push_str(&format!(
+            "  archived {} to stream {} (offset {}): finished and past retention.finished_for, it is no longer in Redis; shown from the archive\n",
+            when(archived.archived_at),
+            archived.stream,
+            archived.offset
+        ));
+    }
     if let Some(from) = view.escalated_from {
         out.push_str(&format!("  escalated from {from}\n"));
     }

@@ -103,6 +103,22 @@ fn check_refuses_each_contradiction_naming_the_key() {
 }
 
 #[test]
+fn check_refuses_a_retention_shorter_than_safety_needs_with_the_reason() {
+    let file = PolicyFile::new(
+        "short-retention",
+        "[exceptions]\nreplay_window = \"36h\"\n[retention]\nfinished_for = \"30h\"\n",
+    );
+    let out = orderctl(&["policy", "check", file.path()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("  retention.finished_for: (1day 6h) is shorter than exceptions.replay_window (1day 12h)"),
+        "names the key, the need and why: {stderr}"
+    );
+    assert!(stderr.contains("would look lost"), "{stderr}");
+}
+
+#[test]
 fn check_lists_every_problem_as_json() {
     let file = PolicyFile::new(
         "many",

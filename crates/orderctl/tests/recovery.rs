@@ -418,3 +418,114 @@ fn a_namespace_without_orders_names_those_that_exist() {
         "{stderr}"
     );
 }
+
+/// The order archived as the reconciler does (confirmed to `{ns}.archive`,
+/// then its keys removed).
+fn archived(ns: &Namespace, order_id: &OrderId) {
+    ns.runtime.block_on(async {
+        let record = ns
+            .store
+            .archive_snapshot(order_id)
+            .await
+            .unwrap()
+            .expect("a finished order");
+        let publisher = orderflow_broker::Publisher::connect(&amqp_url(), "orderctl-test")
+            .await
+            .unwrap();
+        let meta = orderflow_broker::Meta {
+            order_id: Some(order_id.to_string()),
+            order_version: Some(record.version),
+            ..orderflow_broker::Meta::default()
+        };
+        publisher
+            .to_queue(
+                &ns.spec.archive().name,
+                serde_json::to_vec(&record).unwrap(),
+                meta,
+            )
+            .await
+            .unwrap();
+        publisher.close().await;
+        ns.store.expire_archived(&record).await.unwrap();
+    });
+}
+
+#[test]
+fn an_order_that_left_redis_is_shown_from_the_archive_and_exported() {
+    let ns = Namespace::new();
+    let start = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1);
+    let id = ns.order("o-old", &[(OrderState::Rejected, None)]);
+    archived(&ns, &id);
+    assert!(
+        ns.runtime
+            .block_on(ns.store.get_order(&id))
+            .unwrap()
+            .is_none(),
+        "gone from Redis"
+    );
+
+    let shown = ns.orderctl(&["order", "show", "o-old"]);
+    let out = text(&shown.stdout);
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    assert!(
+        out.contains(&format!("to stream {}", ns.spec.archive().name))
+            && out.contains("shown from the archive"),
+        "{out}"
+    );
+    assert!(out.contains("rejected"), "{out}");
+    let view = json(&ns.orderctl(&["order", "show", "o-old", "--json"]));
+    assert_eq!(view["state"], "rejected");
+    assert_eq!(view["archived"]["stream"], ns.spec.archive().name.as_str());
+
+    let exported = ns.orderctl(&["archive", "export", "--from", &start.to_string()]);
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let lines: Vec<Value> = text(&exported.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["order_id"], "o-old");
+    assert_eq!(lines[0]["schema"], "order.archived/v1");
+}
+
+#[test]
+fn events_tail_reads_the_events_stream_for_one_order() {
+    let ns = Namespace::new();
+    ns.runtime.block_on(async {
+        let publisher = orderflow_broker::Publisher::connect(&amqp_url(), "orderctl-test")
+            .await
+            .unwrap();
+        for (order, state) in [("o-1", "received"), ("o-2", "received"), ("o-1", "paid")] {
+            let body =
+                json!({"event_id": format!("{order}.{state}"), "order_id": order, "state": state});
+            publisher
+                .publish(orderflow_broker::Outgoing {
+                    exchange: ns.spec.names().events_exchange(),
+                    routing_key: format!("order.{state}"),
+                    body: serde_json::to_vec(&body).unwrap(),
+                    meta: orderflow_broker::Meta {
+                        order_id: Some(order.into()),
+                        ..orderflow_broker::Meta::default()
+                    },
+                })
+                .await
+                .unwrap();
+        }
+        publisher.close().await;
+    });
+    let out = ns.orderctl(&[
+        "events", "tail", "--order", "o-1", "--from", "first", "--limit", "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let states: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["received", "paid"]);
+    assert_eq!(events[1]["routing_key"], "order.paid");
+    assert!(events[1]["offset"].as_u64().unwrap() > events[0]["offset"].as_u64().unwrap());
+}

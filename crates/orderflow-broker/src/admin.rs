@@ -163,7 +163,7 @@ pub async fn get(connection: &Connection, queue: &str) -> Result<Option<Fetched>
     }))
 }
 
-fn not_found(queue: &str, source: lapin::Error) -> Error {
+pub(crate) fn not_found(queue: &str, source: lapin::Error) -> Error {
     match source.kind() {
         ErrorKind::ProtocolError(e)
             if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND) =>

@@ -272,7 +272,7 @@ fn as_text(value: &AMQPValue) -> Option<String> {
 }
 
 /// Any integer type: other tools and brokers pick their own widths.
-fn as_int(value: &AMQPValue) -> Option<i64> {
+pub(crate) fn as_int(value: &AMQPValue) -> Option<i64> {
     match *value {
         AMQPValue::ShortShortInt(n) => Some(n.into()),
         AMQPValue::ShortShortUInt(n) => Some(n.into()),

@@ -7,7 +7,7 @@
 //! # Layout
 //! - [`names`]: every exchange and queue name, under a namespace prefix.
 //! - [`topology`]: [`TopologySpec`] from the policy (quorum work, exception
-//!   and per-tier delay queues) and its idempotent [`declare`]; an
+//!   and per-tier delay queues, the archive and events streams) and its idempotent [`declare`]; an
 //!   incompatible existing queue is an [`Error::TopologyConflict`].
 //! - [`headers`]: [`Meta`], the `orderflow-*` headers and AMQP properties,
 //!   and the broker's `x-death` entries ([`Death`]).
@@ -22,6 +22,9 @@
 //!   concurrency, graceful shutdown and reconnection with backoff.
 //! - [`admin`]: queue depth and single-message `basic.get`, for operator
 //!   tools and tests.
+//! - [`stream`]: RabbitMQ streams (the archive, the customer events):
+//!   [`stream::StreamSpec`] with its retention, [`stream::read`] from an
+//!   [`stream::Offset`]; writes are confirmed publishes.
 //! - [`sockets`]: which connections processes hold to the broker, for the
 //!   tools that drop a fleet's connections on purpose.
 //! - `error`: [`Error`] and [`chain`] for logging its causes.
@@ -36,6 +39,7 @@ mod message;
 pub mod names;
 mod publisher;
 pub mod sockets;
+pub mod stream;
 pub mod topology;
 
 pub use connection::{connect, connect_named, node_urls, without_password};

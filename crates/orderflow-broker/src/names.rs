@@ -74,10 +74,15 @@ impl Names {
         format!("{}.events", self.namespace)
     }
 
-    /// Holds every customer event (bound with `#`), so an event is never
-    /// unroutable even before any subscriber has bound a queue of its own.
-    pub fn events_queue(&self) -> String {
-        format!("{}.events.all", self.namespace)
+    /// The stream that keeps every customer event (bound with `#`): each
+    /// subscriber reads all of it from the offset it chooses.
+    pub fn events_stream(&self) -> String {
+        format!("{}.events.stream", self.namespace)
+    }
+
+    /// The stream finished orders are archived to before they leave Redis.
+    pub fn archive_stream(&self) -> String {
+        format!("{}.archive", self.namespace)
     }
 
     /// The work queue a stage's workers consume.

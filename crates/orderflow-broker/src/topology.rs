@@ -15,6 +15,7 @@
 
 use crate::Error;
 use crate::names::{Names, ORDER_CANCEL, ORDER_PLACED};
+use crate::stream::StreamSpec;
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
@@ -42,10 +43,6 @@ pub struct DelayQueue {
     pub queue: String,
 }
 
-/// The events queue keeps the newest this many events; older ones make way
-/// (a retention buffer for subscribers, not an archive).
-pub const EVENTS_RETAINED: i64 = 100_000;
-
 /// The exception queues' delivery limit: the largest the broker takes.
 pub const EXCEPTION_DELIVERY_LIMIT: i32 = i32::MAX;
 
@@ -56,6 +53,11 @@ pub struct TopologySpec {
     delivery_limit: i32,
     quorum_replicas: i32,
     stages: Vec<StageQueues>,
+    /// Finished orders, archived before their keys leave Redis.
+    archive: StreamSpec,
+    /// Every customer event (bound to the events exchange with `#`), for
+    /// every subscriber to read in full.
+    events: StreamSpec,
 }
 
 impl TopologySpec {
@@ -96,16 +98,39 @@ impl TopologySpec {
                     .collect(),
             })
             .collect();
+        let retention = &policy.retention;
+        let archive = StreamSpec {
+            name: names.archive_stream(),
+            max_age: retention.archive_max_age,
+            max_bytes: retention.archive_max_bytes,
+        };
+        let events = StreamSpec {
+            name: names.events_stream(),
+            max_age: retention.events_max_age,
+            max_bytes: retention.events_max_bytes,
+        };
         Ok(TopologySpec {
             names,
             delivery_limit,
             quorum_replicas,
             stages,
+            archive,
+            events,
         })
     }
 
     pub fn names(&self) -> &Names {
         &self.names
+    }
+
+    /// The archive stream of finished orders.
+    pub fn archive(&self) -> &StreamSpec {
+        &self.archive
+    }
+
+    /// The stream of every customer event.
+    pub fn events(&self) -> &StreamSpec {
+        &self.events
     }
 
     pub fn stage(&self, stage: Stage) -> &StageQueues {
@@ -152,13 +177,9 @@ impl TopologySpec {
             dead_letter_to(&mut work, &stage.exceptions);
             queues.push((stage.work.clone(), work));
         }
-        let mut events = quorum();
-        events.insert(
-            "x-max-length".into(),
-            AMQPValue::LongLongInt(EVENTS_RETAINED),
-        );
-        events.insert("x-overflow".into(), text("drop-head"));
-        queues.push((self.names.events_queue(), events));
+        for stream in [&self.events, &self.archive] {
+            queues.push((stream.name.clone(), stream.arguments()));
+        }
         for stage in &self.stages {
             let mut exceptions = quorum();
             // Never dropped for being read: operators peek (and the console
@@ -195,7 +216,7 @@ fn dead_letter_to(args: &mut FieldTable, queue: &str) {
     args.insert("x-overflow".into(), text("reject-publish"));
 }
 
-fn text(value: &str) -> AMQPValue {
+pub(crate) fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
 }
 
@@ -291,7 +312,9 @@ async fn declare_on(
         };
         declared?;
     }
-    let (events, events_queue) = (spec.names.events_exchange(), spec.names.events_queue());
+    // Every event is kept on the stream, so an event is never unroutable
+    // even before any subscriber has bound a queue of its own.
+    let (events, events_queue) = (spec.names.events_exchange(), spec.events.name.clone());
     channel
         .queue_bind(
             events_queue.as_str().into(),
@@ -468,13 +491,27 @@ mod tests {
     }
 
     #[test]
+    fn events_and_the_archive_are_streams_kept_by_the_policy_retention() {
+        let spec = spec();
+        let queues = spec.queues();
+        for name in ["ns.events.stream", "ns.archive"] {
+            let (_, args) = queues.iter().find(|(n, _)| n == name).unwrap();
+            assert_eq!(arg(args, "x-queue-type"), &text("stream"), "{name}");
+            assert!(args.contains_key("x-max-age"), "{name}");
+            assert!(args.contains_key("x-max-length-bytes"), "{name}");
+        }
+    }
+
+    #[test]
     fn every_stage_has_work_exception_and_delay_queues() {
         let spec = spec();
         let names = spec.queue_names();
-        // 3 work + events + 3 exception + 5 + 2 + 5 delay queues.
-        assert_eq!(names.len(), 19);
+        // 3 work + events and archive streams + 3 exception + 5 + 2 + 5
+        // delay queues.
+        assert_eq!(names.len(), 20);
         assert!(names.contains(&"ns.shipping.exceptions".to_owned()));
-        assert!(names.contains(&"ns.events.all".to_owned()));
+        assert!(names.contains(&"ns.events.stream".to_owned()));
+        assert!(names.contains(&"ns.archive".to_owned()));
         assert_eq!(
             spec.exchange_names(),
             ["ns.orders".to_owned(), "ns.events".to_owned()]

@@ -10,16 +10,22 @@
 //!   RabbitMQ, policy, downstream APIs).
 //! - [`mod@status`]: queues, delay tiers, exceptions by reason, orders by
 //!   state, budgets and breakers, live workers, policy drift, pauses.
-//! - [`orders`]: one order in full, orders by state.
+//! - [`orders`]: one order in full (from the archive once it left Redis),
+//!   orders by state.
+//! - [`archive`]: the archive of finished orders: one order, or a time
+//!   range as JSONL, each order once.
 //! - [`actions`]: resolve a payment, retry a stage, cancel, unblock — under
 //!   the order's lease, idempotent by action id; `plans` holds the rules
 //!   deciding what each does in each state, or why it is refused.
+//! - [`events`]: the customer events stream, read from any offset.
 //! - [`stages`]: pausing and resuming a stage.
 //! - [`error`]: [`Error`] and its [`Kind`] (invalid, refused, failed).
 
 pub mod actions;
+pub mod archive;
 pub mod brokers;
 pub mod error;
+pub mod events;
 pub mod exceptions;
 pub mod orders;
 mod plans;

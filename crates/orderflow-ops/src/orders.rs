@@ -2,12 +2,14 @@
 //! downstream ids, the audit timeline, what an operator can do next) and
 //! the orders in one state ([`list_orders`]).
 
+use crate::archive::{ArchiveLocation, find_archived};
 use crate::error::{Error, Result};
 use crate::target::{Target, parse_order_id};
 use jiff::Timestamp;
 use orderflow_core::{Certainty, FailureClass, OrderState, Stage};
 use orderflow_store::{AuditEntry, OrderRecord};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +36,9 @@ pub struct OrderView {
     pub allowed: Vec<NextStep>,
     /// The same as `orderctl` commands.
     pub next_steps: Vec<String>,
+    /// Set when the order has left Redis: where its archived copy is (the
+    /// view is read from it).
+    pub archived: Option<ArchiveLocation>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,33 +86,65 @@ impl From<AuditEntry> for TimelineEntry {
     }
 }
 
-/// The order `order_id` in full.
+/// The order `order_id` in full: from Redis, or, once retention removed
+/// it there, from the archive (saying so).
 pub async fn show_order(target: &Target, order_id: &str) -> Result<OrderView> {
     let order_id = parse_order_id(order_id)?;
-    let order = target.order(&order_id).await?;
     let store = target.store();
+    let found = store
+        .get_order(&order_id)
+        .await
+        .map_err(Error::store(format!("cannot read order {order_id}")))?;
+    let Some(order) = found else {
+        return match find_archived(target, &order_id).await? {
+            Some((archived, location)) => {
+                let unreadable =
+                    |e| Error::Invalid(format!("the archived copy of {order_id}: {e}"));
+                let order = archived.order().map_err(unreadable)?;
+                let audit = archived.audit_entries().map_err(unreadable)?;
+                Ok(view(order, audit, &archived.runs, Some(location)))
+            }
+            // Not archived either: say what the store knows of it.
+            None => Err(target.not_found(&order_id).await),
+        };
+    };
     let audit = store
         .order_audit(&order_id)
         .await
         .map_err(Error::store(format!("cannot read the audit of {order_id}")))?;
-    let mut stages = Vec::new();
+    let mut runs = BTreeMap::new();
     for stage in Stage::ALL {
-        let runs = store
+        let count = store
             .attempts(&order_id, stage)
             .await
             .map_err(Error::store(format!("cannot read the runs of {order_id}")))?;
-        let outcome = order.last_outcomes.get(&stage);
-        stages.push(StageView {
-            stage,
-            class: outcome.map(|o| o.class),
-            certainty: outcome.map(|o| o.certainty),
-            downstream_id: order.downstream_ids.get(&stage).cloned(),
-            runs,
-        });
+        runs.insert(stage, count);
     }
+    Ok(view(order, audit, &runs, None))
+}
+
+fn view(
+    order: OrderRecord,
+    audit: Vec<AuditEntry>,
+    runs: &BTreeMap<Stage, u32>,
+    archived: Option<ArchiveLocation>,
+) -> OrderView {
+    let stages = Stage::ALL
+        .into_iter()
+        .map(|stage| {
+            let outcome = order.last_outcomes.get(&stage);
+            StageView {
+                stage,
+                class: outcome.map(|o| o.class),
+                certainty: outcome.map(|o| o.certainty),
+                downstream_id: order.downstream_ids.get(&stage).cloned(),
+                runs: runs.get(&stage).copied().unwrap_or(0),
+            }
+        })
+        .collect();
     let escalated_from = escalated_from(&order, &audit);
-    Ok(OrderView {
-        order_id: order_id.to_string(),
+    OrderView {
+        order_id: order.order_id.to_string(),
         state: order.state,
         reason: order.reason.clone(),
         version: order.version,
@@ -121,7 +158,8 @@ pub async fn show_order(target: &Target, order_id: &str) -> Result<OrderView> {
         allowed: allowed_steps(order.state, escalated_from),
         next_steps: next_steps(&order, escalated_from),
         timeline: audit.into_iter().map(TimelineEntry::from).collect(),
-    })
+        archived,
+    }
 }
 
 /// For an escalated order, the state the latest escalation left.

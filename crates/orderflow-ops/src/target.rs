@@ -172,18 +172,21 @@ impl Target {
             .map_err(Error::store(format!("cannot read order {order_id}")))?;
         match found {
             Some(order) => Ok(order),
-            None => {
-                let hint = match self.kept_cancel_hint(order_id).await {
-                    Some(hint) => Some(hint),
-                    None => self.empty_namespace_hint().await,
-                };
-                Err(Error::Invalid(format!(
-                    "order {order_id} not found in namespace `{}`{}",
-                    self.namespace(),
-                    hint.map(|hint| format!(" ({hint})")).unwrap_or_default()
-                )))
-            }
+            None => Err(self.not_found(order_id).await),
         }
+    }
+
+    /// "Order not found", with what the store knows that might explain it.
+    pub(crate) async fn not_found(&self, order_id: &OrderId) -> Error {
+        let hint = match self.kept_cancel_hint(order_id).await {
+            Some(hint) => Some(hint),
+            None => self.empty_namespace_hint().await,
+        };
+        Error::Invalid(format!(
+            "order {order_id} not found in namespace `{}`{}",
+            self.namespace(),
+            hint.map(|hint| format!(" ({hint})")).unwrap_or_default()
+        ))
     }
 
     /// `Some(hint)` when a cancel waits for the order to arrive: an

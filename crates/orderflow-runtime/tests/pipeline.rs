@@ -2,10 +2,12 @@
 
 mod support;
 
+use orderflow_broker::stream::{self, Offset, StreamMessage};
 use orderflow_broker::{Meta, admin};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Stage};
 use orderflow_runtime::noop;
+use std::ops::ControlFlow;
 use std::time::Duration;
 use support::{Fleet, redis_url};
 
@@ -25,6 +27,31 @@ async fn wait_depth(fleet: &Fleet, queue: &str, expected: u32) -> u32 {
             "{queue} holds {depth} messages, not {expected}, after {WITHIN:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the events stream holds at least `expected` events and
+/// returns them all then; fails after [`WITHIN`].
+async fn wait_events(fleet: &Fleet, expected: usize) -> Vec<StreamMessage> {
+    let name = fleet.spec.events().name.clone();
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    let mut events = Vec::new();
+    loop {
+        let from = Offset::Exact(events.len() as u64);
+        stream::read(&fleet.conn, &name, from, Duration::from_millis(100), |m| {
+            events.push(m);
+            ControlFlow::Continue(())
+        })
+        .await
+        .expect("read the events stream");
+        if events.len() >= expected {
+            return events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} holds {} events, not {expected}, after {WITHIN:?}",
+            events.len()
+        );
     }
 }
 
@@ -55,13 +82,9 @@ async fn orders_move_through_every_stage_once_with_one_audit_entry_per_transitio
         }
     }
     // One event per hop and order (each is published just after its move).
-    let events = fleet.spec.names().events_queue();
-    assert_eq!(wait_depth(&fleet, &events, 80).await, 80);
-    let event = admin::get(&fleet.conn, &fleet.spec.names().events_queue())
-        .await
-        .unwrap()
-        .expect("an event");
-    let meta = event.message().meta();
+    let events = wait_events(&fleet, 80).await;
+    assert_eq!(events.len(), 80);
+    let meta = &events[0].meta;
     assert!(meta.message_id.is_some() && meta.timestamp.is_some());
     assert!(
         meta.correlation_id
@@ -73,10 +96,6 @@ async fn orders_move_through_every_stage_once_with_one_audit_entry_per_transitio
         Some(fleet.store_policy_id().as_str())
     );
     assert!(meta.order_id.is_some());
-    event
-        .settle(orderflow_broker::Settlement::Ack)
-        .await
-        .unwrap();
     fleet.stop().await;
 }
 
@@ -178,8 +197,7 @@ async fn a_redelivered_message_re_emits_its_record_and_repeats_nothing() {
     fleet
         .wait_all(std::slice::from_ref(&id), OrderState::Delivered, WITHIN)
         .await;
-    let events = fleet.spec.names().events_queue();
-    let before = wait_depth(&fleet, &events, 4).await;
+    let before = wait_events(&fleet, 4).await.len();
     assert_eq!(before, 4, "one event per hop");
 
     // The same inventory message again, as after a crash before its ack.
@@ -188,7 +206,7 @@ async fn a_redelivered_message_re_emits_its_record_and_repeats_nothing() {
         .await;
     // Each stage re-emits its record down the chain; the last stage's
     // event is the last thing the duplicate causes.
-    wait_depth(&fleet, &events, before + 4).await;
+    let events = wait_events(&fleet, before + 4).await;
     for state in &noop::ROUTE[1..] {
         assert_eq!(
             fleet.runs_into(&id, *state),
@@ -203,15 +221,11 @@ async fn a_redelivered_message_re_emits_its_record_and_repeats_nothing() {
     );
     // Each stage's record is re-emitted down the chain (a stage cannot know
     // whether its own publish was lost), with the ids of the first time.
-    assert_eq!(fleet.depth(&events).await, before + 4);
-    let mut ids = std::collections::BTreeSet::new();
-    while let Some(event) = admin::get(&fleet.conn, &events).await.unwrap() {
-        ids.insert(event.message().meta().message_id.clone().unwrap());
-        event
-            .settle(orderflow_broker::Settlement::Ack)
-            .await
-            .unwrap();
-    }
+    assert_eq!(events.len(), before + 4);
+    let ids: std::collections::BTreeSet<_> = events
+        .iter()
+        .map(|event| event.meta.message_id.clone().unwrap())
+        .collect();
     assert_eq!(
         ids.len(),
         4,

@@ -15,6 +15,7 @@ mod observe;
 mod operation;
 pub mod payment;
 pub mod reconciler;
+pub mod retention;
 pub mod shipping;
 
 pub use downstreams::{Downstreams, Urls};

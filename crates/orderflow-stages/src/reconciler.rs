@@ -9,7 +9,9 @@
 //!   state past its stage's `deadline` (`stuck`);
 //! - parks each cancel kept for an order that never arrived
 //!   (`ingress`), once it has waited `exceptions.replay_window`, in the
-//!   inventory exception queue as `cancel_unknown_order`.
+//!   inventory exception queue as `cancel_unknown_order`;
+//! - every `retention.sweep_interval`, archives each finished order past
+//!   `retention.finished_for` and removes it from Redis (`retention`).
 //!
 //! It never writes an order itself: it sends the owning stage a step
 //! message, so every change goes through the one settled path (lease,
@@ -17,6 +19,7 @@
 //! store's schedules: a claimed order is not asked about again by any
 //! replica before its claim runs out.
 
+use crate::retention::{Retention, Swept};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use orderflow_broker::{Meta, Outgoing, Publisher};
 use orderflow_core::message::OrderId;
@@ -39,6 +42,7 @@ const ASKS_IN_FLIGHT: usize = 32;
 pub struct Reconciler {
     env: Env,
     publisher: Publisher,
+    retention: Retention,
 }
 
 /// A request the reconciler makes of a stage.
@@ -50,7 +54,12 @@ struct Ask {
 
 impl Reconciler {
     pub fn new(env: Env, publisher: Publisher) -> Reconciler {
-        Reconciler { env, publisher }
+        let retention = Retention::new(env.clone(), publisher.clone());
+        Reconciler {
+            env,
+            publisher,
+            retention,
+        }
     }
 
     /// Runs rounds until `shutdown`. A failed round (Redis or the broker
@@ -137,7 +146,21 @@ impl Reconciler {
             .ask(ScheduleKind::Stuck, stuck, policy.lease.ttl)
             .await?;
         asked += self.park_unmet_cancels().await?;
+        let swept = self.retention.sweep_if_due().await?;
+        if swept.archived + swept.kept > 0 {
+            debug!(
+                archived = swept.archived,
+                kept = swept.kept,
+                "retention sweep"
+            );
+        }
         Ok(asked)
+    }
+
+    /// One retention sweep now, whatever `retention.sweep_interval` says:
+    /// for tools and tests that must not wait for the schedule.
+    pub async fn sweep_retention(&self) -> Result<Swept, Error> {
+        self.retention.sweep().await
     }
 
     /// Parks each due kept cancel whose order has not arrived, as it came,

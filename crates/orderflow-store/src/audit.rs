@@ -63,7 +63,7 @@ pub(crate) fn fleet_copy_into(
     cmd.ignore();
 }
 
-type RawEntry = (String, HashMap<String, String>);
+pub(crate) type RawEntry = (String, HashMap<String, String>);
 
 impl Store {
     /// Every audit entry of the order, oldest first.
@@ -119,7 +119,7 @@ fn is_stream_id(id: &str) -> bool {
     })
 }
 
-fn parse_entry(key: &str, (id, fields): RawEntry) -> Result<AuditEntry, Error> {
+pub(crate) fn parse_entry(key: &str, (id, fields): RawEntry) -> Result<AuditEntry, Error> {
     let get = |name: &str| {
         fields
             .get(name)

@@ -53,6 +53,25 @@ impl Keys {
         self.order(order, &format!("idem:{stage}:{step}"))
     }
 
+    /// The names of the order's idempotency records (set), so retention
+    /// can remove them all: their step names are open-ended.
+    pub(crate) fn steps(&self, order: &OrderId) -> String {
+        self.order(order, "steps")
+    }
+
+    /// Every key an order can have besides its idempotency records, for
+    /// retention to remove.
+    pub(crate) fn order_keys(&self, order: &OrderId) -> Vec<String> {
+        let mut keys = vec![self.state(order), self.audit(order), self.steps(order)];
+        for stage in Stage::ALL {
+            keys.push(self.attempts(order, stage));
+            keys.push(self.lease(order, stage));
+            keys.push(self.fence(order, stage));
+        }
+        keys.push(self.early_cancel(order));
+        keys
+    }
+
     /// Attempts of one stage (counter).
     pub(crate) fn attempts(&self, order: &OrderId, stage: Stage) -> String {
         self.order(order, &format!("attempts:{stage}"))
@@ -147,9 +166,13 @@ mod tests {
             keys.lease(&o, Stage::Payment),
             keys.fence(&o, Stage::Payment),
             keys.early_cancel(&o),
+            keys.steps(&o),
         ] {
             assert_eq!(hash_tag(&key), "ord-1", "{key}");
             assert!(key.starts_with("orderflow:order:{ord-1}:"), "{key}");
+        }
+        for key in keys.order_keys(&o) {
+            assert_eq!(hash_tag(&key), "ord-1", "{key}");
         }
         assert_eq!(keys.state(&o), "orderflow:order:{ord-1}:state");
         assert_eq!(

@@ -26,6 +26,8 @@
 //! - [`cancel`]: cancellation requests and fulfilment progress, facts that
 //!   do not move the state.
 //! - [`operator`]: operators' replay records: what a replay already sent.
+//! - [`retention`]: a finished order's snapshot for the archive and the
+//!   removal of its keys once archived; fleet streams trimmed by age.
 //! - [`fleet`]: worker heartbeats, paused stages and the audit stream of
 //!   operators' actions on the fleet.
 //!
@@ -38,6 +40,7 @@
 //! {ns}:order:{<id>}:lease:<stage>         hash (token, fencing), expires
 //! {ns}:order:{<id>}:fence:<stage>         counter: last fencing number granted
 //! {ns}:order:{<id>}:early_cancel          hash: a cancellation kept until its order arrives
+//! {ns}:order:{<id>}:steps                 set: the names of the order's idem keys (for retention)
 //! {ns}:audit                              stream: fleet-wide copy, capped
 //! {ns}:index:<state>                      sorted set: order ids by updated_at ms
 //! {ns}:schedule:<kind>                    sorted set: order ids by due ms
@@ -74,6 +77,7 @@ pub mod lease;
 pub mod operator;
 pub mod order;
 mod parse;
+pub mod retention;
 pub mod schedule;
 mod scripts;
 
@@ -90,6 +94,7 @@ pub use operator::ReplayClaim;
 pub use order::{
     CreateOutcome, FieldUpdate, LOST_EVENT, LastOutcome, LostOrder, Note, OrderRecord, Transition,
 };
+pub use retention::{ArchivedEntry, ArchivedOrder, Expired, Footprint};
 pub use schedule::{Claim, ScheduleKind};
 
 use keys::Keys;

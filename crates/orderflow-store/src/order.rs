@@ -292,7 +292,8 @@ impl Store {
         let idem_result = match &t.idempotency {
             Some((stage, step, result)) => {
                 check_step(step)?;
-                call.key(self.keys.idem(order_id, *stage, step));
+                call.key(self.keys.idem(order_id, *stage, step))
+                    .key(self.keys.steps(order_id));
                 result.to_string()
             }
             None => String::new(),

@@ -23,14 +23,17 @@ pub enum ScheduleKind {
     Stuck,
     /// Report a cancellation kept for an order that has not arrived.
     EarlyCancel,
+    /// Archive a finished order past its retention and remove its keys.
+    Archive,
 }
 
 impl ScheduleKind {
-    pub const ALL: [ScheduleKind; 4] = [
+    pub const ALL: [ScheduleKind; 5] = [
         ScheduleKind::PendingPayment,
         ScheduleKind::ShipmentTracking,
         ScheduleKind::Stuck,
         ScheduleKind::EarlyCancel,
+        ScheduleKind::Archive,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +42,7 @@ impl ScheduleKind {
             ScheduleKind::ShipmentTracking => "shipment_tracking",
             ScheduleKind::Stuck => "stuck",
             ScheduleKind::EarlyCancel => "early_cancel",
+            ScheduleKind::Archive => "archive",
         }
     }
 }

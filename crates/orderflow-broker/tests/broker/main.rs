@@ -9,4 +9,5 @@ mod pausing;
 mod publishing;
 mod reconnect;
 mod shutdown;
+mod streams;
 mod topology;

@@ -45,6 +45,7 @@ pub struct Policy {
     pub lease: LeasePolicy,
     pub exceptions: ExceptionPolicy,
     pub fulfilment: FulfilmentPolicy,
+    pub retention: RetentionPolicy,
     pub stages: PerStage<StagePolicy>,
     pub downstreams: PerStage<DownstreamPolicy>,
 }
@@ -101,6 +102,38 @@ pub struct FulfilmentPolicy {
     pub poll_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub stall_after: Duration,
+}
+
+/// How long what the fleet writes is kept: finished orders in Redis, the
+/// fleet-wide Redis streams, and the RabbitMQ streams of the archive and of
+/// the customer events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// A finished order (delivered, rejected, cancelled) stays in Redis
+    /// this long after it finished, then is archived and its keys removed.
+    /// Orders waiting for a person (blocked, escalated) are never removed.
+    #[serde(with = "humantime_serde")]
+    pub finished_for: Duration,
+    /// The reconciler looks for finished orders past `finished_for` this
+    /// often.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Fleet-wide Redis streams (the fleet audit copy, operators' fleet
+    /// actions) drop entries older than this (`XADD … MINID`).
+    #[serde(with = "humantime_serde")]
+    pub streams_for: Duration,
+    /// The archive stream (`{ns}.archive`) keeps records this long
+    /// (`x-max-age`)...
+    #[serde(with = "humantime_serde")]
+    pub archive_max_age: Duration,
+    /// ...and at most this many bytes (`x-max-length-bytes`).
+    pub archive_max_bytes: u64,
+    /// The customer events stream keeps events this long...
+    #[serde(with = "humantime_serde")]
+    pub events_max_age: Duration,
+    /// ...and at most this many bytes.
+    pub events_max_bytes: u64,
 }
 
 /// What a stage does when its downstream is overloaded (breaker open or

@@ -63,6 +63,9 @@ pub(super) fn validate(policy: &Policy) -> Vec<PolicyProblem> {
             ),
         );
     }
+    for (key, why) in check_retention(policy) {
+        problem(format!("retention.{key}"), why);
+    }
 
     for stage in Stage::ALL {
         let sp = policy.stage(stage);
@@ -268,6 +271,117 @@ fn check_downstream(
     out
 }
 
+/// The longest the reconciler may still act on an order after its last
+/// move: a stage's deadline or ambiguity window, or a shipment's stall
+/// threshold. With the key name that sets it.
+fn reconciler_horizon(policy: &Policy) -> (Duration, String) {
+    let mut candidates = vec![(
+        policy.fulfilment.stall_after,
+        "fulfilment.stall_after".to_owned(),
+    )];
+    for stage in Stage::ALL {
+        let sp = policy.stage(stage);
+        candidates.push((sp.deadline, format!("stages.{stage}.deadline")));
+        candidates.push((
+            sp.ambiguity_window,
+            format!("stages.{stage}.ambiguity_window"),
+        ));
+    }
+    candidates
+        .into_iter()
+        .max_by_key(|(d, _)| *d)
+        .expect("at least one candidate")
+}
+
+/// A finished order's keys must outlive everything that can still reach
+/// it: a replay from an exception queue, a downstream that still remembers
+/// its keys (a retry with the same key must find the order's record), and
+/// the reconciler's asks. Gone earlier, a late message would find no order
+/// and be taken for proof that Redis lost it (escalated as lost).
+fn check_retention(policy: &Policy) -> Vec<(String, String)> {
+    let retention = &policy.retention;
+    let mut out = Vec::new();
+    let mut needs = vec![
+        (
+            policy.exceptions.replay_window,
+            "exceptions.replay_window".to_owned(),
+        ),
+        reconciler_horizon(policy),
+    ];
+    for stage in Stage::ALL {
+        needs.push((
+            policy.downstream(stage).key_retention,
+            format!("downstreams.{stage}.key_retention"),
+        ));
+    }
+    let (need, need_key) = needs
+        .into_iter()
+        .max_by_key(|(d, _)| *d)
+        .expect("at least one need");
+    if retention.finished_for < need {
+        out.push((
+            "finished_for".into(),
+            format!(
+                "({}) is shorter than {need_key} ({}): a finished order's keys would be removed while a message, replay or re-check for it can still arrive, and it would look lost",
+                show(retention.finished_for),
+                show(need)
+            ),
+        ));
+    }
+    for (key, value) in [
+        ("sweep_interval", retention.sweep_interval),
+        ("streams_for", retention.streams_for),
+        ("archive_max_age", retention.archive_max_age),
+        ("events_max_age", retention.events_max_age),
+    ] {
+        if value.is_zero() {
+            out.push((key.into(), "must be longer than zero".into()));
+        }
+    }
+    // Operators and the runbook read the fleet audit for what happened to
+    // an order for as long as the order itself is kept.
+    if retention.streams_for < retention.finished_for {
+        out.push((
+            "streams_for".into(),
+            format!(
+                "({}) is shorter than retention.finished_for ({}): the fleet audit would forget orders Redis still holds",
+                show(retention.streams_for),
+                show(retention.finished_for)
+            ),
+        ));
+    }
+    // The archive is where an expired order is read from: it must keep a
+    // record at least as long as Redis kept the order.
+    if retention.archive_max_age < retention.finished_for {
+        out.push((
+            "archive_max_age".into(),
+            format!(
+                "({}) is shorter than retention.finished_for ({}): the archive would drop orders sooner than Redis",
+                show(retention.archive_max_age),
+                show(retention.finished_for)
+            ),
+        ));
+    }
+    for (key, value) in [
+        ("archive_max_bytes", retention.archive_max_bytes),
+        ("events_max_bytes", retention.events_max_bytes),
+    ] {
+        if value < MIN_STREAM_BYTES {
+            out.push((
+                key.into(),
+                format!(
+                    "({value}) must be at least {MIN_STREAM_BYTES}: a stream keeps whole segments"
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// The smallest stream size worth declaring: RabbitMQ keeps a stream in
+/// segments and only drops whole ones.
+const MIN_STREAM_BYTES: u64 = 1_000_000;
+
 /// The longest one delivery can spend calling the downstream: every attempt
 /// timing out, every backoff at its cap-limited size, every status poll.
 fn worst_delivery_time(sp: &StagePolicy, dp: &DownstreamPolicy) -> Duration {
@@ -380,6 +494,46 @@ mod tests {
                 "downstreams.shipping.budget.ratio",
                 "downstreams.shipping.classify[0]"
             ]
+        );
+    }
+
+    #[test]
+    fn finished_orders_must_outlive_replays_keys_and_the_reconciler() {
+        let (ok, problems) = match parse("[retention]\nfinished_for = \"12h\"\n", "t.toml") {
+            Ok(_) => (true, vec![]),
+            Err(e) => (false, e.problems),
+        };
+        assert!(!ok);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "retention.finished_for");
+        assert!(
+            problems[0].why.contains("exceptions.replay_window")
+                || problems[0].why.contains("key_retention"),
+            "{}",
+            problems[0].why
+        );
+        // Shorter needs everywhere: a short retention is fine.
+        let short = "[exceptions]\nreplay_window = \"2s\"\n[fulfilment]\nstall_after = \"3s\"\n\
+            [retention]\nfinished_for = \"5s\"\nstreams_for = \"5s\"\n";
+        let short = format!(
+            "{short}{}",
+            ["inventory", "payment", "shipping"]
+                .map(|s| format!(
+                    "[stages.{s}]\nambiguity_window = \"2s\"\ndeadline = \"3s\"\n[downstreams.{s}]\nkey_retention = \"4s\"\n"
+                ))
+                .concat()
+        );
+        assert!(keys(&short).is_empty(), "{:?}", keys(&short));
+        // The reconciler's horizon counts too.
+        let long_stall = short.replace("stall_after = \"3s\"", "stall_after = \"10s\"");
+        assert_eq!(keys(&long_stall), ["retention.finished_for"]);
+    }
+
+    #[test]
+    fn the_archive_and_fleet_streams_keep_at_least_the_orders_retention() {
+        assert_eq!(
+            keys("[retention]\narchive_max_age = \"1h\"\nstreams_for = \"1h\"\n"),
+            ["retention.streams_for", "retention.archive_max_age"]
         );
     }
 

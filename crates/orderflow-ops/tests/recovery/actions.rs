@@ -86,9 +86,9 @@ async fn a_payment_resolved_as_succeeded_goes_to_shipping_once_per_action_id() {
         shipping[0].meta().correlation_id.as_deref(),
         Some("corr-o-paid")
     );
-    let events = fleet.drain(&fleet.spec.names().events_queue()).await;
+    let events = fleet.events().await;
     assert!(
-        events.iter().any(|e| json_of(e)["state"] == "paid"),
+        events.iter().any(|e| e["state"] == "paid"),
         "a customer event for the move"
     );
 

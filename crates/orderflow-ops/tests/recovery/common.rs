@@ -204,6 +204,26 @@ impl Fleet {
         taken
     }
 
+    /// Every customer event on the namespace's events stream so far (read
+    /// from its start; reading takes nothing away).
+    pub async fn events(&self) -> Vec<Value> {
+        let name = self.spec.events().name.clone();
+        let mut events = Vec::new();
+        orderflow_broker::stream::read(
+            &self.connection,
+            &name,
+            orderflow_broker::stream::Offset::First,
+            Duration::from_millis(300),
+            |message| {
+                events.push(serde_json::from_slice(&message.body).expect("a JSON event"));
+                std::ops::ControlFlow::Continue(())
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("read {name}: {}", chain(&e)));
+        events
+    }
+
     pub fn work_queue(&self, stage: Stage) -> String {
         self.spec.names().work_queue(stage)
     }

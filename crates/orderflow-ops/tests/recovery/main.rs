@@ -7,5 +7,6 @@
 mod common;
 
 mod actions;
+mod archive;
 mod reading;
 mod stages;

@@ -32,6 +32,7 @@ pub(crate) struct Scripts {
     pub(crate) pause: Script,
     pub(crate) replay_claim: Script,
     pub(crate) replay_finish: Script,
+    pub(crate) expire: Script,
 }
 
 impl Scripts {
@@ -59,6 +60,7 @@ impl Scripts {
             replay_finish: with_time(include_str!("replay_finish.lua")),
             heartbeat: with_time(include_str!("heartbeat.lua")),
             pause: with_time(include_str!("pause.lua")),
+            expire: Script::new(include_str!("expire.lua")),
         }
     }
 }

@@ -1,7 +1,7 @@
 -- One compare-and-set move of an order, with everything that must agree
 -- with it after a crash: the new state and fields, the step's idempotency
 -- record and the audit entry land together or not at all.
--- KEYS: state, audit, [idem], [fence, [lease]]   (all of one order: one slot)
+-- KEYS: state, audit, [idem, steps], [fence, [lease]]   (all of one order: one slot)
 -- ARGV: order_id, expected_version, from, to, reason, event, actor,
 --       correlation_id, policy_id, rule, idem_result ('' = none),
 --       fencing ('' = none), release ('1': drop the lease if still ours),
@@ -14,9 +14,11 @@ if not cur[1] then
 end
 local next_key = 3
 local idem_key = false
+local steps_key = false
 if ARGV[11] ~= '' then
   idem_key = KEYS[next_key]
-  next_key = next_key + 1
+  steps_key = KEYS[next_key + 1]
+  next_key = next_key + 2
 end
 local lease_key = false
 if ARGV[12] ~= '' then
@@ -48,6 +50,8 @@ if lease_key and redis.call('HGET', lease_key, 'fencing') == ARGV[12] then
 end
 if idem_key then
   redis.call('SET', idem_key, ARGV[11])
+  -- Listed so the order's retention can remove every record it wrote.
+  redis.call('SADD', steps_key, idem_key)
 end
 local id, fields = append_audit(KEYS[2], ms, ARGV[1], version, ARGV[7], ARGV[3], ARGV[4],
   ARGV[6], ARGV[5], ARGV[10], ARGV[8], ARGV[9])

@@ -13,4 +13,5 @@ mod fleet;
 mod leases;
 mod orders;
 mod replay;
+mod retention;
 mod schedules;
