@@ -176,8 +176,12 @@ impl Fleet {
         let from = Offset::Exact(events.len() as u64);
         let mut unreadable = None;
         let conn = self.broker().await;
-        stream::read(&conn, &name, from, EVENTS_CAUGHT_UP, |message| {
-            match serde_json::from_slice::<Event>(&message.body) {
+        stream::read(
+            &conn,
+            &name,
+            from,
+            EVENTS_CAUGHT_UP,
+            |message| match serde_json::from_slice::<Event>(&message.body) {
                 Ok(mut event) => {
                     event.routing_key = message.routing_key;
                     events.push(event);
@@ -190,8 +194,8 @@ impl Fleet {
                     ));
                     ControlFlow::Break(())
                 }
-            }
-        })
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("reading {name}: {}", orderflow_broker::chain(&e)));
         if let Some(unreadable) = unreadable {

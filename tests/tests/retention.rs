@@ -67,16 +67,11 @@ impl ArchiveReader {
         let name = fleet.spec().archive().name.clone();
         let from = Offset::Exact(self.records.len() as u64);
         let records = &mut self.records;
-        stream::read(
-            fleet.broker(),
-            &name,
-            from,
-            Duration::from_millis(300),
-            |m| {
-                records.push(serde_json::from_slice(&m.body).expect("an archived order"));
-                ControlFlow::Continue(())
-            },
-        )
+        let conn = fleet.broker().await;
+        stream::read(&conn, &name, from, Duration::from_millis(300), |m| {
+            records.push(serde_json::from_slice(&m.body).expect("an archived order"));
+            ControlFlow::Continue(())
+        })
         .await
         .unwrap_or_else(|e| panic!("reading {name}: {}", orderflow_broker::chain(&e)));
     }
