@@ -180,15 +180,6 @@ pub(crate) fn resolve_payment(
     })
 }
 
-/// The state a stage starts from: where a retry sends the order.
-pub(crate) fn entry(stage: Stage) -> OrderState {
-    match stage {
-        Stage::Inventory => OrderState::Received,
-        Stage::Payment => OrderState::Reserved,
-        Stage::Shipping => OrderState::Paid,
-    }
-}
-
 /// `orderctl order retry --stage S`: an escalated or blocked order back to
 /// the stage's entry state, its run counter reset, a step message to it.
 /// The order keeps the stage's last outcome, so where the operation may
@@ -242,7 +233,7 @@ pub(crate) fn retry(
     if let Some(refusal) = provider_cannot_say(order, stage, policy, now) {
         return Err(refusal);
     }
-    let to = entry(stage);
+    let to = stage.entry();
     check_transition(order.state, to, None).map_err(|e| e.to_string())?;
     let mut plan = Plan::to(to, "operator.retry");
     plan.reset = Some(stage);
@@ -268,11 +259,7 @@ fn provider_cannot_say(
     }
     let id = &order.order_id;
     let downstream = policy.downstream(stage);
-    let operation = match stage {
-        Stage::Inventory => Operation::Reserve,
-        Stage::Payment => Operation::Charge,
-        Stage::Shipping => Operation::Ship,
-    };
+    let operation = Operation::work_of(stage);
     let key = IdempotencyKey::new(id, operation);
     let instead = match stage {
         Stage::Payment => format!(

@@ -12,9 +12,10 @@ mod fulfilment;
 mod ingress;
 pub mod inventory;
 mod observe;
-mod operation;
+pub mod operation;
 pub mod payment;
 pub mod reconciler;
+pub mod route;
 pub mod shipping;
 
 pub use downstreams::{Downstreams, Urls};
@@ -22,4 +23,5 @@ pub use inventory::InventoryStage;
 pub use operation::{Confirmation, commit_reservation, undo};
 pub use payment::PaymentStage;
 pub use reconciler::Reconciler;
+pub use route::{Foresight, foresee};
 pub use shipping::ShippingStage;
