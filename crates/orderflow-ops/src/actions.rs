@@ -219,7 +219,7 @@ pub struct CancelPlan {
 pub async fn cancel_plan(target: &Target, order_id: &str) -> Result<CancelPlan> {
     let order_id = parse_order_id(order_id)?;
     let (order, audit) = read(target, &order_id).await?;
-    let route = plans::cancel(&order, escalated_from(&order, &audit), "");
+    let route = plans::cancel(&order, escalated_from(&order, &audit), "", target.policy());
     Ok(describe_cancel(&order, &route))
 }
 
@@ -262,13 +262,13 @@ pub async fn cancel(target: &Target, input: &ActionInput) -> Result<ActionReport
     }
     let (order, audit) = read(target, &action.order_id).await?;
     let from = escalated_from(&order, &audit);
-    match plans::cancel(&order, from, &action.reason) {
+    match plans::cancel(&order, from, &action.reason, target.policy()) {
         CancelRoute::Refused(why) => Err(Error::Refused(why)),
         CancelRoute::Fleet(_) => action.request_cancel(&order).await,
         CancelRoute::Operator(_) => {
             let stage = from.and_then(OrderState::owner).unwrap_or(Stage::Shipping);
             action
-                .act(stage, |order, from| match plans::cancel(order, from, &action.reason) {
+                .act(stage, |order, from| match plans::cancel(order, from, &action.reason, target.policy()) {
                     CancelRoute::Operator(plan) => Ok(plan),
                     CancelRoute::Refused(why) => Err(why),
                     CancelRoute::Fleet(_) => Err(format!(

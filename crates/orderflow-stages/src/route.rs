@@ -89,6 +89,21 @@ pub fn announced(shape: &Shape, order: &OrderRecord, job: &Job, mut effect: Effe
     effect
 }
 
+/// A delivery as a dry run imagines it: `body`, the `runs`-th run of the
+/// stage for the order, first attempted now.
+pub fn imagined(body: Vec<u8>, runs: u32) -> Job {
+    Job {
+        message_id: "dry-run".into(),
+        correlation_id: "dry-run".into(),
+        meta: Default::default(),
+        runs,
+        first_attempt_at_ms: jiff::Timestamp::now().as_millisecond(),
+        elapsed: std::time::Duration::ZERO,
+        body,
+        reruns: 0,
+    }
+}
+
 /// What a stage will do with a delivery, as a dry run tells it.
 #[derive(Debug, Clone)]
 pub enum Foresight {
@@ -312,16 +327,7 @@ mod tests {
     }
 
     fn job_with(body: Vec<u8>) -> Job {
-        Job {
-            message_id: "m-1".into(),
-            correlation_id: "c-1".into(),
-            meta: Default::default(),
-            runs: 1,
-            first_attempt_at_ms: jiff::Timestamp::now().as_millisecond(),
-            elapsed: Duration::ZERO,
-            body,
-            reruns: 0,
-        }
+        imagined(body, 1)
     }
 
     fn step(stage: Stage, check: Option<Check>) -> Job {
@@ -587,20 +593,93 @@ mod tests {
         ));
     }
 
+    /// What a row expects of the effect.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct Expect {
+        moves_to: Option<OrderState>,
+        parked: Option<&'static str>,
+        note: Option<&'static str>,
+        delayed: bool,
+    }
+
+    const NOTHING: Expect = Expect {
+        moves_to: None,
+        parked: None,
+        note: None,
+        delayed: false,
+    };
+
+    fn expect(effect: &Effect) -> Expect {
+        Expect {
+            moves_to: moved_to(effect),
+            parked: parked(effect).map(|r| match r {
+                "cancel_after_shipment" => "cancel_after_shipment",
+                "cancel_refused" => "cancel_refused",
+                _ => "other",
+            }),
+            note: effect.note.as_ref().map(|n| match n.event.as_str() {
+                "order.cancel_handed_over" => "handed over",
+                "order.cancel_ignored" => "ignored",
+                _ => "other",
+            }),
+            delayed: delay(effect).is_some(),
+        }
+    }
+
     #[test]
     fn a_cancel_is_carried_out_by_the_stage_that_owns_the_state() {
         let policy = Policy::default_policy();
-        let ok = || Some(answer(Success, Certainty::Applied));
-        // received: nothing was sent, so nothing is called or released.
-        let (effect, _) = applies(
-            Stage::Inventory,
-            &policy,
-            &cancelled(Received),
-            &cancel(),
-            None,
-        );
-        assert_eq!(moved_to(&effect), Some(Cancelled));
-        // inventory_pending: asks first; a reservation found is released.
+        let ok = Some(answer(Success, Certainty::Applied));
+        let unknown = Some(answer(Timeout, Certainty::Unknown));
+        let step = |stage| step(stage, None);
+        let to = |state| Expect {
+            moves_to: Some(state),
+            ..NOTHING
+        };
+        let note = |what| Expect {
+            note: Some(what),
+            ..NOTHING
+        };
+        let blocked = Expect {
+            moves_to: Some(Blocked),
+            parked: Some("cancel_after_shipment"),
+            ..NOTHING
+        };
+        #[rustfmt::skip]
+        let rows = [
+            // received: nothing was sent, so nothing is called or released.
+            (Stage::Inventory, Received, cancel(), None, to(Cancelled)),
+            // inventory_pending: asked first; a reservation found is released.
+            (Stage::Inventory, InventoryPending, cancel(), ok.clone(), to(Cancelled)),
+            // Handed over to the stage that works on the state.
+            (Stage::Inventory, Reserved, cancel(), None, note("handed over")),
+            (Stage::Inventory, PaymentPending, cancel(), None, note("handed over")),
+            (Stage::Inventory, Paid, cancel(), None, note("handed over")),
+            (Stage::Inventory, ShippingPending, cancel(), None, note("handed over")),
+            // The payment stage: no charge yet → released, cancelled.
+            (Stage::Payment, Reserved, step(Stage::Payment), None, to(Cancelled)),
+            // A charge found succeeded → refunded and released, cancelled.
+            (Stage::Payment, PaymentPending, step(Stage::Payment), ok.clone(), to(Cancelled)),
+            // Still unknown → never a guess: it keeps re-checking.
+            (Stage::Payment, PaymentPending, step(Stage::Payment), unknown, Expect { delayed: true, note: Some("other"), ..NOTHING }),
+            // The shipping stage, before booking: refunded and released.
+            (Stage::Shipping, Paid, step(Stage::Shipping), None, to(Cancelled)),
+            // A shipment found accepted: blocked for a person.
+            (Stage::Shipping, ShippingPending, step(Stage::Shipping), ok, blocked),
+            (Stage::Inventory, ShipmentAccepted, cancel(), None, blocked),
+            // Ended: noted, nothing else.
+            (Stage::Inventory, Cancelled, cancel(), None, note("ignored")),
+            (Stage::Inventory, Rejected, cancel(), None, note("ignored")),
+            // Past the fleet: refused to a person.
+            (Stage::Inventory, Delivered, cancel(), None, Expect { parked: Some("cancel_refused"), note: Some("other"), ..NOTHING }),
+            (Stage::Inventory, Blocked, cancel(), None, Expect { parked: Some("cancel_refused"), note: Some("other"), ..NOTHING }),
+            (Stage::Inventory, Escalated, cancel(), None, Expect { parked: Some("cancel_refused"), note: Some("other"), ..NOTHING }),
+        ];
+        for (stage, state, job, answer, expected) in rows {
+            let (effect, _) = applies(stage, &policy, &cancelled(state), &job, answer);
+            assert_eq!(expect(&effect), expected, "{stage} on a cancelled {state}");
+        }
+        // A pending reservation is asked about before anything is undone.
         assert!(matches!(
             foresee(
                 &INVENTORY_SHAPE,
@@ -613,112 +692,6 @@ mod tests {
                 start: Start::Query
             }
         ));
-        let (effect, decision) = applies(
-            Stage::Inventory,
-            &policy,
-            &cancelled(InventoryPending),
-            &cancel(),
-            ok(),
-        );
-        assert_eq!(moved_to(&effect), Some(Cancelled));
-        assert!(matches!(decision, Some(Decision::Compensate { .. })));
-        // reserved, payment_pending, paid, shipping_pending: handed over.
-        for state in [Reserved, PaymentPending, Paid, ShippingPending] {
-            let (effect, _) = applies(
-                Stage::Inventory,
-                &policy,
-                &cancelled(state),
-                &cancel(),
-                None,
-            );
-            assert_eq!(moved_to(&effect), None, "{state}");
-            let note = effect.note.as_ref().expect("a hand-over note");
-            assert_eq!(note.event, "order.cancel_handed_over", "{state}");
-        }
-        // The payment stage: no charge yet → released, cancelled.
-        let (effect, _) = applies(
-            Stage::Payment,
-            &policy,
-            &cancelled(Reserved),
-            &step(Stage::Payment, None),
-            None,
-        );
-        assert_eq!(moved_to(&effect), Some(Cancelled));
-        // A charge found succeeded → refunded and released, cancelled.
-        let (effect, decision) = applies(
-            Stage::Payment,
-            &policy,
-            &cancelled(PaymentPending),
-            &step(Stage::Payment, None),
-            ok(),
-        );
-        assert_eq!(moved_to(&effect), Some(Cancelled));
-        assert!(
-            matches!(decision, Some(Decision::Compensate { steps, .. }) if steps.contains(&Compensation::RefundPayment))
-        );
-        // Still unknown → never a guess: it keeps re-checking.
-        let (effect, _) = applies(
-            Stage::Payment,
-            &policy,
-            &cancelled(PaymentPending),
-            &step(Stage::Payment, None),
-            Some(answer(Timeout, Certainty::Unknown)),
-        );
-        assert_eq!(moved_to(&effect), None);
-        assert!(delay(&effect).is_some());
-        // The shipping stage, before booking: refunded and released.
-        let (effect, _) = applies(
-            Stage::Shipping,
-            &policy,
-            &cancelled(Paid),
-            &step(Stage::Shipping, None),
-            None,
-        );
-        assert_eq!(moved_to(&effect), Some(Cancelled));
-        // A shipment found accepted: blocked for a person.
-        let (effect, _) = applies(
-            Stage::Shipping,
-            &policy,
-            &cancelled(ShippingPending),
-            &step(Stage::Shipping, None),
-            ok(),
-        );
-        assert_eq!(moved_to(&effect), Some(Blocked));
-        assert_eq!(parked(&effect), Some("cancel_after_shipment"));
-        // shipment_accepted: blocked for a person.
-        let (effect, _) = applies(
-            Stage::Inventory,
-            &policy,
-            &cancelled(ShipmentAccepted),
-            &cancel(),
-            None,
-        );
-        assert_eq!(moved_to(&effect), Some(Blocked));
-        assert_eq!(parked(&effect), Some("cancel_after_shipment"));
-        // cancelled, rejected: noted, nothing else.
-        for state in [Cancelled, Rejected] {
-            let (effect, _) = applies(
-                Stage::Inventory,
-                &policy,
-                &cancelled(state),
-                &cancel(),
-                None,
-            );
-            assert_eq!(moved_to(&effect), None, "{state}");
-            assert!(effect.emissions.is_empty(), "{state}");
-        }
-        // delivered, blocked, escalated: refused to a person.
-        for state in [Delivered, Blocked, Escalated] {
-            let (effect, _) = applies(
-                Stage::Inventory,
-                &policy,
-                &cancelled(state),
-                &cancel(),
-                None,
-            );
-            assert_eq!(moved_to(&effect), None, "{state}");
-            assert_eq!(parked(&effect), Some("cancel_refused"), "{state}");
-        }
     }
 
     #[test]

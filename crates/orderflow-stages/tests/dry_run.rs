@@ -424,12 +424,7 @@ async fn run_row(row: &Row, n: usize) {
     let sim = downstream_sim::start(Profile::from_toml(row.profile).expect("valid profile"))
         .await
         .expect("simulator starts");
-    let base = sim.base_url().to_owned();
-    let urls = Urls {
-        inventory: base.clone(),
-        payment: base.clone(),
-        shipping: base,
-    };
+    let urls = Urls::all_at(sim.base_url());
     let downstreams = Arc::new(Downstreams::new(&urls, &policy).unwrap());
     let env = Env {
         store,
