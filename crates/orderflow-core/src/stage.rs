@@ -1,5 +1,6 @@
 //! The three stages of the workflow, in order.
 
+use crate::OrderState;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -33,6 +34,40 @@ impl Stage {
             Stage::Payment => Some(Stage::Shipping),
             Stage::Shipping => None,
         }
+    }
+
+    /// The state the stage starts from: where its step message finds the
+    /// order, and where an operator's retry sends it back to.
+    pub fn entry(self) -> OrderState {
+        match self {
+            Stage::Inventory => OrderState::Received,
+            Stage::Payment => OrderState::Reserved,
+            Stage::Shipping => OrderState::Paid,
+        }
+    }
+
+    /// The state while the stage's outcome is unknown.
+    pub fn pending(self) -> OrderState {
+        match self {
+            Stage::Inventory => OrderState::InventoryPending,
+            Stage::Payment => OrderState::PaymentPending,
+            Stage::Shipping => OrderState::ShippingPending,
+        }
+    }
+
+    /// The state the stage's confirmed success moves the order to.
+    pub fn done(self) -> OrderState {
+        match self {
+            Stage::Inventory => OrderState::Reserved,
+            Stage::Payment => OrderState::Paid,
+            Stage::Shipping => OrderState::ShipmentAccepted,
+        }
+    }
+
+    /// Whether the stage's operation is what an order in `state` waits
+    /// for: its entry or its pending state.
+    pub fn works_on(self, state: OrderState) -> bool {
+        state == self.entry() || state == self.pending()
     }
 }
 
@@ -74,5 +109,16 @@ mod tests {
         assert_eq!(Stage::Inventory.next(), Some(Stage::Payment));
         assert_eq!(Stage::Payment.next(), Some(Stage::Shipping));
         assert_eq!(Stage::Shipping.next(), None);
+    }
+
+    #[test]
+    fn a_stage_ends_where_the_next_begins() {
+        for stage in Stage::ALL {
+            if let Some(next) = stage.next() {
+                assert_eq!(stage.done(), next.entry(), "{stage}");
+            }
+            assert_eq!(stage.entry().owner(), Some(stage));
+            assert_eq!(stage.pending().owner(), Some(stage));
+        }
     }
 }

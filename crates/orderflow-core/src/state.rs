@@ -94,19 +94,14 @@ impl OrderState {
 
     /// The stage whose message an order in this state waits for (and whose
     /// deadline it is held to); `None` once no stage works on it.
+    /// An accepted shipment waits for the shipping stage's fulfilment
+    /// checks; every other state is owned by the stage that works on it
+    /// ([`Stage::works_on`]).
     pub fn owner(self) -> Option<Stage> {
-        match self {
-            OrderState::Received | OrderState::InventoryPending => Some(Stage::Inventory),
-            OrderState::Reserved | OrderState::PaymentPending => Some(Stage::Payment),
-            OrderState::Paid | OrderState::ShippingPending | OrderState::ShipmentAccepted => {
-                Some(Stage::Shipping)
-            }
-            OrderState::Delivered
-            | OrderState::Rejected
-            | OrderState::Cancelled
-            | OrderState::Blocked
-            | OrderState::Escalated => None,
+        if self == OrderState::ShipmentAccepted {
+            return Some(Stage::Shipping);
         }
+        Stage::ALL.into_iter().find(|stage| stage.works_on(self))
     }
 }
 

@@ -29,6 +29,16 @@ impl Operation {
         }
     }
 
+    /// The operation a stage's work is: what an order in the stage's entry
+    /// or pending state waits for.
+    pub fn work_of(stage: Stage) -> Operation {
+        match stage {
+            Stage::Inventory => Operation::Reserve,
+            Stage::Payment => Operation::Charge,
+            Stage::Shipping => Operation::Ship,
+        }
+    }
+
     /// The stage whose downstream performs this operation.
     pub fn stage(self) -> Stage {
         match self {

@@ -12,7 +12,9 @@
 //!   limit that backs off when the provider says it is overloaded.
 //! - [`api`]: typed calls of the inventory, payment and shipping APIs.
 //! - [`resolve`]: one logical operation run to a decision — in-process
-//!   retries within the fleet-wide retry budget, status queries and polls.
+//!   retries within the fleet-wide retry budget (the [`RetryBudget`] the
+//!   store keeps), status queries and polls; [`resolve_on`], the ruling
+//!   it reaches if the downstream answers one way, for dry runs.
 
 pub mod api;
 pub mod breaker;
@@ -23,5 +25,5 @@ pub mod transport;
 
 pub use api::{InventoryApi, PaymentApi, ShippingApi};
 pub use key::{IdempotencyKey, Operation};
-pub use resolve::{Resolution, Start, resolve};
+pub use resolve::{Resolution, RetryBudget, Spend, Start, resolve, resolve_on};
 pub use transport::{Answer, Downstream, OFF_CONTRACT};

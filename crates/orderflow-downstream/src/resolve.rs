@@ -16,11 +16,41 @@
 
 use crate::transport::{Answer, Downstream};
 use orderflow_core::decide::{BudgetState, DecisionContext, Ruling, decide};
-use orderflow_core::{Certainty, Decision, Policy};
-use orderflow_store::Store;
+use orderflow_core::policy::{BudgetPolicy, DownstreamPolicy};
+use orderflow_core::{Certainty, Decision, Outcome, Policy, Stage};
 use rand::RngExt;
 use std::future::Future;
 use std::time::Duration;
+
+/// The fleet-wide retry budget of each downstream (the store keeps it):
+/// first attempts grow it, retries spend it. A trait, so this crate needs
+/// only the two calls and not the store.
+pub trait RetryBudget: Sync {
+    type Error;
+
+    /// Counts a first attempt against `downstream`, growing its budget.
+    fn record_first_attempt(
+        &self,
+        downstream: Stage,
+        policy: &BudgetPolicy,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Spends one retry if the budget allows it.
+    fn try_spend_retry(
+        &self,
+        downstream: Stage,
+        policy: &BudgetPolicy,
+    ) -> impl Future<Output = Result<Spend, Self::Error>> + Send;
+}
+
+/// What the budget said to a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spend {
+    /// The retry may be made.
+    pub granted: bool,
+    /// Retries still allowed in the window after this one.
+    pub left: u64,
+}
 
 /// How the delivery starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,16 +76,17 @@ pub struct Resolution<T> {
 /// Runs the operation to a decision. `base` carries what the caller knows
 /// (stage, deferrals, elapsed, capabilities, order facts); its outcome is
 /// replaced by each answer.
-pub async fn resolve<T, A, AF, Q, QF>(
+pub async fn resolve<T, B, A, AF, Q, QF>(
     policy: &Policy,
-    store: &Store,
+    budget: &B,
     downstream: &Downstream,
     mut ctx: DecisionContext,
     start: Start,
     mut act: A,
     mut query: Q,
-) -> Result<Resolution<T>, orderflow_store::Error>
+) -> Result<Resolution<T>, B::Error>
 where
+    B: RetryBudget,
     A: FnMut() -> AF,
     AF: Future<Output = Answer<T>>,
     Q: FnMut() -> QF,
@@ -72,7 +103,7 @@ where
             poll_status(&mut query, poll.limit, poll.interval).await
         }
         Start::Act => {
-            store.record_first_attempt(stage, &dp.budget).await?;
+            budget.record_first_attempt(stage, &dp.budget).await?;
             calls += 1;
             act().await
         }
@@ -82,13 +113,14 @@ where
         ctx.outcome = answer.outcome.clone();
         ctx.breaker = downstream.breaker().state();
         let ruling = decide(policy, &ctx);
-        match ruling.decision {
-            Decision::RetryAfter { delay } => {
+        match next(&ruling) {
+            Next::Retry { delay } => {
                 if calls == 0 {
                     // The run began by asking and learnt nothing was done:
                     // this send is the run's request, not a retry.
-                    store.record_first_attempt(stage, &dp.budget).await?;
-                } else if ctx.budget != BudgetState::Spent && !spend_retry(store, stage, dp).await?
+                    budget.record_first_attempt(stage, &dp.budget).await?;
+                } else if ctx.budget != BudgetState::Spent
+                    && !spend_retry(budget, stage, dp).await?
                 {
                     // A policy that retries even with the budget spent
                     // (the naive baseline has no budget) retries unbudgeted
@@ -102,11 +134,11 @@ where
                 calls += 1;
                 answer = act().await;
             }
-            Decision::QueryStatus => {
+            Next::Query => {
                 ctx.queried = true;
                 answer = poll_status(&mut query, poll.limit, poll.interval).await;
             }
-            _ => {
+            Next::Decided => {
                 return Ok(Resolution {
                     ruling,
                     answer,
@@ -118,21 +150,64 @@ where
     }
 }
 
+/// What a run does after a ruling: the two rulings `resolve` acts on
+/// itself, or the end of the run.
+enum Next {
+    Retry { delay: Duration },
+    Query,
+    Decided,
+}
+
+fn next(ruling: &Ruling) -> Next {
+    match ruling.decision {
+        Decision::RetryAfter { delay } => Next::Retry { delay },
+        Decision::QueryStatus => Next::Query,
+        _ => Next::Decided,
+    }
+}
+
+/// The ruling [`resolve`] reaches if every answer in the run — the
+/// operation's and the status query's — is `answer`, and the budget grants
+/// every retry: what a dry run tells an operator the stage will decide.
+pub fn resolve_on(
+    policy: &Policy,
+    mut ctx: DecisionContext,
+    start: Start,
+    answer: &Outcome,
+) -> (Ruling, DecisionContext) {
+    ctx.outcome = answer.clone();
+    ctx.queried = start == Start::Query;
+    // `decide` ends every run (attempts and queries are bounded); the
+    // bound only keeps a broken policy from hanging a dry run.
+    for _ in 0..1_000 {
+        let ruling = decide(policy, &ctx);
+        match next(&ruling) {
+            Next::Retry { .. } => {
+                ctx.attempt += 1;
+                ctx.queried = false;
+            }
+            Next::Query => ctx.queried = true,
+            Next::Decided => return (ruling, ctx),
+        }
+    }
+    (decide(policy, &ctx), ctx)
+}
+
 /// Takes one retry from the downstream's fleet-wide budget, if it has one
 /// left, and reports what is left.
-async fn spend_retry(
-    store: &Store,
-    stage: orderflow_core::Stage,
-    dp: &orderflow_core::policy::DownstreamPolicy,
-) -> Result<bool, orderflow_store::Error> {
-    let budget = store.try_spend_retry(stage, &dp.budget).await?;
+async fn spend_retry<B: RetryBudget>(
+    budget: &B,
+    stage: Stage,
+    dp: &DownstreamPolicy,
+) -> Result<bool, B::Error> {
+    let spend = budget.try_spend_retry(stage, &dp.budget).await?;
     let downstream = stage.as_str();
     metrics::gauge!("orderflow_retry_budget_left", "downstream" => downstream)
-        .set(budget.left as f64);
-    let granted = if budget.granted { "granted" } else { "refused" };
+        .set(spend.left as f64);
+    let granted = if spend.granted { "granted" } else { "refused" };
     metrics::counter!("orderflow_retries_total", "downstream" => downstream, "budget" => granted)
         .increment(1);
-    Ok(budget.granted)
+    Ok(spend.granted)
 }
 
 /// Asks by key, and asks again while the answer stays unknown, up to

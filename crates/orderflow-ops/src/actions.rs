@@ -1,7 +1,8 @@
 //! Manual resolution: resolve a payment, retry a stage, cancel, unblock.
 //!
 //! Every action needs a reason and an operator, and is idempotent by its
-//! action id. It is written the way a stage worker writes: take the
+//! action id. It is written the way a stage worker writes, through the
+//! runtime's one write path (`orderflow_runtime::write`): take the
 //! order's stage lease (a worker holding it → [`Error::Busy`]), read the
 //! order and decide under it (an unsafe state → [`Error::Refused`], nothing
 //! done), make and confirm the compensations, then one compare-and-set
@@ -22,11 +23,11 @@ use orderflow_broker::{Meta, Outgoing};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Stage};
 use orderflow_downstream::{IdempotencyKey, Operation};
+use orderflow_runtime::Planned;
 use orderflow_runtime::effect::{RenderContext, Rendered, render};
+use orderflow_runtime::write::{Writer, Written, publish_confirmed};
 use orderflow_stages::Confirmation;
-use orderflow_store::{
-    AuditEntry, CancelRequest, FieldUpdate, Lease, Note, OrderRecord, Transition,
-};
+use orderflow_store::{AuditEntry, CancelRequest, FieldUpdate, Lease, Note, OrderRecord};
 use serde::{Deserialize, Serialize};
 
 /// The longest reason accepted (an `order.cancel/v1` carries it).
@@ -218,7 +219,7 @@ pub struct CancelPlan {
 pub async fn cancel_plan(target: &Target, order_id: &str) -> Result<CancelPlan> {
     let order_id = parse_order_id(order_id)?;
     let (order, audit) = read(target, &order_id).await?;
-    let route = plans::cancel(&order, escalated_from(&order, &audit), "");
+    let route = plans::cancel(&order, escalated_from(&order, &audit), "", target.policy());
     Ok(describe_cancel(&order, &route))
 }
 
@@ -261,13 +262,13 @@ pub async fn cancel(target: &Target, input: &ActionInput) -> Result<ActionReport
     }
     let (order, audit) = read(target, &action.order_id).await?;
     let from = escalated_from(&order, &audit);
-    match plans::cancel(&order, from, &action.reason) {
+    match plans::cancel(&order, from, &action.reason, target.policy()) {
         CancelRoute::Refused(why) => Err(Error::Refused(why)),
         CancelRoute::Fleet(_) => action.request_cancel(&order).await,
         CancelRoute::Operator(_) => {
             let stage = from.and_then(OrderState::owner).unwrap_or(Stage::Shipping);
             action
-                .act(stage, |order, from| match plans::cancel(order, from, &action.reason) {
+                .act(stage, |order, from| match plans::cancel(order, from, &action.reason, target.policy()) {
                     CancelRoute::Operator(plan) => Ok(plan),
                     CancelRoute::Refused(why) => Err(why),
                     CancelRoute::Fleet(_) => Err(format!(
@@ -490,47 +491,47 @@ impl<'a> Action<'a> {
             notes: plan.notes.clone(),
             messages: rendered.clone(),
         };
-        let transition = Transition {
-            expected_version: order.version,
-            from: order.state,
+        let step = self.step();
+        let writer = Writer {
+            store: self.target.store(),
+            stage,
+            fencing: lease.fencing,
+            step: &step,
+            actor: &self.actor,
+            correlation_id: &order.correlation_id,
+            policy_id: self.target.policy_id(),
+        };
+        let planned = Planned {
             to: plan.to,
             reason: Some(self.reason.clone()),
             event: plan.event.to_owned(),
-            actor: self.actor.clone(),
-            correlation_id: order.correlation_id.clone(),
-            policy_id: self.target.policy_id().clone(),
-            rule: Some(self.step()),
-            fields_to_set: plan.fields.clone(),
-            idempotency: Some((
-                stage,
-                self.step(),
-                serde_json::to_value(&record).expect("an action record serializes"),
-            )),
-            fencing: Some((stage, lease.fencing)),
-            release_lease: true,
+            rule: step.clone(),
+            fields: plan.fields.clone(),
         };
-        match self
-            .target
-            .store()
-            .transition(&self.order_id, &transition)
-            .await
-        {
-            Ok(_) => {}
-            Err(orderflow_store::Error::StaleFence { .. }) => {
+        let record = serde_json::to_value(&record).expect("an action record serializes");
+        match writer.transition(&order, &planned, record).await {
+            Ok(Written::Done) => {}
+            Ok(Written::LeaseLost) => {
                 return Err(Error::Busy {
                     order_id: self.order_id.to_string(),
                     stage,
                 });
             }
-            Err(orderflow_store::Error::Conflict { actual_state, .. }) => {
-                // Our own write may have landed before an error.
-                return match self.recorded().await? {
-                    Some(record) => Ok((self.repeat(record).await?, true)),
-                    None => Err(Error::Moved {
-                        order_id: self.order_id.to_string(),
-                        state: actual_state,
-                    }),
-                };
+            Ok(Written::AlreadyRecorded(record)) => {
+                // Our own write landed before an error: finish it.
+                let record = serde_json::from_value(record).map_err(|e| {
+                    Error::Invalid(format!(
+                        "action {} has an unreadable record on order {} ({e}); use another action id",
+                        self.action_id, self.order_id
+                    ))
+                })?;
+                return Ok((self.repeat(record).await?, true));
+            }
+            Ok(Written::Moved { state }) => {
+                return Err(Error::Moved {
+                    order_id: self.order_id.to_string(),
+                    state,
+                });
             }
             Err(orderflow_store::Error::Transition(err)) => {
                 return Err(Error::Refused(err.to_string()));
@@ -705,22 +706,12 @@ impl<'a> Action<'a> {
             return Ok(Vec::new());
         }
         let publisher = self.target.publisher().await?;
-        let mut published = Vec::new();
-        let mut failed = None;
-        for message in messages {
-            let shown = Published::of(&message);
-            match publisher.publish(message).await {
-                Ok(()) => published.push(shown),
-                Err(err) => {
-                    failed = Some(err);
-                    break;
-                }
-            }
-        }
+        let published: Vec<Published> = messages.iter().map(Published::of).collect();
+        let sent = publish_confirmed(&publisher, messages).await;
         publisher.close().await;
-        match failed {
-            None => Ok(published),
-            Some(err) => Err(Error::broker(format!(
+        match sent {
+            Ok(()) => Ok(published),
+            Err(err) => Err(Error::broker(format!(
                 "order {} was handled, but its messages were not all confirmed; send them again with the same command and --action-id {}",
                 self.order_id, self.action_id
             ))(err)),

@@ -16,10 +16,13 @@
 //! - moves follow the state table (`orderflow_core::state::TRANSITIONS`).
 
 use orderflow_core::state::check_transition;
-use orderflow_core::{Certainty, Compensation, FailureClass, OrderState, Policy, Stage};
+use orderflow_core::{Certainty, Compensation, FailureClass, OrderState, Outcome, Policy, Stage};
 use orderflow_downstream::{IdempotencyKey, Operation};
-use orderflow_runtime::Emission;
+use orderflow_runtime::{Emission, StepMessage};
 use orderflow_stages::events::order_event;
+use orderflow_stages::operation::Shape;
+use orderflow_stages::route::{describe_effect, imagined};
+use orderflow_stages::{Foresight, foresee};
 use orderflow_store::{FieldUpdate, LastOutcome, OrderRecord};
 use serde::Serialize;
 
@@ -180,15 +183,6 @@ pub(crate) fn resolve_payment(
     })
 }
 
-/// The state a stage starts from: where a retry sends the order.
-pub(crate) fn entry(stage: Stage) -> OrderState {
-    match stage {
-        Stage::Inventory => OrderState::Received,
-        Stage::Payment => OrderState::Reserved,
-        Stage::Shipping => OrderState::Paid,
-    }
-}
-
 /// `orderctl order retry --stage S`: an escalated or blocked order back to
 /// the stage's entry state, its run counter reset, a step message to it.
 /// The order keeps the stage's last outcome, so where the operation may
@@ -242,7 +236,7 @@ pub(crate) fn retry(
     if let Some(refusal) = provider_cannot_say(order, stage, policy, now) {
         return Err(refusal);
     }
-    let to = entry(stage);
+    let to = stage.entry();
     check_transition(order.state, to, None).map_err(|e| e.to_string())?;
     let mut plan = Plan::to(to, "operator.retry");
     plan.reset = Some(stage);
@@ -268,11 +262,7 @@ fn provider_cannot_say(
     }
     let id = &order.order_id;
     let downstream = policy.downstream(stage);
-    let operation = match stage {
-        Stage::Inventory => Operation::Reserve,
-        Stage::Payment => Operation::Charge,
-        Stage::Shipping => Operation::Ship,
-    };
+    let operation = Operation::work_of(stage);
     let key = IdempotencyKey::new(id, operation);
     let instead = match stage {
         Stage::Payment => format!(
@@ -411,29 +401,22 @@ pub(crate) fn cancel(
     order: &OrderRecord,
     escalated_from: Option<OrderState>,
     reason: &str,
+    policy: &Policy,
 ) -> CancelRoute {
     use OrderState::*;
     let id = &order.order_id;
-    let fleet =
-        |steps: &[&str]| CancelRoute::Fleet(steps.iter().map(|s| (*s).to_owned()).collect());
     match order.state {
-        Received | InventoryPending => fleet(&[
-            "the inventory stage releases what it reserved (asking the provider first if a reservation may be in flight)",
-            "→ cancelled",
-        ]),
-        Reserved | PaymentPending => fleet(&[
-            "the payment stage, on its next run: no charge yet → release the reservation → cancelled",
-            "a charge found succeeded → refund it and release the reservation → cancelled",
-            "a charge outcome still unknown → it keeps re-checking and never guesses",
-        ]),
-        Paid | ShippingPending => fleet(&[
-            "the shipping stage, before booking a shipment: refund the payment and release the reservation → cancelled",
-            "a shipment found accepted → blocked (cancel_after_shipment) for a person",
-        ]),
-        ShipmentAccepted => fleet(&[
-            "the shipment is accepted, so the fleet cannot cancel it: the order is blocked (cancel_after_shipment)",
-            "a person then decides with `orderctl order unblock --decision ship|refund`",
-        ]),
+        Received | InventoryPending | Reserved | PaymentPending | Paid | ShippingPending
+        | ShipmentAccepted => {
+            let mut steps = fleet_steps(order, policy);
+            if order.state == ShipmentAccepted {
+                steps.push(
+                    "a person then decides with `orderctl order unblock --decision ship|refund`"
+                        .to_owned(),
+                );
+            }
+            CancelRoute::Fleet(steps)
+        }
         Delivered | Rejected | Cancelled => CancelRoute::Refused(ended(order)),
         Blocked | Escalated => {
             if order.state == Escalated {
@@ -473,6 +456,70 @@ pub(crate) fn cancel(
     }
 }
 
+/// What the fleet does with a cancellation of `order`, in the stages' own
+/// words: the inventory stage takes the `order.cancel/v1`, and the stage
+/// that works on the order's state carries it out on its next run —
+/// computed by `orderflow_stages::foresee`, as the dry run of a replay is,
+/// for each answer its provider may give where it has to ask.
+fn fleet_steps(order: &OrderRecord, policy: &Policy) -> Vec<String> {
+    let mut order = order.clone();
+    order
+        .cancel_requested
+        .get_or_insert_with(|| "cancelled".to_owned());
+    let cancel = serde_json::json!({
+        "schema": "order.cancel/v1", "order_id": order.order_id, "reason": "cancelled"
+    });
+    let cancel = imagined(cancel.to_string().into_bytes(), 1);
+    let takes = foresee(Shape::of(Stage::Inventory), policy, &order, &cancel, None);
+    let mut steps = vec![format!(
+        "the inventory stage takes the cancel: {}",
+        takes.describe(Stage::Inventory, &order)
+    )];
+    // The stage that carries it out, and the delivery it does so on.
+    let owner = Stage::ALL
+        .into_iter()
+        .find(|stage| stage.works_on(order.state));
+    let (stage, job, next) = match owner {
+        Some(owner) if owner != Stage::Inventory => {
+            let step = StepMessage::new(&order.order_id, owner);
+            let job = imagined(
+                serde_json::to_vec(&step).expect("a step message serializes"),
+                1,
+            );
+            let next = foresee(Shape::of(owner), policy, &order, &job, None);
+            steps.push(format!(
+                "the {owner} stage, on its next run: {}",
+                next.describe(owner, &order)
+            ));
+            (owner, job, next)
+        }
+        _ => (Stage::Inventory, cancel, takes),
+    };
+    if let Foresight::Calls { .. } = next {
+        for (found, class, certainty) in [
+            ("found done", FailureClass::Success, Certainty::Applied),
+            (
+                "found not done",
+                FailureClass::Transient,
+                Certainty::NotApplied,
+            ),
+            ("still unknown", FailureClass::Timeout, Certainty::Unknown),
+        ] {
+            let answer = Outcome::new(class, certainty);
+            if let Foresight::Applies { effect, .. } =
+                foresee(Shape::of(stage), policy, &order, &job, Some(&answer))
+            {
+                steps.push(format!(
+                    "its {} {found}: it {}",
+                    Operation::work_of(stage).as_str(),
+                    describe_effect(order.state, &effect)
+                ));
+            }
+        }
+    }
+    steps
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,7 +533,14 @@ mod tests {
             state,
             version: 3,
             reason: None,
-            body: serde_json::json!({}),
+            // The order as placed: the stages read it to plan a cancel.
+            body: serde_json::json!({
+                "schema": "order.placed/v1", "order_id": "o-1", "customer_id": "c-1",
+                "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": 100}],
+                "currency": "EUR", "payment_token": "tok_ok",
+                "shipping_address": {"name": "A", "line1": "1 Road", "city": "Town", "postal_code": "1000", "country": "NL"},
+                "placed_at": "2026-11-28T10:00:00Z"
+            }),
             correlation_id: "c-1".into(),
             policy_id: "pol-1".into(),
             created_at: now,
@@ -797,18 +851,43 @@ mod tests {
             ShipmentAccepted,
         ] {
             assert!(
-                matches!(cancel(&order(state), None, "r"), CancelRoute::Fleet(_)),
+                matches!(
+                    cancel(&order(state), None, "r", &Policy::default_policy()),
+                    CancelRoute::Fleet(_)
+                ),
                 "{state}"
             );
         }
+        // The fleet's steps are the stages' own: handed over, then carried
+        // out by the owning stage — by answer where it must ask first.
+        let policy = Policy::default_policy();
+        let CancelRoute::Fleet(steps) = cancel(&order(Reserved), None, "r", &policy) else {
+            panic!("a reserved order is cancelled by the fleet");
+        };
+        assert!(steps[0].contains("payment stage"), "{steps:?}");
+        assert!(steps[1].contains("→ cancelled"), "{steps:?}");
+        let CancelRoute::Fleet(steps) = cancel(&order(PaymentPending), None, "r", &policy) else {
+            panic!("a pending payment is cancelled by the fleet");
+        };
+        assert_eq!(steps.len(), 5, "{steps:?}");
+        assert!(steps[2].contains("found done") && steps[2].contains("→ cancelled"));
+        assert!(steps[4].contains("still unknown") && !steps[4].contains("→"));
+        let CancelRoute::Fleet(steps) = cancel(&order(ShipmentAccepted), None, "r", &policy) else {
+            panic!("an accepted shipment is blocked by the fleet");
+        };
+        assert!(steps[0].contains("→ blocked"), "{steps:?}");
         for state in [Delivered, Rejected, Cancelled] {
             assert!(
-                matches!(cancel(&order(state), None, "r"), CancelRoute::Refused(_)),
+                matches!(
+                    cancel(&order(state), None, "r", &Policy::default_policy()),
+                    CancelRoute::Refused(_)
+                ),
                 "{state}"
             );
         }
         let blocked = with_ids(order(Blocked), &[Stage::Inventory, Stage::Payment]);
-        let CancelRoute::Operator(plan) = cancel(&blocked, None, "r") else {
+        let CancelRoute::Operator(plan) = cancel(&blocked, None, "r", &Policy::default_policy())
+        else {
             panic!("a blocked order is cancelled by the operator");
         };
         assert_eq!(
@@ -823,12 +902,22 @@ mod tests {
             with_ids(order(Escalated), &[Stage::Inventory]),
             Stage::Payment,
         );
-        let CancelRoute::Refused(why) = cancel(&unresolved, Some(PaymentPending), "r") else {
+        let CancelRoute::Refused(why) = cancel(
+            &unresolved,
+            Some(PaymentPending),
+            "r",
+            &Policy::default_policy(),
+        ) else {
             panic!("an unknown payment outcome is never compensated");
         };
         assert!(why.contains("resolve"), "{why}");
         assert!(matches!(
-            cancel(&unresolved, Some(ShipmentAccepted), "r"),
+            cancel(
+                &unresolved,
+                Some(ShipmentAccepted),
+                "r",
+                &Policy::default_policy()
+            ),
             CancelRoute::Operator(_)
         ));
     }

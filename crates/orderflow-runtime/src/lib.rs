@@ -19,6 +19,9 @@
 //!   of memory, read-only, busy) without acknowledging or requeueing
 //!   anything; [`waiting_on_redis`] tells readiness.
 //! - [`shutdown`]: first SIGTERM/SIGINT drains, a second exits.
+//! - [`write`]: the one write path of an order — fenced compare-and-set
+//!   with audit entry and idempotency record, then confirmed publishes —
+//!   the runner's and every operator action's.
 
 pub mod crash;
 pub mod effect;
@@ -29,6 +32,7 @@ mod patience;
 pub mod runner;
 pub mod shutdown;
 pub mod step;
+pub mod write;
 
 pub use effect::{Effect, Emission, Planned};
 pub use patience::waiting_on_redis;

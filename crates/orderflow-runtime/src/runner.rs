@@ -11,8 +11,9 @@
 //!    (a crash between the state write and the publish);
 //! 4. run the stage's logic (downstream calls, `decide`) → an [`Effect`];
 //! 5. write state + audit + the rendered messages by compare-and-set, fenced
-//!    by the lease;
-//! 6. publish each message, awaiting its confirm;
+//!    by the lease, and
+//! 6. publish each message, awaiting its confirm — both through
+//!    [`crate::write`], the write path operator actions take too;
 //! 7. ack.
 //!
 //! A crash anywhere leaves the message unacknowledged; its redelivery finds
@@ -26,10 +27,11 @@ use crate::keyed::KeyedLocks;
 use crate::lost::{self, Lost, lost_writes};
 use crate::patience::patiently;
 use crate::step::StepMessage;
+use crate::write::{Writer, Written, publish_confirmed};
 use orderflow_broker::{Handler, Incoming, Meta, Outgoing, Publisher, Settlement, TopologySpec};
 use orderflow_core::message::{Invalid, OrderId, Problem};
 use orderflow_core::{OrderState, Policy, PolicyId, Stage};
-use orderflow_store::{Begun, ErrorClass, Lease, LostOrder, Note, OrderRecord, Store, Transition};
+use orderflow_store::{Begun, ErrorClass, Lease, LostOrder, OrderRecord, Store};
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
@@ -346,7 +348,7 @@ impl<L: StageLogic> StageRunner<L> {
                     self.publish_recorded(recorded, publisher).await?;
                     return Ok((Settlement::Ack, Released::No));
                 }
-                Written::Moved => {
+                Written::Moved { .. } => {
                     order = patiently("read order", || store.get_order(order_id)).await?;
                     continue;
                 }
@@ -369,59 +371,26 @@ impl<L: StageLogic> StageRunner<L> {
         effect: &Effect,
         rendered: &[Rendered],
     ) -> Result<Written, Error> {
-        let (step, fencing) = (held.step, held.fencing);
-        let stage = self.logic.stage();
-        let store = &self.env.store;
+        let writer = Writer {
+            store: &self.env.store,
+            stage: self.logic.stage(),
+            fencing: held.fencing,
+            step: held.step,
+            actor: &self.env.actor,
+            correlation_id: &job.correlation_id,
+            policy_id: &self.env.policy_id,
+        };
         let Some(plan) = &effect.transition else {
             if let Some(note) = &effect.note {
-                let note = Note {
-                    event: note.event.clone(),
-                    reason: note.reason.clone(),
-                    actor: self.env.actor.clone(),
-                    correlation_id: job.correlation_id.clone(),
-                    policy_id: self.env.policy_id.clone(),
-                    rule: Some(note.rule.clone()),
-                };
-                patiently("write note", || store.note(&order.order_id, &note)).await?;
+                patiently("write note", || writer.note(order, note)).await?;
             }
             return Ok(Written::Done);
         };
-        let transition = Transition {
-            expected_version: order.version,
-            from: order.state,
-            to: plan.to,
-            reason: plan.reason.clone(),
-            event: plan.event.clone(),
-            actor: self.env.actor.clone(),
-            correlation_id: job.correlation_id.clone(),
-            policy_id: self.env.policy_id.clone(),
-            rule: Some(plan.rule.clone()),
-            fields_to_set: plan.fields.clone(),
-            idempotency: Some((
-                stage,
-                step.to_owned(),
-                serde_json::to_value(rendered).expect("rendered messages serialize"),
-            )),
-            fencing: Some((stage, fencing)),
-            release_lease: true,
-        };
-        match patiently("write state", || {
-            store.transition(&order.order_id, &transition)
+        let record = serde_json::to_value(rendered).expect("rendered messages serialize");
+        Ok(patiently("write state", || {
+            writer.transition(order, plan, record.clone())
         })
-        .await
-        {
-            Ok(_) => Ok(Written::Done),
-            Err(orderflow_store::Error::StaleFence { .. }) => Ok(Written::LeaseLost),
-            Err(err) if err.class() == ErrorClass::Conflict => {
-                // Our own write may have landed before Redis went away.
-                let recorded = patiently("read record", || {
-                    store.get_step_result(&order.order_id, stage, step)
-                })
-                .await?;
-                Ok(recorded.map_or(Written::Moved, Written::AlreadyRecorded))
-            }
-            Err(err) => Err(err.into()),
-        }
+        .await?)
     }
 
     fn job(&self, delivery: &Incoming, order: &OrderRecord, runs: u32, reruns: u32) -> Job {
@@ -574,13 +543,8 @@ impl<L: StageLogic> StageRunner<L> {
         rendered: Vec<Rendered>,
         publisher: &Publisher,
     ) -> Result<(), Error> {
-        for (i, message) in rendered.into_iter().enumerate() {
-            if i == 1 {
-                crash::point(crash::BETWEEN_PUBLISHES);
-            }
-            publisher.publish(message.into_outgoing()).await?;
-        }
-        Ok(())
+        let messages = rendered.into_iter().map(Rendered::into_outgoing);
+        Ok(publish_confirmed(publisher, messages).await?)
     }
 
     fn malformed(&self, delivery: &Incoming, invalid: &Invalid) -> Outgoing {
@@ -627,16 +591,6 @@ struct Held<'a> {
 enum Released {
     ByMove,
     No,
-}
-
-enum Written {
-    Done,
-    /// This very message's move landed earlier: re-emit its record.
-    AlreadyRecorded(serde_json::Value),
-    /// Someone else moved the order: read it again and decide again.
-    Moved,
-    /// A newer lease was issued: leave the order to its holder.
-    LeaseLost,
 }
 
 impl<L: StageLogic> Handler for StageRunner<L> {

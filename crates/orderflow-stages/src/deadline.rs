@@ -3,15 +3,15 @@
 //! `stuck`, so nothing waits silently.
 
 use crate::operation::{Shape, escalate, time_in_state};
-use orderflow_core::OrderState;
-use orderflow_runtime::{Effect, Env};
+use orderflow_core::Policy;
+use orderflow_runtime::Effect;
 use orderflow_store::OrderRecord;
 use tracing::warn;
 
-pub fn check(shape: &Shape, env: &Env, order: &OrderRecord, owned: &[OrderState]) -> Effect {
-    let deadline = env.policy.stage(shape.stage).deadline;
+pub fn check(shape: &Shape, policy: &Policy, order: &OrderRecord) -> Effect {
+    let deadline = policy.stage(shape.stage).deadline;
     let waited = time_in_state(order);
-    if !owned.contains(&order.state) || waited < deadline {
+    if !shape.owns(order.state) || waited < deadline {
         // It moved since the reconciler looked.
         return Effect::default();
     }

@@ -14,6 +14,17 @@ pub struct Urls {
     pub shipping: String,
 }
 
+impl Urls {
+    /// One server plays all three APIs (the simulator does).
+    pub fn all_at(base: &str) -> Urls {
+        Urls {
+            inventory: base.to_owned(),
+            payment: base.to_owned(),
+            shipping: base.to_owned(),
+        }
+    }
+}
+
 pub struct Downstreams {
     pub inventory: InventoryApi,
     pub payment: PaymentApi,

@@ -5,20 +5,16 @@
 //! released once its outcome is known.
 
 use crate::Downstreams;
-use crate::events::order_event;
-use crate::ingress::{self, Message};
-use crate::operation::{INVENTORY, conclude, decide_operation, placed};
-use crate::{cancel, deadline};
+use crate::ingress;
+use crate::operation::{INVENTORY, conclude, operate};
+use crate::route::{Route, route};
 use orderflow_broker::Incoming;
+use orderflow_core::Stage;
 use orderflow_core::message::OrderId;
-use orderflow_core::{OrderState, Stage};
-use orderflow_downstream::Operation;
 use orderflow_downstream::api::Reservation;
-use orderflow_runtime::{Admission, Check, Effect, Entry, Env, Error, Job, StageLogic};
+use orderflow_runtime::{Admission, Effect, Entry, Env, Error, Job, StageLogic};
 use orderflow_store::OrderRecord;
 use std::sync::Arc;
-
-const OWNED: [OrderState; 2] = [OrderState::Received, OrderState::InventoryPending];
 
 pub struct InventoryStage {
     downstreams: Arc<Downstreams>,
@@ -53,31 +49,23 @@ impl StageLogic for InventoryStage {
     }
 
     async fn run(&self, order: &OrderRecord, job: &Job, env: &Env) -> Result<Effect, Error> {
-        match ingress::read(&job.body) {
-            Ok(Message::Step(step)) if step.check == Some(Check::Deadline) => {
-                return Ok(deadline::check(&INVENTORY, env, order, &OWNED));
+        let (start, ctx, placed) = match route(&INVENTORY, &env.policy, order, job) {
+            Route::Operate { start, ctx, placed } => (start, ctx, placed),
+            Route::Conclude(decided) => {
+                return Ok(
+                    conclude(&INVENTORY, env, &self.downstreams, order, job, &decided).await,
+                );
             }
-            Ok(Message::Cancel { .. }) if !INVENTORY.owns(order.state) => {
-                return Ok(cancel::elsewhere(order));
-            }
-            _ => {}
-        }
-        if !INVENTORY.owns(order.state) {
-            // A duplicate, or the order moved on: nothing to do here.
-            return Ok(Effect::default());
-        }
-        let placed = match placed(order) {
-            Ok(placed) => placed,
-            Err(unreadable) => return Ok(*unreadable),
+            Route::Settle(effect) => return Ok(*effect),
+            Route::Absorb | Route::Track => return Ok(Effect::default()),
         };
         let api = &self.downstreams.inventory;
-        let key = INVENTORY.key(order, Operation::Reserve);
-        let decided = decide_operation(
-            &INVENTORY,
+        let key = INVENTORY.key(order);
+        let decided = operate(
             env,
             &api.0,
-            order,
-            job,
+            start,
+            *ctx,
             (
                 || api.reserve(&key, &order.order_id, &placed.items),
                 || api.status_of(&key),
@@ -85,13 +73,6 @@ impl StageLogic for InventoryStage {
             |r: &Reservation| &r.reservation_id,
         )
         .await?;
-        let mut effect = conclude(&INVENTORY, env, &self.downstreams, order, job, &decided).await;
-        if job.runs == 1 && order.state == OrderState::Received {
-            // The order's first event, sent with the first thing done to it.
-            effect
-                .emissions
-                .insert(0, order_event(OrderState::Received, None));
-        }
-        Ok(effect)
+        Ok(conclude(&INVENTORY, env, &self.downstreams, order, job, &decided).await)
     }
 }

@@ -12,10 +12,11 @@ mod fulfilment;
 mod ingress;
 pub mod inventory;
 mod observe;
-mod operation;
+pub mod operation;
 pub mod payment;
 pub mod reconciler;
 pub mod retention;
+pub mod route;
 pub mod shipping;
 
 pub use downstreams::{Downstreams, Urls};
@@ -23,4 +24,5 @@ pub use inventory::InventoryStage;
 pub use operation::{Confirmation, commit_reservation, undo};
 pub use payment::PaymentStage;
 pub use reconciler::Reconciler;
+pub use route::{Foresight, foresee};
 pub use shipping::ShippingStage;

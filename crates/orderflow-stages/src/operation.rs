@@ -7,7 +7,8 @@ use crate::events::order_event;
 use orderflow_core::decide::{DecisionContext, OrderFacts};
 use orderflow_core::message::OrderPlaced;
 use orderflow_core::{
-    Certainty, Compensation, Decision, FailureClass, OrderState, Outcome, Ruling, Stage, decide,
+    Certainty, Compensation, Decision, FailureClass, OrderState, Outcome, Policy, Ruling, Stage,
+    decide,
 };
 use orderflow_downstream::{Answer, IdempotencyKey, Operation, Start};
 use orderflow_runtime::{Effect, Emission, Env, Job, Planned};
@@ -15,53 +16,65 @@ use orderflow_store::{FieldUpdate, LastOutcome, OrderRecord};
 use std::future::Future;
 use std::time::Duration;
 
-/// Where a stage sits in the order's life.
+/// Where a stage sits in the order's life: the one description of a stage
+/// the stage's run, the deadline check and the dry run of a replay read.
+/// Which states it works on and where it leaves the order come from
+/// [`Stage`] (`entry`, `pending`, `done`, `next`), the same table
+/// [`OrderState::owner`] reads.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
     pub stage: Stage,
-    /// The state the stage starts from.
-    pub entry: OrderState,
-    /// The state while its outcome is unknown.
-    pub pending: OrderState,
-    /// The state its confirmed success moves to.
-    pub done: OrderState,
-    /// Where the order goes after `done`.
-    pub next: Option<Stage>,
     /// The audit event of a confirmed success.
     pub done_event: &'static str,
 }
 
 pub const INVENTORY: Shape = Shape {
     stage: Stage::Inventory,
-    entry: OrderState::Received,
-    pending: OrderState::InventoryPending,
-    done: OrderState::Reserved,
-    next: Some(Stage::Payment),
     done_event: "inventory.reserved",
 };
 
 pub const PAYMENT: Shape = Shape {
     stage: Stage::Payment,
-    entry: OrderState::Reserved,
-    pending: OrderState::PaymentPending,
-    done: OrderState::Paid,
-    next: Some(Stage::Shipping),
     done_event: "payment.succeeded",
 };
 
 pub const SHIPPING: Shape = Shape {
     stage: Stage::Shipping,
-    entry: OrderState::Paid,
-    pending: OrderState::ShippingPending,
-    done: OrderState::ShipmentAccepted,
-    next: None,
     done_event: "shipping.accepted",
 };
 
 impl Shape {
+    pub fn of(stage: Stage) -> &'static Shape {
+        match stage {
+            Stage::Inventory => &INVENTORY,
+            Stage::Payment => &PAYMENT,
+            Stage::Shipping => &SHIPPING,
+        }
+    }
+
+    /// The state the stage starts from.
+    pub fn entry(&self) -> OrderState {
+        self.stage.entry()
+    }
+
+    /// The state while its outcome is unknown.
+    pub fn pending(&self) -> OrderState {
+        self.stage.pending()
+    }
+
+    /// The state its confirmed success moves to.
+    pub fn done(&self) -> OrderState {
+        self.stage.done()
+    }
+
+    /// The downstream call an order in the stage's states waits for.
+    pub fn operation(&self) -> Operation {
+        Operation::work_of(self.stage)
+    }
+
     /// Whether the stage's operation is what the order waits for.
     pub fn owns(&self, state: OrderState) -> bool {
-        state == self.entry || state == self.pending
+        self.stage.works_on(state)
     }
 
     /// Whether the stage may already have sent its operation for the
@@ -72,13 +85,13 @@ impl Shape {
     pub fn may_have_acted(&self, order: &OrderRecord, job: &Job) -> bool {
         job.runs > 1
             || job.reruns > 0
-            || order.state == self.pending
+            || order.state == self.pending()
             || order.may_have_applied(self.stage)
     }
 
     /// How the operation starts this time.
-    pub fn start(&self, env: &Env, order: &OrderRecord, job: &Job) -> Start {
-        let can_ask = env.policy.downstream(self.stage).status_query;
+    pub fn start(&self, policy: &Policy, order: &OrderRecord, job: &Job) -> Start {
+        let can_ask = policy.downstream(self.stage).status_query;
         if can_ask && self.may_have_acted(order, job) {
             Start::Query
         } else {
@@ -87,9 +100,9 @@ impl Shape {
     }
 
     /// The decision context of this run, before any answer.
-    pub fn context(&self, env: &Env, order: &OrderRecord, job: &Job) -> DecisionContext {
+    pub fn context(&self, policy: &Policy, order: &OrderRecord, job: &Job) -> DecisionContext {
         let placeholder = Outcome::new(FailureClass::Transient, Certainty::NotApplied);
-        let mut ctx = DecisionContext::first_attempt(&env.policy, self.stage, placeholder);
+        let mut ctx = DecisionContext::first_attempt(policy, self.stage, placeholder);
         ctx.deferrals = job.runs.saturating_sub(1);
         ctx.elapsed = job.elapsed.max(time_in_state(order));
         ctx.order = OrderFacts {
@@ -99,8 +112,9 @@ impl Shape {
         ctx
     }
 
-    pub fn key(&self, order: &OrderRecord, operation: Operation) -> IdempotencyKey {
-        IdempotencyKey::new(&order.order_id, operation)
+    /// The key of the stage's operation for the order.
+    pub fn key(&self, order: &OrderRecord) -> IdempotencyKey {
+        IdempotencyKey::new(&order.order_id, self.operation())
     }
 }
 
@@ -113,11 +127,15 @@ pub fn time_in_state(order: &OrderRecord) -> Duration {
 
 /// The ruling for a cancelled order whose operation was never sent: its
 /// outcome is known — nothing happened — so `decide` compensates.
-pub fn never_sent(env: &Env, mut ctx: DecisionContext) -> (Ruling, DecisionContext) {
+pub fn never_sent(policy: &Policy, mut ctx: DecisionContext) -> Decided {
     let mut outcome = Outcome::new(FailureClass::Transient, Certainty::NotApplied);
     outcome.code = Some("not_sent".into());
     ctx.outcome = outcome;
-    (decide(&env.policy, &ctx), ctx)
+    Decided {
+        ruling: decide(policy, &ctx),
+        ctx,
+        made: None,
+    }
 }
 
 /// What the reconciler asked for, if the delivery is its step message.
@@ -262,7 +280,7 @@ impl Decided {
 /// `undone` is how the compensation the ruling asked for went, if any.
 pub fn effect(
     shape: &Shape,
-    env: &Env,
+    policy: &Policy,
     order: &OrderRecord,
     decided: &Decided,
     undone: Option<&Confirmation>,
@@ -288,13 +306,14 @@ pub fn effect(
                 });
             }
             let mut emissions: Vec<Emission> = shape
-                .next
+                .stage
+                .next()
                 .map(|stage| Emission::Next { stage })
                 .into_iter()
                 .collect();
-            emissions.push(order_event(shape.done, None));
+            emissions.push(order_event(shape.done(), None));
             Effect {
-                transition: Some(planned(shape.done, None, shape.done_event, rule, fields)),
+                transition: Some(planned(shape.done(), None, shape.done_event, rule, fields)),
                 emissions,
                 note: None,
             }
@@ -308,7 +327,7 @@ pub fn effect(
         ),
         Decision::Compensate { steps: _, reason } => match undone {
             Some(Confirmation::NotYet(detail)) => later(
-                env,
+                policy,
                 shape,
                 order,
                 ctx.deferrals,
@@ -344,7 +363,7 @@ pub fn effect(
             }
         },
         Decision::Defer { tier, delay } | Decision::ParkPending { tier, delay } => {
-            let tier = tier_at_least(env, stage, *tier, *delay);
+            let tier = tier_at_least(policy, stage, *tier, *delay);
             let parks = matches!(ruling.decision, Decision::ParkPending { .. })
                 || outcome.certainty == Certainty::Unknown;
             let reason = format!(
@@ -358,12 +377,12 @@ pub fn effect(
                     .unwrap_or_default()
             );
             let emissions = vec![Emission::Delay { tier }];
-            if parks && order.state == shape.entry {
+            if parks && order.state == shape.entry() {
                 let mut emissions = emissions;
-                emissions.push(order_event(shape.pending, None));
+                emissions.push(order_event(shape.pending(), None));
                 Effect {
                     transition: Some(planned(
-                        shape.pending,
+                        shape.pending(),
                         Some(reason),
                         &format!("{stage}.outcome_unknown"),
                         rule,
@@ -411,7 +430,7 @@ pub fn effect(
         // `resolve` acts on these itself and never returns them; should one
         // come back, look again later rather than guess.
         Decision::RetryAfter { .. } | Decision::QueryStatus => later(
-            env,
+            policy,
             shape,
             order,
             ctx.deferrals,
@@ -497,14 +516,14 @@ pub fn end(
 
 /// Nothing moves; the stage looks again after its next delay tier.
 fn later(
-    env: &Env,
+    policy: &Policy,
     shape: &Shape,
     order: &OrderRecord,
     deferrals: u32,
     why: &str,
     rule: &str,
 ) -> Effect {
-    let (tier, _) = env.policy.stage(shape.stage).tier(deferrals);
+    let (tier, _) = policy.stage(shape.stage).tier(deferrals);
     Effect {
         transition: None,
         emissions: vec![Emission::Delay {
@@ -538,8 +557,8 @@ pub fn planned(
 
 /// The first tier from `from` on that waits at least `delay` (a deferred
 /// re-send must wait out the in-flight window), else the last.
-fn tier_at_least(env: &Env, stage: Stage, from: usize, delay: Duration) -> u32 {
-    let tiers = &env.policy.stage(stage).delay_tiers;
+fn tier_at_least(policy: &Policy, stage: Stage, from: usize, delay: Duration) -> u32 {
+    let tiers = &policy.stage(stage).delay_tiers;
     let tier = (from..tiers.len())
         .find(|&i| tiers[i] >= delay)
         .unwrap_or(tiers.len().saturating_sub(1));
@@ -547,14 +566,13 @@ fn tier_at_least(env: &Env, stage: Stage, from: usize, delay: Duration) -> u32 {
 }
 
 /// Runs the stage's operation to a ruling: sends it (or asks first when it
-/// may have been sent), retries and re-asks as the policy says — or, for a
-/// cancelled order that never sent it, decides without calling at all.
-pub async fn decide_operation<T, A, AF, Q, QF>(
-    shape: &Shape,
+/// may have been sent, `start`), retries and re-asks as the policy says.
+/// `ctx` is the run's context ([`Shape::context`]).
+pub async fn operate<T, A, AF, Q, QF>(
     env: &Env,
     downstream: &orderflow_downstream::Downstream,
-    order: &OrderRecord,
-    job: &Job,
+    start: Start,
+    ctx: DecisionContext,
     calls: (A, Q),
     id: impl Fn(&T) -> &str,
 ) -> Result<Decided, orderflow_runtime::Error>
@@ -564,16 +582,6 @@ where
     Q: FnMut() -> QF,
     QF: Future<Output = Answer<T>>,
 {
-    let ctx = shape.context(env, order, job);
-    if ctx.order.cancelled && !shape.may_have_acted(order, job) {
-        let (ruling, ctx) = never_sent(env, ctx);
-        return Ok(Decided {
-            ruling,
-            ctx,
-            made: None,
-        });
-    }
-    let start = shape.start(env, order, job);
     let (act, query) = calls;
     let resolution =
         orderflow_downstream::resolve(&env.policy, &env.store, downstream, ctx, start, act, query)
@@ -603,7 +611,8 @@ pub async fn conclude(
         }
         _ => None,
     };
-    effect(shape, env, order, decided, undone.as_ref())
+    let effect = effect(shape, &env.policy, order, decided, undone.as_ref());
+    crate::route::announced(shape, order, job, effect)
 }
 
 /// Commits the order's reservation (the stock is sold), with its own key.

@@ -6,16 +6,13 @@
 //! escalated as `payment_unresolved` once the ambiguity window has passed.
 
 use crate::Downstreams;
-use crate::deadline;
-use crate::operation::{PAYMENT, check_of, conclude, decide_operation, placed};
-use orderflow_core::{OrderState, Stage};
-use orderflow_downstream::Operation;
+use crate::operation::{PAYMENT, conclude, operate};
+use crate::route::{Route, route};
+use orderflow_core::Stage;
 use orderflow_downstream::api::Payment;
-use orderflow_runtime::{Check, Effect, Env, Error, Job, StageLogic};
+use orderflow_runtime::{Effect, Env, Error, Job, StageLogic};
 use orderflow_store::OrderRecord;
 use std::sync::Arc;
-
-const OWNED: [OrderState; 2] = [OrderState::Reserved, OrderState::PaymentPending];
 
 pub struct PaymentStage {
     downstreams: Arc<Downstreams>,
@@ -37,25 +34,22 @@ impl StageLogic for PaymentStage {
     }
 
     async fn run(&self, order: &OrderRecord, job: &Job, env: &Env) -> Result<Effect, Error> {
-        if check_of(job) == Some(Check::Deadline) {
-            return Ok(deadline::check(&PAYMENT, env, order, &OWNED));
-        }
-        if !PAYMENT.owns(order.state) {
-            return Ok(Effect::default());
-        }
-        let placed = match placed(order) {
-            Ok(placed) => placed,
-            Err(unreadable) => return Ok(*unreadable),
+        let (start, ctx, placed) = match route(&PAYMENT, &env.policy, order, job) {
+            Route::Operate { start, ctx, placed } => (start, ctx, placed),
+            Route::Conclude(decided) => {
+                return Ok(conclude(&PAYMENT, env, &self.downstreams, order, job, &decided).await);
+            }
+            Route::Settle(effect) => return Ok(*effect),
+            Route::Absorb | Route::Track => return Ok(Effect::default()),
         };
         let api = &self.downstreams.payment;
-        let key = PAYMENT.key(order, Operation::Charge);
+        let key = PAYMENT.key(order);
         let amount = placed.total();
-        let decided = decide_operation(
-            &PAYMENT,
+        let decided = operate(
             env,
             &api.0,
-            order,
-            job,
+            start,
+            *ctx,
             (
                 || {
                     api.charge(

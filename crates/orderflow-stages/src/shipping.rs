@@ -6,20 +6,15 @@
 //! re-sent with the same key.
 
 use crate::Downstreams;
-use crate::deadline;
 use crate::fulfilment;
-use crate::operation::{
-    SHIPPING, check_of, commit_reservation, conclude, decide_operation, placed,
-};
-use orderflow_core::{OrderState, Stage};
-use orderflow_downstream::Operation;
+use crate::operation::{SHIPPING, commit_reservation, conclude, operate};
+use crate::route::{Route, route};
+use orderflow_core::Stage;
 use orderflow_downstream::api::Shipment;
-use orderflow_runtime::{Check, Effect, Env, Error, Job, StageLogic};
+use orderflow_runtime::{Effect, Env, Error, Job, StageLogic};
 use orderflow_store::{FieldUpdate, OrderRecord};
 use std::sync::Arc;
 use tracing::warn;
-
-const OWNED: [OrderState; 2] = [OrderState::Paid, OrderState::ShippingPending];
 
 pub struct ShippingStage {
     downstreams: Arc<Downstreams>,
@@ -41,28 +36,22 @@ impl StageLogic for ShippingStage {
     }
 
     async fn run(&self, order: &OrderRecord, job: &Job, env: &Env) -> Result<Effect, Error> {
-        match check_of(job) {
-            Some(Check::Deadline) => return Ok(deadline::check(&SHIPPING, env, order, &OWNED)),
-            Some(Check::Fulfilment) if order.state == OrderState::ShipmentAccepted => {
-                return fulfilment::track(&self.downstreams, env, order, job).await;
+        let (start, ctx, placed) = match route(&SHIPPING, &env.policy, order, job) {
+            Route::Operate { start, ctx, placed } => (start, ctx, placed),
+            Route::Track => return fulfilment::track(&self.downstreams, env, order, job).await,
+            Route::Conclude(decided) => {
+                return Ok(conclude(&SHIPPING, env, &self.downstreams, order, job, &decided).await);
             }
-            _ => {}
-        }
-        if !SHIPPING.owns(order.state) {
-            return Ok(Effect::default());
-        }
-        let placed = match placed(order) {
-            Ok(placed) => placed,
-            Err(unreadable) => return Ok(*unreadable),
+            Route::Settle(effect) => return Ok(*effect),
+            Route::Absorb => return Ok(Effect::default()),
         };
         let api = &self.downstreams.shipping;
-        let key = SHIPPING.key(order, Operation::Ship);
-        let decided = decide_operation(
-            &SHIPPING,
+        let key = SHIPPING.key(order);
+        let decided = operate(
             env,
             &api.0,
-            order,
-            job,
+            start,
+            *ctx,
             (
                 || {
                     api.create(

@@ -82,12 +82,7 @@ impl Fleet {
             spec: spec.clone(),
             actor: "stages-test".into(),
         };
-        let base = sim.base_url().to_owned();
-        let urls = Urls {
-            inventory: base.clone(),
-            payment: base.clone(),
-            shipping: base,
-        };
+        let urls = Urls::all_at(sim.base_url());
         let downstreams = Arc::new(Downstreams::new(&urls, &policy).unwrap());
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();

@@ -11,6 +11,7 @@ use crate::Store;
 use crate::error::Error;
 use orderflow_core::Stage;
 use orderflow_core::policy::BudgetPolicy;
+use orderflow_downstream::{RetryBudget, Spend};
 
 /// What the budget said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,5 +71,28 @@ impl Store {
             granted: granted == 1,
             left,
         })
+    }
+}
+
+/// The downstream clients spend the fleet's budget through this.
+impl RetryBudget for Store {
+    type Error = Error;
+
+    async fn record_first_attempt(
+        &self,
+        downstream: Stage,
+        policy: &BudgetPolicy,
+    ) -> Result<(), Error> {
+        Store::record_first_attempt(self, downstream, policy).await?;
+        Ok(())
+    }
+
+    async fn try_spend_retry(
+        &self,
+        downstream: Stage,
+        policy: &BudgetPolicy,
+    ) -> Result<Spend, Error> {
+        let Budget { granted, left } = Store::try_spend_retry(self, downstream, policy).await?;
+        Ok(Spend { granted, left })
     }
 }

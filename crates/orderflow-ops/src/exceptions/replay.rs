@@ -22,15 +22,17 @@
 //! exception queue above the [`HaltThreshold`].
 
 use super::audit::{Action, Audited};
-use super::message::{BodyKind, ExceptionMessage, REPLAY_ID_HEADER, VALIDATION_ERRORS_HEADER};
+use super::message::{BodyKind, REPLAY_ID_HEADER, VALIDATION_ERRORS_HEADER};
 use super::{Error, ExceptionQueues, Held, Operator};
 use governor::{Quota, RateLimiter};
 use orderflow_broker::names::{ORDER_CANCEL, ORDER_PLACED};
 use orderflow_broker::{Incoming, Meta, Names, Outgoing};
-use orderflow_core::decide::DecisionContext;
 use orderflow_core::message::{OrderId, Problem, parse_inbound};
-use orderflow_core::{Decision, OrderState, Outcome, Policy, Stage, decide};
-use orderflow_runtime::{Check, StepMessage};
+use orderflow_core::{Decision, OrderState, Outcome, Policy, Stage};
+use orderflow_downstream::resolve_on;
+use orderflow_runtime::{Job, StepMessage};
+use orderflow_stages::operation::Shape;
+use orderflow_stages::{Foresight, foresee};
 use orderflow_store::{OrderRecord, ReplayClaim};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -690,7 +692,6 @@ impl Run<'_> {
     async fn predict(&self, h: &Held) -> Result<Prediction, Error> {
         let stage = self.request.stage;
         let store = self.op.store;
-        let body = h.taken.message().body();
         let order = match h.message.order() {
             Some(id) => store.get_order(&id).await?,
             None => None,
@@ -699,35 +700,14 @@ impl Run<'_> {
             Some(o) => store.attempts(&o.order_id, stage).await?,
             None => 0,
         };
-        let mut prediction = Prediction {
-            order_state: order.as_ref().map(|o| o.state),
-            stage_will: String::new(),
-            policy: None,
-        };
-        prediction.stage_will = match h.message.kind {
-            BodyKind::Step => match (StepMessage::parse(body, stage), &order) {
-                (Err(invalid), _) => format!(
-                    "parks it again as malformed: {}",
-                    problems_text(&invalid.problems)
-                ),
-                (Ok(_), None) => {
-                    "parks it again as order_not_found: the store has no such order".into()
-                }
-                (Ok(step), Some(order)) => {
-                    let (will, runs) = step_will(stage, step.check, order);
-                    prediction.policy =
-                        policy_decision(self.op.policy, stage, &h.message, order, attempts).map(
-                            |decision| PolicyDecision {
-                                applies: runs,
-                                ..decision
-                            },
-                        );
-                    will
-                }
-            },
-            _ => producer_will(body, order.as_ref()),
-        };
-        Ok(prediction)
+        Ok(predict(
+            self.op.policy,
+            stage,
+            h,
+            order.as_ref(),
+            attempts,
+            jiff::Timestamp::now(),
+        ))
     }
 }
 
@@ -874,165 +854,144 @@ fn replayed_copy(
     }
 }
 
-/// The states whose work a stage does (docs/stage-logic.md): its entry
-/// state and its pending state.
-fn owned(stage: Stage) -> [OrderState; 2] {
-    match stage {
-        Stage::Inventory => [OrderState::Received, OrderState::InventoryPending],
-        Stage::Payment => [OrderState::Reserved, OrderState::PaymentPending],
-        Stage::Shipping => [OrderState::Paid, OrderState::ShippingPending],
-    }
-}
-
-/// What the stage does with a step message for `order` now, and whether it
-/// calls its downstream (so the policy's decision applies).
-fn step_will(stage: Stage, check: Option<Check>, order: &OrderRecord) -> (String, bool) {
-    let state = order.state;
-    if check == Some(Check::Fulfilment) {
-        return if stage == Stage::Shipping && state == OrderState::ShipmentAccepted {
-            (
-                "polls the shipment's fulfilment and records its progress".into(),
-                false,
-            )
-        } else {
-            (
-                format!("absorbs it: the order is {state}, no shipment to track"),
-                false,
-            )
-        };
-    }
-    if check == Some(Check::Deadline) {
-        return (
-            format!(
-                "escalates the order as `stuck` if it is still {state} past the {stage} deadline"
-            ),
-            false,
+/// What the stage does with the held message for `order` now: its own
+/// route and decision ([`orderflow_stages::foresee`]) on the order as it
+/// is, with the order's earlier runs of the stage (`attempts`: the replay
+/// resets the message's count, not the order's) and — when the message
+/// says how the downstream answered — that answer assumed again.
+fn predict(
+    policy: &Policy,
+    stage: Stage,
+    h: &Held,
+    order: Option<&OrderRecord>,
+    attempts: u32,
+    now: jiff::Timestamp,
+) -> Prediction {
+    let body = h.taken.message().body();
+    let mut prediction = Prediction {
+        order_state: order.map(|o| o.state),
+        stage_will: String::new(),
+        policy: None,
+    };
+    if h.message.kind == BodyKind::Step
+        && let Err(invalid) = StepMessage::parse(body, stage)
+    {
+        prediction.stage_will = format!(
+            "parks it again as malformed: {}",
+            problems_text(&invalid.problems)
         );
+        return prediction;
     }
-    if owned(stage).contains(&state) {
-        let how = if state == owned(stage)[1] {
-            "asks the provider by the order's idempotency key first"
-        } else {
-            "calls the provider with the order's idempotency key (asking first if it may have sent before)"
-        };
-        return (
-            format!("runs again: the order is {state}; it {how}, then decides"),
-            true,
-        );
-    }
-    let why = match state {
-        s if s.is_terminal() => format!("the order is {s} (done); discard the message"),
-        OrderState::Blocked | OrderState::Escalated => format!(
-            "the order is {state} ({}) and waits for a person: resolve it with `orderctl order …` first",
-            order.reason.as_deref().unwrap_or("no reason")
-        ),
-        s => {
-            let owner = Stage::ALL.into_iter().find(|st| owned(*st).contains(&s));
-            match owner {
-                Some(owner) => {
-                    format!("the order has moved on to {s}, which the {owner} stage works on")
-                }
-                None => format!("the order is {s}"),
+    let order = match (h.message.kind, order) {
+        (BodyKind::Step, None) => {
+            prediction.stage_will =
+                "parks it again as order_not_found: the store has no such order".into();
+            return prediction;
+        }
+        (BodyKind::Step, Some(order)) => order.clone(),
+        (_, order) => match entered(body, order) {
+            Ok(order) => order,
+            Err(will) => {
+                prediction.stage_will = will;
+                return prediction;
             }
-        }
+        },
     };
-    (format!("absorbs it, nothing happens: {why}"), false)
+    let shape = Shape::of(stage);
+    let job = Job {
+        message_id: h.message.id.clone(),
+        correlation_id: order.correlation_id.clone(),
+        meta: h.taken.message().meta().clone(),
+        runs: attempts + 1,
+        first_attempt_at_ms: first_attempt_ms(h.taken.message().meta())
+            .unwrap_or(now.as_millisecond()),
+        elapsed: first_attempt_ms(h.taken.message().meta())
+            .and_then(|ms| u64::try_from(now.as_millisecond().saturating_sub(ms)).ok())
+            .map_or(Duration::ZERO, Duration::from_millis),
+        body: body.to_vec(),
+        reruns: 0,
+    };
+    let answer = match (h.message.class, h.message.certainty) {
+        (Some(class), Some(certainty)) => Some(Outcome::new(class, certainty)),
+        _ => None,
+    };
+    let foresight = foresee(shape, policy, &order, &job, answer.as_ref());
+    prediction.stage_will = foresight.describe(stage, &order);
+    let decided = match &foresight {
+        Foresight::Applies {
+            ruling: Some(ruling),
+            ctx: Some(ctx),
+            ..
+        } => Some((ruling.clone(), (**ctx).clone(), true)),
+        // The stage does not run the order's work: say what the policy
+        // makes of the outcome today, had it run.
+        Foresight::Absorbs | Foresight::Tracks => answer.as_ref().map(|answer| {
+            let ctx = shape.context(policy, &order, &job);
+            let start = shape.start(policy, &order, &job);
+            let (ruling, ctx) = resolve_on(policy, ctx, start, answer);
+            (ruling, ctx, false)
+        }),
+        _ => None,
+    };
+    prediction.policy = decided
+        .filter(|_| answer.is_some())
+        .map(|(ruling, ctx, applies)| PolicyDecision {
+            applies,
+            decision: ruling.decision,
+            rule: ruling.rule,
+            policy_id: policy.id().to_string(),
+            given: format!(
+                "{}/{}, {} earlier runs, {} in {}",
+                ctx.outcome.class,
+                ctx.outcome.certainty,
+                ctx.deferrals,
+                humanize(ctx.elapsed),
+                order.state
+            ),
+        });
+    prediction
 }
 
-/// What the inventory stage does with a producer's message now.
-fn producer_will(body: &[u8], order: Option<&OrderRecord>) -> String {
+/// The order a producer's message meets once the inventory stage has
+/// entered it (`ingress`): created from an `order.placed`, or with the
+/// cancellation recorded — or, when it enters nothing, what happens to it.
+fn entered(body: &[u8], order: Option<&OrderRecord>) -> Result<OrderRecord, String> {
     use orderflow_core::message::Inbound;
-    let inbound = match parse_inbound(body) {
-        Ok(inbound) => inbound,
-        Err(invalid) => {
-            return format!(
-                "parks it again as malformed: {}",
-                problems_text(&invalid.problems)
-            );
-        }
-    };
+    let inbound = parse_inbound(body).map_err(|invalid| {
+        format!(
+            "parks it again as malformed: {}",
+            problems_text(&invalid.problems)
+        )
+    })?;
     match (inbound, order) {
-        (Inbound::Placed(placed), None) => {
-            format!(
-                "creates order {} (received) and reserves its stock",
-                placed.order_id
-            )
-        }
+        (Inbound::Placed(placed), None) => Err(format!(
+            "creates order {} (received) and reserves its stock",
+            placed.order_id
+        )),
         (Inbound::Placed(placed), Some(order)) => {
             let same = serde_json::from_slice::<serde_json::Value>(body)
                 .ok()
                 .as_ref()
                 == Some(&order.body);
             if same {
-                format!(
-                    "absorbs it: order {} exists with this body ({})",
-                    placed.order_id, order.state
-                )
+                Ok(order.clone())
             } else {
-                format!(
+                Err(format!(
                     "refuses it again as order_id_conflict: order {} exists with another body; edit its order_id or discard it",
                     placed.order_id
-                )
+                ))
             }
         }
-        (Inbound::Cancel(cancel), None) => format!(
+        (Inbound::Cancel(cancel), None) => Err(format!(
             "keeps it until order {} arrives (no such order yet); parked again as cancel_unknown_order if it has not arrived within exceptions.replay_window",
             cancel.order_id
-        ),
-        (Inbound::Cancel(_), Some(order)) => match order.state {
-            OrderState::Delivered | OrderState::Blocked | OrderState::Escalated => format!(
-                "refuses it again as cancel_refused: the order is {}",
-                order.state
-            ),
-            OrderState::Cancelled | OrderState::Rejected => {
-                format!(
-                    "notes it, nothing more: the order is already {}",
-                    order.state
-                )
-            }
-            OrderState::ShipmentAccepted => {
-                "blocks the order as cancel_after_shipment for a person".into()
-            }
-            state if order.cancel_requested.is_some() => {
-                format!("nothing new: a cancellation is already recorded ({state})")
-            }
-            state => format!(
-                "records the cancellation; the stage that works on {state} compensates once its outcome is known"
-            ),
-        },
+        )),
+        (Inbound::Cancel(cancel), Some(order)) => {
+            let mut order = order.clone();
+            order.cancel_requested.get_or_insert(cancel.reason);
+            Ok(order)
+        }
     }
-}
-
-/// What the current policy decides for the outcome the message carries,
-/// in the situation the stage would see it: the order's earlier runs of
-/// the stage (the replay resets the message's count, not the order's) and
-/// its time in its state.
-fn policy_decision(
-    policy: &Policy,
-    stage: Stage,
-    message: &ExceptionMessage,
-    order: &OrderRecord,
-    attempts: u32,
-) -> Option<PolicyDecision> {
-    let (class, certainty) = (message.class?, message.certainty?);
-    let mut ctx = DecisionContext::first_attempt(policy, stage, Outcome::new(class, certainty));
-    ctx.deferrals = attempts;
-    ctx.elapsed = Duration::try_from(jiff::Timestamp::now().duration_since(order.updated_at))
-        .unwrap_or_default();
-    ctx.queried = ctx.capabilities.status_query;
-    ctx.order.cancelled = order.cancel_requested.is_some();
-    let ruling = decide(policy, &ctx);
-    Some(PolicyDecision {
-        applies: true,
-        decision: ruling.decision,
-        rule: ruling.rule,
-        policy_id: policy.id().to_string(),
-        given: format!(
-            "{class}/{certainty}, {attempts} earlier runs, {} in {}",
-            humanize(ctx.elapsed),
-            order.state
-        ),
-    })
 }
 
 fn humanize(d: Duration) -> String {
