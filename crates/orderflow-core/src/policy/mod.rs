@@ -45,6 +45,7 @@ pub struct Policy {
     pub lease: LeasePolicy,
     pub exceptions: ExceptionPolicy,
     pub fulfilment: FulfilmentPolicy,
+    pub store: StorePolicy,
     pub stages: PerStage<StagePolicy>,
     pub downstreams: PerStage<DownstreamPolicy>,
 }
@@ -98,6 +99,21 @@ pub struct FulfilmentPolicy {
     pub poll_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub stall_after: Duration,
+}
+
+/// How hard the store tries to keep a write through a Redis failover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorePolicy {
+    /// After each write of an order's state, wait until this many replicas
+    /// acknowledged it (Redis `WAIT`); 0: do not wait. Narrows the window
+    /// in which a failover loses a write the fleet acted on; does not close
+    /// it.
+    pub replica_acks: u32,
+    /// The longest such a wait; a write acknowledged by fewer replicas in
+    /// time stands, and the worker logs it.
+    #[serde(with = "humantime_serde")]
+    pub replica_ack_timeout: Duration,
 }
 
 /// What a stage does when its downstream is overloaded (breaker open or
