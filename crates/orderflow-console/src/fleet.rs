@@ -2,7 +2,8 @@
 //! glance and refreshed by itself — per stage its queues, delay tiers,
 //! exceptions by reason, consumers and pause; breakers and retry budget
 //! per downstream; orders by state with those past their stage's
-//! deadline; the policies live, drift in red; the last hour's charts.
+//! deadline; the policies live, drift in red; the last hour's charts; the
+//! Redis (cluster) under it all.
 
 use crate::Console;
 use crate::auth::Session;
@@ -11,7 +12,7 @@ use axum::extract::State;
 use maud::{Markup, html};
 use orderflow_core::OrderState;
 use orderflow_ops::status::{StageStatus, Status};
-use orderflow_ops::{StatusOptions, status};
+use orderflow_ops::{RedisStatus, StatusOptions, status};
 
 pub async fn page(State(console): State<Console>, session: Session) -> PageResult {
     let status = status(console.target(), StatusOptions::default()).await?;
@@ -119,6 +120,44 @@ fn live(status: &Status) -> Markup {
                         td { (layout::time(worker.started_at)) }
                         td { (layout::age(now.duration_since(worker.seen_at).as_secs().max(0).unsigned_abs())) " ago" }
                         td { @if worker.paused { "paused" } }
+                    }
+                }
+            }
+        }
+        (redis(&status.redis))
+    }
+}
+
+/// The Redis under the fleet: one node, or the cluster's masters with their
+/// slots and replicas.
+fn redis(redis: &RedisStatus) -> Markup {
+    let up = |up: bool| if up { "up" } else { "down" };
+    html! {
+        h2 { "Redis" }
+        @match redis {
+            RedisStatus::Single { connected_replicas } => {
+                p #redis { "One node, " (connected_replicas) " replica(s) connected." }
+            }
+            RedisStatus::Cluster { state, seen_from, masters } => {
+                p { "Cluster state " strong class=[(state != "ok").then_some("bad")] { (state) }
+                    " (as " code { (seen_from) } " sees it)" }
+                table #redis {
+                    thead { tr { th { "master" } th { "state" } th { "slots" } th { "replicas" } } }
+                    tbody {
+                        @for master in masters {
+                            tr class=[(!master.up).then_some("bad")] {
+                                td { code { (master.address) } }
+                                td { (up(master.up)) }
+                                td { @if master.slots.is_empty() { span.muted { "none" } }
+                                     @else { (master.slots.join(" ")) " (" (master.slot_count) ")" } }
+                                td {
+                                    @if master.replicas.is_empty() { span.muted { "none" } }
+                                    @for replica in &master.replicas {
+                                        code { (replica.address) } " " (up(replica.up)) " "
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }

@@ -2,9 +2,10 @@
 //! exception queue, whether it is paused; orders by state; per downstream
 //! its retry budget and the breakers of the workers calling it; the live
 //! workers and the policies they run, with a loud warning when more than
-//! one policy is live.
+//! one policy is live; the Redis under it all ([`crate::redis_status`]).
 
 use crate::error::{Error, Result};
+use crate::redis_status::{self, RedisStatus};
 use crate::target::Target;
 use jiff::Timestamp;
 use orderflow_broker::admin::{self, QueueStats};
@@ -48,6 +49,8 @@ pub struct Status {
     pub policies: BTreeMap<String, Vec<String>>,
     /// More than one policy is live: the fleet decides by mixed rules.
     pub policy_drift: bool,
+    /// One Redis, or the Redis Cluster's masters, slots and replicas.
+    pub redis: RedisStatus,
     /// What needs a look, most important first.
     pub warnings: Vec<String>,
 }
@@ -149,6 +152,7 @@ impl From<LiveWorker> for WorkerStatus {
 /// are left in their queue.
 pub async fn status(target: &Target, options: StatusOptions) -> Result<Status> {
     let store = target.store();
+    let redis = redis_status::read(store).await?;
     let read = |what: &str| Error::store(format!("cannot read {what}"));
     let orders = store
         .count_by_state()
@@ -218,9 +222,13 @@ pub async fn status(target: &Target, options: StatusOptions) -> Result<Status> {
         policy_drift: policies.len() > 1,
         policies,
         workers,
+        redis,
         warnings: Vec::new(),
     };
     status.warnings = warnings(&status);
+    status
+        .warnings
+        .extend(redis_status::warnings(&status.redis));
     if let Some(hint) = target.empty_namespace_hint().await {
         status.warnings.push(hint);
     }
