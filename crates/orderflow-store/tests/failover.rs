@@ -47,7 +47,21 @@ fn whole() -> bool {
             .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
             .unwrap_or_default();
         let replication = info(port, "replication");
-        if !cluster.contains("cluster_state:ok") {
+        let nodes = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("CLUSTER").arg("NODES").query::<String>(&mut c))
+            .unwrap_or_default();
+        // Every node's view, too: 3 masters, none flagged failing, or a
+        // topology read just after sees the node that came back as down.
+        let masters_seen = nodes
+            .lines()
+            .filter(|line| {
+                line.split_whitespace()
+                    .nth(2)
+                    .is_some_and(|f| f.contains("master"))
+            })
+            .count();
+        if !cluster.contains("cluster_state:ok") || masters_seen != 3 || nodes.contains("fail") {
             return false;
         }
         if replication.contains("role:master") {
