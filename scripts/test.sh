@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: services up, headless Chromium installed for the
 # browser tests, then formatting, lints, the build, the clusters of
-# scripts/clusters.sh (after the build: they boot slowly on two cores) and
-# every test.
+# scripts/clusters.sh (after the build: they boot slowly on two cores; the
+# store's tests also run on its Redis Cluster) and every test.
 #
 # `scripts/test.sh --fast`: services up, then the unit tests and the
 # in-process integration tests only (RabbitMQ and Redis, no worker
@@ -26,11 +26,15 @@ if $fast; then
   # processes). The fleet tests (`tests/`, orderflow-worker, orderflow-bench,
   # orderctl) run only in the full command.
   cargo test --workspace --lib --bins
-  cargo test -p orderflow-core -p orderflow-downstream -p orderflow-store \
-    -p orderflow-broker -p orderflow-ops -p orderflow-console -p downstream-sim \
-    --test '*'
+  in_process=(-p orderflow-core -p orderflow-downstream -p orderflow-store
+    -p orderflow-broker -p orderflow-ops -p orderflow-console -p downstream-sim)
+  # The store's tests also run on a Redis Cluster; the clusters boot after
+  # the build, not during it (two cores).
+  cargo test "${in_process[@]}" --test '*' --no-run
+  scripts/clusters.sh up
+  cargo test "${in_process[@]}" --test '*'
   cargo test -p orderflow-runtime --test pipeline
-  cargo test -p orderflow-stages --test flow --test retention
+  cargo test -p orderflow-stages --test flow --test retention --test dry_run
   exit 0
 fi
 source scripts/browser.sh

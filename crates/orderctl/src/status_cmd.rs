@@ -4,7 +4,7 @@ use crate::fleet_args::{self, FleetArgs, ago, when};
 use crate::table::{Table, or_dash};
 use clap::Args;
 use orderflow_ops::brokers::BrokerStatus;
-use orderflow_ops::{Status, StatusOptions};
+use orderflow_ops::{RedisStatus, Status, StatusOptions};
 use std::process::ExitCode;
 
 #[derive(Debug, Args)]
@@ -205,6 +205,9 @@ fn render(status: &Status) -> String {
         out.push_str(&workers.render());
     }
 
+    out.push('\n');
+    out.push_str(&render_redis(&status.redis));
+
     let rest: Vec<&String> = status
         .warnings
         .iter()
@@ -218,4 +221,105 @@ fn render(status: &Status) -> String {
     }
     out.push_str(&format!("\n(read at {})\n", when(jiff::Timestamp::now())));
     out
+}
+
+/// The Redis under the fleet: one line for one node, a table of masters
+/// for a cluster.
+fn render_redis(redis: &RedisStatus) -> String {
+    let up = |up: bool| if up { "up" } else { "DOWN" };
+    match redis {
+        RedisStatus::Single { connected_replicas } => {
+            format!("redis: one node, {connected_replicas} replica(s) connected\n")
+        }
+        RedisStatus::Cluster {
+            state,
+            seen_from,
+            masters,
+        } => {
+            let mut out = format!("redis cluster: {state} (as {seen_from} sees it)\n");
+            let mut table = Table::new(&["MASTER", "STATE", "SLOTS", "REPLICAS"]);
+            for master in masters {
+                let replicas: Vec<String> = master
+                    .replicas
+                    .iter()
+                    .map(|r| format!("{} {}", r.address, up(r.up)))
+                    .collect();
+                table.row(vec![
+                    master.address.clone(),
+                    up(master.up).to_owned(),
+                    if master.slots.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        format!("{} ({})", master.slots.join(" "), master.slot_count)
+                    },
+                    or_dash_list(&replicas),
+                ]);
+            }
+            out.push_str(&table.render());
+            out
+        }
+    }
+}
+
+fn or_dash_list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orderflow_ops::redis_status::{RedisMaster, RedisReplica};
+
+    #[test]
+    fn a_cluster_shows_each_master_with_its_slots_and_replicas() {
+        let replica = |address: &str, up| RedisReplica {
+            address: address.into(),
+            id: "r".into(),
+            up,
+        };
+        let shown = render_redis(&RedisStatus::Cluster {
+            state: "ok".into(),
+            seen_from: "127.0.0.1:7003".into(),
+            masters: vec![
+                RedisMaster {
+                    address: "127.0.0.1:7001".into(),
+                    id: "a".into(),
+                    up: false,
+                    slots: vec![],
+                    slot_count: 0,
+                    replicas: vec![],
+                },
+                RedisMaster {
+                    address: "127.0.0.1:7005".into(),
+                    id: "b".into(),
+                    up: true,
+                    slots: vec!["0-5460".into()],
+                    slot_count: 5461,
+                    replicas: vec![replica("127.0.0.1:7002", false)],
+                },
+            ],
+        });
+        assert!(
+            shown.starts_with("redis cluster: ok (as 127.0.0.1:7003 sees it)\n"),
+            "{shown}"
+        );
+        let row = |address: &str| {
+            shown
+                .lines()
+                .find(|line| line.starts_with(address))
+                .unwrap_or_else(|| panic!("no row for {address}: {shown}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(row("127.0.0.1:7001"), "127.0.0.1:7001 DOWN none -");
+        assert_eq!(
+            row("127.0.0.1:7005"),
+            "127.0.0.1:7005 up 0-5460 (5461) 127.0.0.1:7002 DOWN"
+        );
+    }
 }

@@ -358,11 +358,13 @@ fn status_shows_a_paused_stage_until_it_is_resumed() {
     assert_eq!(payment["paused"]["reason"], "provider outage");
     assert_eq!(payment["paused"]["actor"], "operator:carol");
     assert_eq!(status["stages"][0]["paused"], Value::Null);
+    assert_eq!(status["redis"]["kind"], "single");
     let table = text(&ns.orderctl(&["status"]).stdout);
     assert!(
         table.contains("PAUSED") && table.contains("provider outage"),
         "{table}"
     );
+    assert!(table.contains("redis: one node"), "{table}");
 
     let resumed = ns.orderctl(&["stage", "resume", "payment", "--reason", "back", "--json"]);
     let resumed = json(&resumed);

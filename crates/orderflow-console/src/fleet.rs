@@ -3,7 +3,8 @@
 //! exceptions by reason, consumers and pause; breakers and retry budget
 //! per downstream; orders by state with those past their stage's
 //! deadline; the policies live, drift in red; the last hour's charts; the
-//! RabbitMQ nodes and each work queue's leader and replicas.
+//! RabbitMQ nodes with each work queue's leader and replicas, and the
+//! Redis (cluster) under it all.
 
 use crate::Console;
 use crate::auth::Session;
@@ -11,8 +12,9 @@ use crate::layout::{self, PageResult};
 use axum::extract::State;
 use maud::{Markup, html};
 use orderflow_core::OrderState;
+use orderflow_ops::brokers::BrokerStatus;
 use orderflow_ops::status::{StageStatus, Status};
-use orderflow_ops::{StatusOptions, status};
+use orderflow_ops::{RedisStatus, StatusOptions, status};
 
 pub async fn page(State(console): State<Console>, session: Session) -> PageResult {
     let status = status(console.target(), StatusOptions::default()).await?;
@@ -124,11 +126,19 @@ fn live(status: &Status) -> Markup {
                 }
             }
         }
+        (broker(&status.broker))
+        (redis(&status.redis))
+    }
+}
+
+/// The RabbitMQ nodes and each work queue's leader and replicas.
+fn broker(broker: &BrokerStatus) -> Markup {
+    html! {
         h2 { "RabbitMQ" }
         table #broker-nodes {
             thead { tr { th { "node" } th { "state" } } }
             tbody {
-                @for node in &status.broker.nodes {
+                @for node in &broker.nodes {
                     tr class=[(!node.up).then_some("bad")] {
                         td { code { (node.url) } }
                         td { @if node.up { "up" } @else { "down" } }
@@ -136,17 +146,54 @@ fn live(status: &Status) -> Markup {
                 }
             }
         }
-        @match &status.broker.replicas_unknown {
+        @match &broker.replicas_unknown {
             Some(why) => { p.muted { "Queue leaders and replicas unknown: " (why) } }
             None => {
                 table #broker-queues {
                     thead { tr { th { "work queue" } th { "leader" } th { "replicas online" } } }
                     tbody {
-                        @for queue in &status.broker.queues {
+                        @for queue in &broker.queues {
                             tr class=[(queue.leader.is_none() || queue.online.len() < queue.members.len()).then_some("bad")] {
                                 td { code { (queue.queue) } }
                                 td { (queue.leader.as_deref().unwrap_or("none")) }
                                 td.n { (queue.online.len()) " / " (queue.members.len()) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The Redis under the fleet: one node, or the cluster's masters with their
+/// slots and replicas.
+fn redis(redis: &RedisStatus) -> Markup {
+    let up = |up: bool| if up { "up" } else { "down" };
+    html! {
+        h2 { "Redis" }
+        @match redis {
+            RedisStatus::Single { connected_replicas } => {
+                p #redis { "One node, " (connected_replicas) " replica(s) connected." }
+            }
+            RedisStatus::Cluster { state, seen_from, masters } => {
+                p { "Cluster state " strong class=[(state != "ok").then_some("bad")] { (state) }
+                    " (as " code { (seen_from) } " sees it)" }
+                table #redis {
+                    thead { tr { th { "master" } th { "state" } th { "slots" } th { "replicas" } } }
+                    tbody {
+                        @for master in masters {
+                            tr class=[(!master.up).then_some("bad")] {
+                                td { code { (master.address) } }
+                                td { (up(master.up)) }
+                                td { @if master.slots.is_empty() { span.muted { "none" } }
+                                     @else { (master.slots.join(" ")) " (" (master.slot_count) ")" } }
+                                td {
+                                    @if master.replicas.is_empty() { span.muted { "none" } }
+                                    @for replica in &master.replicas {
+                                        code { (replica.address) } " " (up(replica.up)) " "
+                                    }
+                                }
                             }
                         }
                     }

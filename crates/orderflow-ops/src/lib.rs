@@ -10,6 +10,8 @@
 //!   RabbitMQ, policy, downstream APIs).
 //! - [`mod@status`]: queues, delay tiers, exceptions by reason, orders by
 //!   state, budgets and breakers, live workers, policy drift, pauses.
+//! - [`redis_status`]: the Redis under the fleet, one node or a cluster's
+//!   masters, slots and replicas, for the status.
 //! - [`orders`]: one order in full (from the archive once it left Redis),
 //!   orders by state.
 //! - [`archive`]: the archive of finished orders: one order, or a time
@@ -29,6 +31,7 @@ pub mod events;
 pub mod exceptions;
 pub mod orders;
 mod plans;
+pub mod redis_status;
 pub mod stages;
 pub mod status;
 pub mod target;
@@ -42,6 +45,7 @@ pub use orders::{
     ListFilter, NextStep, OrderList, OrderView, allowed_steps, list_orders, show_order,
 };
 pub use plans::{Decision, PaymentOutcome};
+pub use redis_status::RedisStatus;
 pub use stages::{PauseReport, ResumeReport, pause_stage, resume_stage};
 pub use status::{Status, StatusOptions, status};
 pub use target::{Settings, Target};

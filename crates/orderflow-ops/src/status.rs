@@ -3,10 +3,11 @@
 //! its retry budget and the breakers of the workers calling it; the live
 //! workers and the policies they run, with a loud warning when more than
 //! one policy is live; the RabbitMQ nodes and the work queues' replicas
-//! ([`crate::brokers`]).
+//! ([`crate::brokers`]); the Redis under it all ([`crate::redis_status`]).
 
 use crate::brokers::{BrokerStatus, broker_status};
 use crate::error::{Error, Result};
+use crate::redis_status::{self, RedisStatus};
 use crate::target::Target;
 use jiff::Timestamp;
 use orderflow_broker::admin::{self, QueueStats};
@@ -52,6 +53,8 @@ pub struct Status {
     pub policy_drift: bool,
     /// The RabbitMQ nodes and where each work queue's replicas are.
     pub broker: BrokerStatus,
+    /// One Redis, or the Redis Cluster's masters, slots and replicas.
+    pub redis: RedisStatus,
     /// What needs a look, most important first.
     pub warnings: Vec<String>,
 }
@@ -153,6 +156,7 @@ impl From<LiveWorker> for WorkerStatus {
 /// are left in their queue.
 pub async fn status(target: &Target, options: StatusOptions) -> Result<Status> {
     let store = target.store();
+    let redis = redis_status::read(store).await?;
     let read = |what: &str| Error::store(format!("cannot read {what}"));
     let orders = store
         .count_by_state()
@@ -228,9 +232,13 @@ pub async fn status(target: &Target, options: StatusOptions) -> Result<Status> {
         policies,
         workers,
         broker,
+        redis,
         warnings: Vec::new(),
     };
     status.warnings = warnings(&status);
+    status
+        .warnings
+        .extend(redis_status::warnings(&status.redis));
     if let Some(hint) = target.empty_namespace_hint().await {
         status.warnings.push(hint);
     }

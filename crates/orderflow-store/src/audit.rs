@@ -43,16 +43,10 @@ pub struct AuditEntry {
     pub policy_id: String,
 }
 
-/// Queues the fleet-wide copy of an entry the order's script just wrote.
-pub(crate) fn fleet_copy_into(
-    pipe: &mut redis::Pipeline,
-    keys: &Keys,
-    maxlen: u64,
-    fields: &[(String, String)],
-) {
-    let cmd = pipe
-        .cmd("XADD")
-        .arg(keys.fleet_audit())
+/// The fleet-wide copy of an entry the order's script just wrote.
+pub(crate) fn fleet_copy(keys: &Keys, maxlen: u64, fields: &[(String, String)]) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(keys.fleet_audit())
         .arg("MAXLEN")
         .arg("~")
         .arg(maxlen)
@@ -60,7 +54,7 @@ pub(crate) fn fleet_copy_into(
     for (field, value) in fields {
         cmd.arg(field).arg(value);
     }
-    cmd.ignore();
+    cmd
 }
 
 pub(crate) type RawEntry = (String, HashMap<String, String>);

@@ -309,30 +309,6 @@ impl Store {
         }
         Ok(found.into_iter().collect())
     }
-
-    /// Every key matching `pattern`.
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>, Error> {
-        let mut conn = self.conn();
-        let mut cursor = 0u64;
-        let mut found = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            found.extend(keys);
-            if next == 0 {
-                found.sort();
-                found.dedup();
-                return Ok(found);
-            }
-            cursor = next;
-        }
-    }
 }
 
 fn parse_worker(key: &str, map: &HashMap<String, String>) -> Result<LiveWorker, Error> {

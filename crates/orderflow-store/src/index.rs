@@ -2,7 +2,9 @@
 //! time of the order's latest move.
 //!
 //! The sets span orders, so in Redis Cluster they live in other slots than
-//! the orders: they cannot be written by an order's script. Each write
+//! the orders (each set in the slot of its own name): they cannot be
+//! written by an order's script, and each is written by single-key
+//! commands only. Each write
 //! therefore syncs the index with a separate command right after the
 //! order's script (see `Store::transition`). A crash in between leaves the
 //! index one step behind, and two near-simultaneous moves of one order can
@@ -39,21 +41,22 @@ pub(crate) enum Leaving {
     Unknown,
 }
 
-/// Queues commands that make the order a member of exactly `current`'s set
+/// The commands that make the order a member of exactly `current`'s set
 /// (none if the order is gone). A normal move touches two sets, not twelve.
-pub(crate) fn sync_into(
-    pipe: &mut redis::Pipeline,
+/// Each is a single-key command: the sets live in slots of their own.
+pub(crate) fn sync_cmds(
     keys: &Keys,
     order_id: &OrderId,
     current: Option<(OrderState, u64)>,
     leaving: Leaving,
-) {
+) -> Vec<redis::Cmd> {
+    let mut cmds = Vec::new();
     if let Some((state, at_ms)) = current {
-        pipe.cmd("ZADD")
-            .arg(keys.index(state))
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(keys.index(state))
             .arg(at_ms)
-            .arg(order_id.as_str())
-            .ignore();
+            .arg(order_id.as_str());
+        cmds.push(zadd);
     }
     let stale = OrderState::ALL.into_iter().filter(|state| {
         Some(*state) != current.map(|(current, _)| current)
@@ -64,11 +67,11 @@ pub(crate) fn sync_into(
             }
     });
     for state in stale {
-        pipe.cmd("ZREM")
-            .arg(keys.index(state))
-            .arg(order_id.as_str())
-            .ignore();
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(keys.index(state)).arg(order_id.as_str());
+        cmds.push(zrem);
     }
+    cmds
 }
 
 /// Where a reading of a state's index got to: its last entry. Pass it to
@@ -168,11 +171,12 @@ impl Store {
                 next,
             });
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HGET").arg(self.keys.state(id)).arg("state");
-        }
-        let actual: Vec<Option<String>> = pipe.query_async(&mut self.conn()).await?;
+        let reads = ids.iter().map(|id| {
+            let mut hget = redis::cmd("HGET");
+            hget.arg(self.keys.state(id)).arg("state");
+            hget
+        });
+        let actual: Vec<Option<String>> = self.conn.batch(reads.collect()).await?;
         let mut entries = Vec::with_capacity(ids.len());
         for ((order_id, (_, score)), actual) in ids.into_iter().zip(members).zip(actual) {
             if actual.as_deref() == Some(state.as_str()) {
@@ -190,11 +194,12 @@ impl Store {
     /// How many orders each state's index holds. Cheap (one `ZCARD` per
     /// state); may be off by the few entries a crash left behind.
     pub async fn count_by_state(&self) -> Result<BTreeMap<OrderState, u64>, Error> {
-        let mut pipe = redis::pipe();
-        for state in OrderState::ALL {
-            pipe.cmd("ZCARD").arg(self.keys.index(state));
-        }
-        let counts: Vec<u64> = pipe.query_async(&mut self.conn()).await?;
+        let cards = OrderState::ALL.into_iter().map(|state| {
+            let mut zcard = redis::cmd("ZCARD");
+            zcard.arg(self.keys.index(state));
+            zcard
+        });
+        let counts: Vec<u64> = self.conn.batch(cards.collect()).await?;
         Ok(OrderState::ALL.into_iter().zip(counts).collect())
     }
 
@@ -232,9 +237,9 @@ impl Store {
             )),
             None => None,
         };
-        let mut pipe = redis::pipe();
-        sync_into(&mut pipe, &self.keys, order_id, current, Leaving::Unknown);
-        pipe.query_async::<()>(&mut self.conn()).await?;
+        self.conn
+            .batch::<redis::Value>(sync_cmds(&self.keys, order_id, current, Leaving::Unknown))
+            .await?;
         Ok(current.map(|(state, _)| state))
     }
 }

@@ -395,10 +395,12 @@ impl Store {
         .transpose()
     }
 
-    /// Updates the fleet-wide keys after an order's script landed. A failure
-    /// here does not undo the write, so it is logged, not returned: the
-    /// caller must not redo a move that happened. The index heals on the
-    /// order's next write or [`Store::reindex_order`].
+    /// Follows up on an order's script that landed: waits for replicas
+    /// when asked to ([`crate::StoreOptions::replica_acks`]), then updates
+    /// the fleet-wide keys. A failure here does not undo the write, so it
+    /// is logged, not returned: the caller must not redo a move that
+    /// happened. The index heals on the order's next write or
+    /// [`Store::reindex_order`].
     /// `leaving`: the index entry the write moves the order out of, `None`
     /// for a write that moves nothing (a note).
     pub(crate) async fn after_write(
@@ -407,29 +409,60 @@ impl Store {
         written: Written,
         leaving: Option<Leaving>,
     ) {
-        let mut pipe = redis::pipe();
-        if let Some(leaving) = leaving {
-            index::sync_into(
-                &mut pipe,
+        self.await_replicas(order_id, written.version).await;
+        let mut cmds = match leaving {
+            Some(leaving) => index::sync_cmds(
                 &self.keys,
                 order_id,
                 Some((written.state, written.at_ms)),
                 leaving,
-            );
-        }
-        audit::fleet_copy_into(
-            &mut pipe,
+            ),
+            None => Vec::new(),
+        };
+        cmds.push(audit::fleet_copy(
             &self.keys,
             self.fleet_audit_maxlen,
             &written.fields,
-        );
-        if let Err(err) = pipe.query_async::<()>(&mut self.conn()).await {
+        ));
+        if let Err(err) = self.conn.batch::<redis::Value>(cmds).await {
             tracing::warn!(
                 order_id = %order_id,
                 version = written.version,
                 error = %err,
                 "order written, but the fleet audit copy or state index was not updated"
             );
+        }
+    }
+
+    /// `WAIT` for the replicas of the order's master to acknowledge the
+    /// write, on the connection that made it (`WAIT` counts that
+    /// connection's writes). Too few in time is logged: the write stands,
+    /// only less safely.
+    async fn await_replicas(&self, order_id: &OrderId, version: u64) {
+        let Some(acks) = self.replica_acks else {
+            return;
+        };
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(acks.replicas).arg(acks.timeout_ms);
+        let acked = self
+            .conn
+            .on_master_of(&self.keys.state(order_id), wait)
+            .await
+            .and_then(|reply| {
+                redis::from_redis_value::<u64>(reply)
+                    .map_err(|err| Error::corrupt("WAIT", err.to_string()))
+            });
+        match acked {
+            Ok(acked) if acked >= u64::from(acks.replicas) => {}
+            Ok(acked) => tracing::warn!(
+                order_id = %order_id, version, acked, wanted = acks.replicas,
+                timeout_ms = acks.timeout_ms,
+                "order written, but fewer replicas acknowledged it in time than asked"
+            ),
+            Err(err) => tracing::warn!(
+                order_id = %order_id, version, error = %err,
+                "order written, but waiting for its replicas failed"
+            ),
         }
     }
 }

@@ -16,7 +16,7 @@
 use crate::Store;
 use crate::audit::{AuditEntry, RawEntry, parse_entry};
 use crate::error::Error;
-use crate::index::{Leaving, sync_into};
+use crate::index::{Leaving, sync_cmds};
 use crate::order::{OrderRecord, parse_record};
 use crate::parse::{parse_order_id, parse_state, timestamp};
 use jiff::Timestamp;
@@ -130,17 +130,22 @@ impl Store {
         cutoff: Timestamp,
         limit: usize,
     ) -> Result<Vec<OrderId>, Error> {
-        let mut pipe = redis::pipe();
-        for state in FINISHED {
-            pipe.cmd("ZRANGEBYSCORE")
-                .arg(self.keys.index(state))
-                .arg("-inf")
-                .arg(cutoff.as_millisecond())
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit);
-        }
-        let found: Vec<Vec<String>> = pipe.query_async(&mut self.conn()).await?;
+        // One set per state, each in a slot of its own: a batch, not a
+        // pipeline (on a cluster they go to their masters one by one).
+        let cmds = FINISHED
+            .into_iter()
+            .map(|state| {
+                let mut cmd = redis::cmd("ZRANGEBYSCORE");
+                cmd.arg(self.keys.index(state))
+                    .arg("-inf")
+                    .arg(cutoff.as_millisecond())
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit);
+                cmd
+            })
+            .collect();
+        let found: Vec<Vec<String>> = self.conn.batch(cmds).await?;
         let mut ids = Vec::new();
         for (state, members) in FINISHED.into_iter().zip(found) {
             let key = self.keys.index(state);
@@ -244,9 +249,8 @@ impl Store {
         let reply: Vec<String> = call.invoke_async(&mut self.conn()).await?;
         match reply.first().map(String::as_str) {
             Some("expired") => {
-                let mut pipe = redis::pipe();
-                sync_into(&mut pipe, &self.keys, order_id, None, Leaving::Unknown);
-                if let Err(err) = pipe.query_async::<()>(&mut self.conn()).await {
+                let cmds = sync_cmds(&self.keys, order_id, None, Leaving::Unknown);
+                if let Err(err) = self.conn.batch::<redis::Value>(cmds).await {
                     // The readers repair an index entry whose order is gone.
                     tracing::warn!(order_id = %order_id, error = %err, "order expired, but still in the state index");
                 }
@@ -275,11 +279,15 @@ impl Store {
         let now = self.server_time_ms().await?;
         let older = u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX);
         let min_id = now.saturating_sub(older);
-        let mut pipe = redis::pipe();
-        for key in [self.keys.fleet_audit(), self.keys.fleet_notes()] {
-            pipe.cmd("XTRIM").arg(key).arg("MINID").arg(min_id);
-        }
-        let trimmed: Vec<u64> = pipe.query_async(&mut self.conn()).await?;
+        let cmds = [self.keys.fleet_audit(), self.keys.fleet_notes()]
+            .into_iter()
+            .map(|key| {
+                let mut cmd = redis::cmd("XTRIM");
+                cmd.arg(key).arg("MINID").arg(min_id);
+                cmd
+            })
+            .collect();
+        let trimmed: Vec<u64> = self.conn.batch(cmds).await?;
         Ok(trimmed.into_iter().sum())
     }
 
@@ -288,38 +296,24 @@ impl Store {
     /// and the retention soak. Walks the keyspace (`SCAN`): not for a hot
     /// path.
     pub async fn footprint(&self) -> Result<Footprint, Error> {
-        let pattern = format!("{}:*", self.keys.namespace());
-        let mut conn = self.conn();
-        let (mut cursor, mut footprint) = (0u64, Footprint::default());
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                let mut pipe = redis::pipe();
-                for key in &keys {
-                    pipe.cmd("MEMORY")
-                        .arg("USAGE")
-                        .arg(key)
-                        .arg("SAMPLES")
-                        .arg(0);
-                }
-                let sizes: Vec<Option<u64>> = pipe.query_async(&mut conn).await?;
-                for size in sizes.into_iter().flatten() {
-                    footprint.keys += 1;
-                    footprint.bytes += size;
-                }
+        let keys = self.scan(&format!("{}:*", self.keys.namespace())).await?;
+        let mut footprint = Footprint::default();
+        for chunk in keys.chunks(1000) {
+            let cmds = chunk
+                .iter()
+                .map(|key| {
+                    let mut cmd = redis::cmd("MEMORY");
+                    cmd.arg("USAGE").arg(key).arg("SAMPLES").arg(0);
+                    cmd
+                })
+                .collect();
+            let sizes: Vec<Option<u64>> = self.conn.batch(cmds).await?;
+            for size in sizes.into_iter().flatten() {
+                footprint.keys += 1;
+                footprint.bytes += size;
             }
-            if next == 0 {
-                return Ok(footprint);
-            }
-            cursor = next;
         }
+        Ok(footprint)
     }
 }
 

@@ -256,20 +256,26 @@ impl Settings {
                 "amqp://user:password@host:5672/%2f (or several, comma-separated)",
             )?;
         }
-        check_url(
-            REDIS_URL,
-            &c.redis_url,
-            &[
-                "redis",
-                "rediss",
-                "valkey",
-                "valkeys",
-                "unix",
-                "redis+unix",
-                "valkey+unix",
-            ],
-            "redis://host:6379",
-        )?;
+        if c.redis_url.starts_with(orderflow_store::CLUSTER_SCHEME) {
+            // A seed list is no single URL: the store's own parser checks it.
+            orderflow_store::check_url(&c.redis_url)
+                .map_err(|e| Failure::setting(REDIS_URL, e, REDIS_URL_EXAMPLE))?;
+        } else {
+            check_url(
+                REDIS_URL,
+                &c.redis_url,
+                &[
+                    "redis",
+                    "rediss",
+                    "valkey",
+                    "valkeys",
+                    "unix",
+                    "redis+unix",
+                    "valkey+unix",
+                ],
+                REDIS_URL_EXAMPLE,
+            )?;
+        }
         Names::new(&c.namespace).map_err(|e| {
             Failure::setting(
                 NAMESPACE,
@@ -364,6 +370,9 @@ pub const AMQP_URL: Setting = Setting {
     env: "ORDERFLOW_AMQP_URL",
     flag: "--amqp-url",
 };
+/// One Redis, or a Redis Cluster by its seed nodes (orderflow-store).
+const REDIS_URL_EXAMPLE: &str =
+    "redis://host:6379 (one Redis) or redis+cluster://host:7001,host:7002 (a Redis Cluster)";
 pub const REDIS_URL: Setting = Setting {
     env: "ORDERFLOW_REDIS_URL",
     flag: "--redis-url",
@@ -525,6 +534,16 @@ mod tests {
             text.contains("`amqp//guest:***@localhost` is not a URL"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_redis_cluster_is_named_by_its_seed_nodes() {
+        let url = "redis+cluster://app:secret@10.0.0.1:7001,10.0.0.2:7001";
+        let settings = parse(Role::Payment, &["--redis-url", url]).unwrap();
+        assert!(settings.check().is_ok());
+        let text = failure(&["--redis-url", "redis+cluster://app:secret@a:1,,b:2"]);
+        assert!(text.starts_with("ORDERFLOW_REDIS_URL"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
     }
 
     #[test]

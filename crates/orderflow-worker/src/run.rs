@@ -16,9 +16,10 @@ use orderflow_broker::{
     without_password,
 };
 use orderflow_core::Stage;
+use orderflow_core::policy::StorePolicy;
 use orderflow_runtime::{Env, StageLogic, StageRunner};
 use orderflow_stages::{InventoryStage, PaymentStage, Reconciler, ShippingStage};
-use orderflow_store::{Error as StoreError, Store};
+use orderflow_store::{Error as StoreError, Store, StoreOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -69,7 +70,7 @@ pub async fn run(settings: Settings) -> Result<(), Failure> {
         stop_http.clone(),
     ));
 
-    let store = connect_store(common).await?;
+    let store = connect_store(common, &checked.policy.store).await?;
     declare_topology(role, common, &checked.spec).await?;
     // A stage worker is not ready before its downstream URLs are checked.
     let stop_check = CancellationToken::new();
@@ -188,15 +189,24 @@ async fn within_drain(
 }
 
 /// Redis must answer at start: a worker that cannot record anything must
-/// not take deliveries.
-async fn connect_store(common: &Common) -> Result<Store, Failure> {
+/// not take deliveries. The policy says how many replicas each state write
+/// waits for.
+async fn connect_store(common: &Common, policy: &StorePolicy) -> Result<Store, Failure> {
     let shown = without_password(&common.redis_url);
     // Error texts may quote the URL: never with its password.
     let masked = |e: &StoreError| e.to_string().replace(&common.redis_url, &shown);
     let fix = "start Redis (`redis-server --daemonize yes`) or point the setting at a running one";
     match tokio::time::timeout(
         CONNECT_TIMEOUT,
-        Store::connect(&common.redis_url, &common.namespace),
+        Store::connect_with(
+            &common.redis_url,
+            StoreOptions {
+                namespace: common.namespace.clone(),
+                replica_acks: policy.replica_acks,
+                replica_ack_timeout: policy.replica_ack_timeout,
+                ..StoreOptions::default()
+            },
+        ),
     )
     .await
     {
@@ -209,7 +219,7 @@ async fn connect_store(common: &Common) -> Result<Store, Failure> {
         Ok(Err(e @ StoreError::InvalidArgument(_))) => Err(Failure::setting(
             REDIS_URL,
             masked(&e),
-            "give a URL such as redis://host:6379",
+            "give a URL such as redis://host:6379 or redis+cluster://host:7001,host:7002",
         )),
         Ok(Err(e)) => Err(Failure::setting(
             REDIS_URL,

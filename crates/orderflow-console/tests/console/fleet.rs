@@ -71,6 +71,10 @@ async fn the_fleet_page_shows_stages_orders_breakers_and_drift() {
     );
     assert!(page.contains("the payment breaker is open in 1 worker(s)"));
     assert!(
+        page.contains(r#"id="redis""#) && page.contains("One node"),
+        "the Redis under the fleet is shown: {page}"
+    );
+    assert!(
         !page.contains(r#"id="drift""#),
         "one policy live is no drift"
     );

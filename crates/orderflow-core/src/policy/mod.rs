@@ -46,6 +46,7 @@ pub struct Policy {
     pub exceptions: ExceptionPolicy,
     pub fulfilment: FulfilmentPolicy,
     pub retention: RetentionPolicy,
+    pub store: StorePolicy,
     pub stages: PerStage<StagePolicy>,
     pub downstreams: PerStage<DownstreamPolicy>,
 }
@@ -134,6 +135,21 @@ pub struct RetentionPolicy {
     pub events_max_age: Duration,
     /// ...and at most this many bytes.
     pub events_max_bytes: u64,
+}
+
+/// How hard the store tries to keep a write through a Redis failover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorePolicy {
+    /// After each write of an order's state, wait until this many replicas
+    /// acknowledged it (Redis `WAIT`); 0: do not wait. Narrows the window
+    /// in which a failover loses a write the fleet acted on; does not close
+    /// it.
+    pub replica_acks: u32,
+    /// The longest such a wait; a write acknowledged by fewer replicas in
+    /// time stands, and the worker logs it.
+    #[serde(with = "humantime_serde")]
+    pub replica_ack_timeout: Duration,
 }
 
 /// What a stage does when its downstream is overloaded (breaker open or

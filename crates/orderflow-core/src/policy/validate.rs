@@ -10,6 +10,12 @@ use std::time::Duration;
 /// contract (docs/messages.md).
 const MIN_MESSAGE_BYTES: usize = 4096;
 
+/// `store.replica_acks` past this asks for more replicas than a Redis
+/// master is given in practice.
+const MAX_REPLICA_ACKS: u32 = 5;
+const MIN_ACK_TIMEOUT: Duration = Duration::from_millis(1);
+const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub(super) fn validate(policy: &Policy) -> Vec<PolicyProblem> {
     let mut problems = Vec::new();
     let mut problem = |key: String, why: String| problems.push(PolicyProblem::new(key, why));
@@ -40,6 +46,29 @@ pub(super) fn validate(policy: &Policy) -> Vec<PolicyProblem> {
             format!(
                 "({}) must exceed the most attempts the policy makes for one delivery (downstreams.{stage}.retry.max_attempts = {attempts}); otherwise the broker dead-letters messages the policy still means to retry",
                 policy.broker.delivery_limit
+            ),
+        );
+    }
+
+    if policy.store.replica_acks > MAX_REPLICA_ACKS {
+        problem(
+            "store.replica_acks".into(),
+            format!(
+                "({}) is more replicas than any Redis master here has (at most {MAX_REPLICA_ACKS}): every write would wait its whole replica_ack_timeout",
+                policy.store.replica_acks
+            ),
+        );
+    }
+    if policy.store.replica_acks > 0
+        && !(MIN_ACK_TIMEOUT..=MAX_ACK_TIMEOUT).contains(&policy.store.replica_ack_timeout)
+    {
+        problem(
+            "store.replica_ack_timeout".into(),
+            format!(
+                "({}) must be between {} and {} when store.replica_acks is set: Redis reads a 0 ms WAIT as \"wait for ever\", and every write of the process waits up to this long while a replica is down",
+                show(policy.store.replica_ack_timeout),
+                show(MIN_ACK_TIMEOUT),
+                show(MAX_ACK_TIMEOUT)
             ),
         );
     }
@@ -535,6 +564,22 @@ mod tests {
             keys("[retention]\narchive_max_age = \"1h\"\nstreams_for = \"1h\"\n"),
             ["retention.streams_for", "retention.archive_max_age"]
         );
+    }
+
+    #[test]
+    fn replica_acks_need_a_bounded_wait() {
+        assert!(keys("[store]\nreplica_acks = 1\n").is_empty());
+        assert_eq!(keys("[store]\nreplica_acks = 9\n"), ["store.replica_acks"]);
+        assert_eq!(
+            keys("[store]\nreplica_acks = 1\nreplica_ack_timeout = \"0s\"\n"),
+            ["store.replica_ack_timeout"]
+        );
+        assert_eq!(
+            keys("[store]\nreplica_acks = 1\nreplica_ack_timeout = \"1m\"\n"),
+            ["store.replica_ack_timeout"]
+        );
+        // Off: the timeout is not used, so not checked.
+        assert!(keys("[store]\nreplica_ack_timeout = \"0s\"\n").is_empty());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 use crate::common::{Fleet, to};
 use orderflow_broker::{Meta, Publisher};
+use orderflow_core::Policy;
 use orderflow_core::decide::BreakerState;
 use orderflow_core::{Certainty, FailureClass, OrderState, Stage};
-use orderflow_ops::{ListFilter, StatusOptions};
+use orderflow_ops::{ListFilter, RedisStatus, Settings, StatusOptions, Target};
 use orderflow_store::Heartbeat;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -113,6 +114,11 @@ async fn status_shows_queues_orders_breakers_workers_pauses_and_drift() {
     assert_eq!(budget.breakers["closed"], 1);
     assert!(budget.retry_budget_left > 0);
 
+    assert!(
+        matches!(status.redis, RedisStatus::Single { .. }),
+        "{:?}",
+        status.redis
+    );
     assert_eq!(status.workers.len(), 2);
     assert!(status.policy_drift);
     assert_eq!(status.policies.len(), 2);
@@ -318,4 +324,46 @@ async fn orders_are_listed_by_state_reason_and_age() {
             .await
             .unwrap();
     assert_eq!(aged.orders.len(), 3);
+}
+
+/// Needs the Redis Cluster of `scripts/clusters.sh up`
+/// (`ORDERFLOW_TEST_REDIS_CLUSTER_URL`).
+#[tokio::test]
+async fn the_status_shows_the_redis_cluster_masters_slots_and_replicas() {
+    let url = std::env::var("ORDERFLOW_TEST_REDIS_CLUSTER_URL")
+        .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003".into());
+    let target = Target::connect(Settings {
+        namespace: format!("t-{}", uuid::Uuid::new_v4().simple()),
+        redis_url: url.clone(),
+        amqp_url: crate::common::amqp_url(),
+        policy: Policy::default_policy(),
+        apis: None,
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!("cannot reach the Redis Cluster at {url}: {e}\nstart it: scripts/clusters.sh up")
+    });
+    let status = orderflow_ops::status(&target, StatusOptions::default())
+        .await
+        .unwrap();
+    let RedisStatus::Cluster { state, masters, .. } = &status.redis else {
+        panic!("not shown as a cluster: {:?}", status.redis);
+    };
+    assert_eq!(state, "ok");
+    let serving: Vec<_> = masters.iter().filter(|m| m.slot_count > 0).collect();
+    assert_eq!(serving.len(), 3, "{masters:?}");
+    assert_eq!(serving.iter().map(|m| m.slot_count).sum::<u32>(), 16384);
+    for master in serving {
+        assert!(master.up, "{master:?}");
+        assert_eq!(master.replicas.len(), 1, "{master:?}");
+        assert!(master.replicas[0].up, "{master:?}");
+    }
+    assert!(
+        !status
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("Redis ") || w.starts_with("the Redis Cluster")),
+        "{:?}",
+        status.warnings
+    );
 }

@@ -1,13 +1,13 @@
-use crate::common::{TestNs, create, mv, order_id, policy, redis_url};
+use crate::common::{Backend, TestNs, create, mv, order_id, policy};
 use orderflow_core::OrderState::{self, *};
 use orderflow_store::order::CREATED_EVENT;
 use orderflow_store::{Error, Note, Store, StoreOptions, Transition};
 use redis::Commands;
 use std::collections::HashMap;
 
-#[tokio::test]
-async fn every_transition_leaves_one_complete_audit_entry() {
-    let t = TestNs::new().await;
+both!(every_transition_leaves_one_complete_audit_entry);
+async fn every_transition_leaves_one_complete_audit_entry(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("audited");
     let before = jiff::Timestamp::now();
     create(&t.store, &id).await;
@@ -80,9 +80,9 @@ async fn every_transition_leaves_one_complete_audit_entry() {
     assert!((e.at.as_millisecond() - id_ms).abs() < 1000);
 }
 
-#[tokio::test]
-async fn the_fleet_stream_has_every_order_and_pages_by_entry_id() {
-    let t = TestNs::new().await;
+both!(the_fleet_stream_has_every_order_and_pages_by_entry_id);
+async fn the_fleet_stream_has_every_order_and_pages_by_entry_id(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let (a, b) = (order_id("fleet-a"), order_id("fleet-b"));
     create(&t.store, &a).await;
     create(&t.store, &b).await;
@@ -114,9 +114,9 @@ async fn the_fleet_stream_has_every_order_and_pages_by_entry_id() {
     ));
 }
 
-#[tokio::test]
-async fn the_state_index_counts_and_lists_orders_by_state() {
-    let t = TestNs::new().await;
+both!(the_state_index_counts_and_lists_orders_by_state);
+async fn the_state_index_counts_and_lists_orders_by_state(backend: Backend) {
+    let t = TestNs::new(backend).await;
     for name in ["idx-1", "idx-2", "idx-3", "idx-4"] {
         create(&t.store, &order_id(name)).await;
     }
@@ -157,9 +157,9 @@ async fn the_state_index_counts_and_lists_orders_by_state() {
     );
 }
 
-#[tokio::test]
-async fn a_lagging_index_entry_is_left_out_and_repaired() {
-    let t = TestNs::new().await;
+both!(a_lagging_index_entry_is_left_out_and_repaired);
+async fn a_lagging_index_entry_is_left_out_and_repaired(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("lagging");
     create(&t.store, &id).await;
     // What a crash between the order's script and the index update leaves.
@@ -184,8 +184,8 @@ async fn a_lagging_index_entry_is_left_out_and_repaired() {
 #[tokio::test]
 async fn audit_times_are_right_on_awkward_days() {
     // The Lua date arithmetic, checked against jiff on leap days, year ends
-    // and century rules.
-    let t = TestNs::new().await;
+    // and century rules. Pure Lua: one backend is enough.
+    let t = TestNs::new(Backend::Single).await;
     let format = redis::Script::new(&format!(
         "{}\nreturn rfc3339(tonumber(ARGV[1]))",
         include_str!("../../src/scripts/audit.lua")
@@ -205,11 +205,11 @@ async fn audit_times_are_right_on_awkward_days() {
     }
 }
 
-#[tokio::test]
-async fn the_fleet_stream_is_capped_and_the_order_stream_is_not() {
-    let t = TestNs::new().await;
+both!(the_fleet_stream_is_capped_and_the_order_stream_is_not);
+async fn the_fleet_stream_is_capped_and_the_order_stream_is_not(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let store = Store::connect_with(
-        &redis_url(),
+        &backend.url(),
         StoreOptions {
             namespace: t.ns.clone(),
             fleet_audit_maxlen: 10,
@@ -240,9 +240,9 @@ async fn the_fleet_stream_is_capped_and_the_order_stream_is_not() {
     assert!((10..=110).contains(&fleet), "fleet stream holds {fleet}");
 }
 
-#[tokio::test]
-async fn paging_through_a_state_reaches_every_order_that_stays_in_it() {
-    let t = TestNs::new().await;
+both!(paging_through_a_state_reaches_every_order_that_stays_in_it);
+async fn paging_through_a_state_reaches_every_order_that_stays_in_it(backend: Backend) {
+    let t = TestNs::new(backend).await;
     // Same score for all: the index orders ties by member.
     let mut raw = t.raw();
     let names = ["pg-a", "pg-b", "pg-c", "pg-d", "pg-e"];

@@ -1,4 +1,4 @@
-use crate::common::TestNs;
+use crate::common::{Backend, TestNs};
 use orderflow_core::Stage;
 use orderflow_core::policy::BudgetPolicy;
 use std::time::Duration;
@@ -11,9 +11,9 @@ fn policy(ratio: f64, min_per_window: u32) -> BudgetPolicy {
     }
 }
 
-#[tokio::test]
-async fn retries_are_bounded_by_the_ratio_of_first_attempts() {
-    let t = TestNs::new().await;
+both!(retries_are_bounded_by_the_ratio_of_first_attempts);
+async fn retries_are_bounded_by_the_ratio_of_first_attempts(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let policy = policy(0.1, 0);
     for _ in 0..50 {
         t.store
@@ -43,9 +43,9 @@ async fn retries_are_bounded_by_the_ratio_of_first_attempts() {
     );
 }
 
-#[tokio::test]
-async fn a_quiet_downstream_still_gets_the_minimum() {
-    let t = TestNs::new().await;
+both!(a_quiet_downstream_still_gets_the_minimum);
+async fn a_quiet_downstream_still_gets_the_minimum(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let policy = policy(0.1, 3);
     let grants: Vec<bool> = {
         let mut out = Vec::new();
@@ -63,9 +63,9 @@ async fn a_quiet_downstream_still_gets_the_minimum() {
     assert_eq!(grants, [true, true, true, false]);
 }
 
-#[tokio::test]
-async fn the_budget_is_shared_by_every_worker_and_kept_per_downstream() {
-    let t = TestNs::new().await;
+both!(the_budget_is_shared_by_every_worker_and_kept_per_downstream);
+async fn the_budget_is_shared_by_every_worker_and_kept_per_downstream(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let other_worker = t.connect().await;
     let policy = policy(0.5, 0);
     for _ in 0..4 {

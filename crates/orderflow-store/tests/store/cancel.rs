@@ -1,4 +1,4 @@
-use crate::common::{TestNs, create, mv, order_id, policy};
+use crate::common::{Backend, TestNs, create, mv, order_id, policy};
 use orderflow_core::OrderState::*;
 use orderflow_store::{CancelAnswer, CancelAsk, CancelRequest, Error, ErrorClass, Note};
 
@@ -13,9 +13,9 @@ fn note(event: &str, reason: &str) -> Note {
     }
 }
 
-#[tokio::test]
-async fn a_cancel_request_is_kept_once_and_makes_earlier_readers_decide_again() {
-    let t = TestNs::new().await;
+both!(a_cancel_request_is_kept_once_and_makes_earlier_readers_decide_again);
+async fn a_cancel_request_is_kept_once_and_makes_earlier_readers_decide_again(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("cancel-1");
     create(&t.store, &id).await;
 
@@ -66,9 +66,9 @@ async fn a_cancel_request_is_kept_once_and_makes_earlier_readers_decide_again() 
     );
 }
 
-#[tokio::test]
-async fn a_cancel_without_a_correlation_id_is_audited_under_the_orders() {
-    let t = TestNs::new().await;
+both!(a_cancel_without_a_correlation_id_is_audited_under_the_orders);
+async fn a_cancel_without_a_correlation_id_is_audited_under_the_orders(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("cancel-corr");
     create(&t.store, &id).await;
     let mut anonymous = note("order.cancel_requested", "no id sent");
@@ -78,9 +78,9 @@ async fn a_cancel_without_a_correlation_id_is_audited_under_the_orders() {
     assert_eq!(audit.last().unwrap().correlation_id, "corr-1");
 }
 
-#[tokio::test]
-async fn cancelling_an_unknown_order_says_so() {
-    let t = TestNs::new().await;
+both!(cancelling_an_unknown_order_says_so);
+async fn cancelling_an_unknown_order_says_so(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let err = t
         .store
         .request_cancel(&order_id("nobody"), &note("order.cancel_requested", "x"))
@@ -99,9 +99,11 @@ fn ask<'a>(note: &'a Note, customer_id: Option<&'a str>) -> CancelAsk<'a> {
     }
 }
 
-#[tokio::test]
-async fn a_cancel_for_an_order_not_yet_created_is_kept_and_applied_in_its_creation() {
-    let t = TestNs::new().await;
+both!(a_cancel_for_an_order_not_yet_created_is_kept_and_applied_in_its_creation);
+async fn a_cancel_for_an_order_not_yet_created_is_kept_and_applied_in_its_creation(
+    backend: Backend,
+) {
+    let t = TestNs::new(backend).await;
     let id = order_id("early-1");
     let first_note = note("order.cancel_requested", "cancelled: changed mind");
     let first = t
@@ -162,9 +164,9 @@ async fn a_cancel_for_an_order_not_yet_created_is_kept_and_applied_in_its_creati
     assert!(!t.store.drop_kept_cancel(&id, kept_at_ms).await.unwrap());
 }
 
-#[tokio::test]
-async fn a_kept_replacement_of_another_customers_order_is_not_applied() {
-    let t = TestNs::new().await;
+both!(a_kept_replacement_of_another_customers_order_is_not_applied);
+async fn a_kept_replacement_of_another_customers_order_is_not_applied(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("early-other");
     let superseded = note("order.superseded", "superseded by ord-b");
     let kept = t
@@ -185,9 +187,9 @@ async fn a_kept_replacement_of_another_customers_order_is_not_applied() {
     assert!(t.store.kept_cancel(&id).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn a_request_checks_the_customer_and_the_state_in_the_same_step() {
-    let t = TestNs::new().await;
+both!(a_request_checks_the_customer_and_the_state_in_the_same_step);
+async fn a_request_checks_the_customer_and_the_state_in_the_same_step(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("ask-existing");
     create(&t.store, &id).await; // customer c-1
     let superseded = note("order.superseded", "superseded by ord-b");
@@ -234,9 +236,9 @@ async fn a_request_checks_the_customer_and_the_state_in_the_same_step() {
     assert!(t.store.kept_cancel(&id).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn a_reported_kept_cancel_is_dropped_only_if_it_is_the_one_reported() {
-    let t = TestNs::new().await;
+both!(a_reported_kept_cancel_is_dropped_only_if_it_is_the_one_reported);
+async fn a_reported_kept_cancel_is_dropped_only_if_it_is_the_one_reported(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("early-drop");
     let n = note("order.cancel_requested", "cancelled: x");
     let CancelAnswer::Kept { kept_at_ms } = t.store.ask_cancel(&id, &ask(&n, None)).await.unwrap()
@@ -248,9 +250,9 @@ async fn a_reported_kept_cancel_is_dropped_only_if_it_is_the_one_reported() {
     assert!(t.store.kept_cancel(&id).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn fulfilment_progress_remembers_since_when_a_step_was_first_seen() {
-    let t = TestNs::new().await;
+both!(fulfilment_progress_remembers_since_when_a_step_was_first_seen);
+async fn fulfilment_progress_remembers_since_when_a_step_was_first_seen(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("track-1");
     create(&t.store, &id).await;
 

@@ -1,4 +1,4 @@
-use crate::common::{TestNs, create, order_id, policy};
+use crate::common::{Backend, TestNs, create, order_id, policy};
 use orderflow_core::Stage;
 use orderflow_core::decide::BreakerState;
 use orderflow_store::{FleetNote, Heartbeat, PauseOutcome};
@@ -19,9 +19,9 @@ fn heartbeat(actor: &str) -> Heartbeat {
     }
 }
 
-#[tokio::test]
-async fn heartbeats_are_read_back_and_expire_by_themselves() {
-    let t = TestNs::new().await;
+both!(heartbeats_are_read_back_and_expire_by_themselves);
+async fn heartbeats_are_read_back_and_expire_by_themselves(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let beat = heartbeat("payment-worker@h/1");
     t.store
         .write_heartbeat(&beat, Duration::from_secs(30))
@@ -55,9 +55,9 @@ async fn heartbeats_are_read_back_and_expire_by_themselves() {
     assert!(t.store.live_workers().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_pause_holds_until_resumed_and_keeps_its_first_reason() {
-    let t = TestNs::new().await;
+both!(a_pause_holds_until_resumed_and_keeps_its_first_reason);
+async fn a_pause_holds_until_resumed_and_keeps_its_first_reason(backend: Backend) {
+    let t = TestNs::new(backend).await;
     assert_eq!(t.store.stage_pause(Stage::Payment).await.unwrap(), None);
     let PauseOutcome::Paused(first) = t
         .store
@@ -91,9 +91,9 @@ async fn a_pause_holds_until_resumed_and_keeps_its_first_reason() {
     assert!(t.store.paused_stages().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn fleet_notes_are_read_in_order_from_a_cursor() {
-    let t = TestNs::new().await;
+both!(fleet_notes_are_read_in_order_from_a_cursor);
+async fn fleet_notes_are_read_in_order_from_a_cursor(backend: Backend) {
+    let t = TestNs::new(backend).await;
     for event in ["stage.paused", "stage.resumed", "stage.paused"] {
         t.store
             .fleet_note(&FleetNote {
@@ -119,10 +119,10 @@ async fn fleet_notes_are_read_in_order_from_a_cursor() {
     assert!(t.store.fleet_notes(Some("nope"), 1).await.is_err());
 }
 
-#[tokio::test]
-async fn namespaces_with_orders_or_workers_are_known() {
-    let t = TestNs::new().await;
-    let other = TestNs::new().await;
+both!(namespaces_with_orders_or_workers_are_known);
+async fn namespaces_with_orders_or_workers_are_known(backend: Backend) {
+    let t = TestNs::new(backend).await;
+    let other = TestNs::new(backend).await;
     create(&t.store, &order_id("o-1")).await;
     other
         .store

@@ -1,4 +1,4 @@
-use crate::common::{TestNs, create, mv, order_id};
+use crate::common::{Backend, TestNs, create, mv, order_id};
 use orderflow_core::OrderState::*;
 use orderflow_core::Stage;
 use orderflow_store::{Begun, Error, ErrorClass, Lease, Transition};
@@ -7,9 +7,9 @@ use std::time::Duration;
 
 const TTL: Duration = Duration::from_secs(10);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn of_many_contenders_exactly_one_gets_the_lease() {
-    let t = TestNs::new().await;
+both!(of_many_contenders_exactly_one_gets_the_lease, multi_thread);
+async fn of_many_contenders_exactly_one_gets_the_lease(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("contended");
     let mut tasks = Vec::new();
     for n in 0..8 {
@@ -38,9 +38,9 @@ async fn of_many_contenders_exactly_one_gets_the_lease() {
     );
 }
 
-#[tokio::test]
-async fn a_stale_fencing_number_is_refused() {
-    let t = TestNs::new().await;
+both!(a_stale_fencing_number_is_refused);
+async fn a_stale_fencing_number_is_refused(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("fenced");
     create(&t.store, &id).await;
     let old = t
@@ -107,9 +107,9 @@ async fn a_stale_fencing_number_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn only_the_holder_renews_or_releases() {
-    let t = TestNs::new().await;
+both!(only_the_holder_renews_or_releases);
+async fn only_the_holder_renews_or_releases(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("owned");
     let held = t
         .store
@@ -151,9 +151,9 @@ async fn only_the_holder_renews_or_releases() {
     );
 }
 
-#[tokio::test]
-async fn an_expired_lease_lets_the_next_worker_in_with_a_higher_number() {
-    let t = TestNs::new().await;
+both!(an_expired_lease_lets_the_next_worker_in_with_a_higher_number);
+async fn an_expired_lease_lets_the_next_worker_in_with_a_higher_number(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("expiring");
     let short = Duration::from_millis(200);
     let first = t
@@ -190,9 +190,9 @@ async fn an_expired_lease_lets_the_next_worker_in_with_a_higher_number() {
     );
 }
 
-#[tokio::test]
-async fn the_keeper_holds_the_lease_and_reports_its_loss() {
-    let t = TestNs::new().await;
+both!(the_keeper_holds_the_lease_and_reports_its_loss);
+async fn the_keeper_holds_the_lease_and_reports_its_loss(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("kept");
     let ttl = Duration::from_millis(300);
     let lease = t
@@ -234,9 +234,9 @@ async fn the_keeper_holds_the_lease_and_reports_its_loss() {
     assert!(kept.stop());
 }
 
-#[tokio::test]
-async fn a_delivery_begins_with_lease_record_or_run_count_and_order_in_one_call() {
-    let t = TestNs::new().await;
+both!(a_delivery_begins_with_lease_record_or_run_count_and_order_in_one_call);
+async fn a_delivery_begins_with_lease_record_or_run_count_and_order_in_one_call(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("o-begin");
     let ttl = Duration::from_secs(10);
     let store = &t.store;

@@ -1,4 +1,4 @@
-use crate::common::{TestNs, body, create, mv, order_id, policy};
+use crate::common::{Backend, TestNs, body, create, mv, order_id, policy};
 use orderflow_core::OrderState::*;
 use orderflow_core::state::TransitionError;
 use orderflow_core::{Certainty, FailureClass, Stage};
@@ -7,9 +7,9 @@ use orderflow_store::{
 };
 use serde_json::json;
 
-#[tokio::test]
-async fn compare_and_set_moves_the_order_and_sets_its_fields() {
-    let t = TestNs::new().await;
+both!(compare_and_set_moves_the_order_and_sets_its_fields);
+async fn compare_and_set_moves_the_order_and_sets_its_fields(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("cas-ok");
     create(&t.store, &id).await;
 
@@ -76,9 +76,12 @@ async fn compare_and_set_moves_the_order_and_sets_its_fields() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_writers_on_one_version_one_wins_the_other_conflicts() {
-    let t = TestNs::new().await;
+both!(
+    two_writers_on_one_version_one_wins_the_other_conflicts,
+    multi_thread
+);
+async fn two_writers_on_one_version_one_wins_the_other_conflicts(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("cas-race");
     create(&t.store, &id).await;
     let (a, b) = (t.connect().await, t.connect().await);
@@ -112,9 +115,9 @@ async fn two_writers_on_one_version_one_wins_the_other_conflicts() {
     assert_eq!(t.store.order_audit(&id).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn an_illegal_move_is_refused_before_redis_is_touched() {
-    let t = TestNs::new().await;
+both!(an_illegal_move_is_refused_before_redis_is_touched);
+async fn an_illegal_move_is_refused_before_redis_is_touched(backend: Backend) {
+    let t = TestNs::new(backend).await;
     // No such order: had the store asked Redis, this would be NotFound.
     let ghost = order_id("ghost");
     let err = t
@@ -156,9 +159,9 @@ async fn an_illegal_move_is_refused_before_redis_is_touched() {
     assert_eq!(t.store.order_audit(&id).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn entering_blocked_needs_a_reason() {
-    let t = TestNs::new().await;
+both!(entering_blocked_needs_a_reason);
+async fn entering_blocked_needs_a_reason(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("blocked");
     create(&t.store, &id).await;
     t.store
@@ -209,9 +212,9 @@ async fn entering_blocked_needs_a_reason() {
     assert_eq!(t.store.get_order(&id).await.unwrap().unwrap().reason, None);
 }
 
-#[tokio::test]
-async fn the_idempotency_record_exists_exactly_when_the_move_landed() {
-    let t = TestNs::new().await;
+both!(the_idempotency_record_exists_exactly_when_the_move_landed);
+async fn the_idempotency_record_exists_exactly_when_the_move_landed(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("idem");
     create(&t.store, &id).await;
     let result = json!({ "reservation_id": "res-1", "next": "payment" });
@@ -264,9 +267,9 @@ async fn the_idempotency_record_exists_exactly_when_the_move_landed() {
     );
 }
 
-#[tokio::test]
-async fn create_tells_a_duplicate_from_a_conflicting_order() {
-    let t = TestNs::new().await;
+both!(create_tells_a_duplicate_from_a_conflicting_order);
+async fn create_tells_a_duplicate_from_a_conflicting_order(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("dup");
     let first = t
         .store
@@ -317,9 +320,9 @@ async fn create_tells_a_duplicate_from_a_conflicting_order() {
     assert_eq!(t.store.order_audit(&id).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn a_note_is_audited_without_moving_the_order() {
-    let t = TestNs::new().await;
+both!(a_note_is_audited_without_moving_the_order);
+async fn a_note_is_audited_without_moving_the_order(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("note");
     create(&t.store, &id).await;
     let note = Note {

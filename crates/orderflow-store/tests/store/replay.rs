@@ -1,16 +1,16 @@
 //! Replay records: a replay id sends each message once, a concurrent run
 //! keeps off a claimed message, a dead run's claim runs out.
 
-use crate::common::TestNs;
+use crate::common::{Backend, TestNs};
 use orderflow_store::ReplayClaim;
 use std::time::Duration;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const MONTH: Duration = Duration::from_secs(30 * 24 * 3600);
 
-#[tokio::test]
-async fn a_sent_message_stays_sent_for_its_replay_id_only() {
-    let t = TestNs::new().await;
+both!(a_sent_message_stays_sent_for_its_replay_id_only);
+async fn a_sent_message_stays_sent_for_its_replay_id_only(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let s = &t.store;
     assert_eq!(
         s.claim_replay("r-1", "m-1", "run-a", MINUTE).await.unwrap(),
@@ -50,9 +50,9 @@ async fn a_sent_message_stays_sent_for_its_replay_id_only() {
     );
 }
 
-#[tokio::test]
-async fn a_released_or_expired_claim_frees_the_message() {
-    let t = TestNs::new().await;
+both!(a_released_or_expired_claim_frees_the_message);
+async fn a_released_or_expired_claim_frees_the_message(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let s = &t.store;
     s.claim_replay("r-1", "m-1", "run-a", MINUTE).await.unwrap();
     assert!(s.release_replay("r-1", "m-1", "run-a").await.unwrap());
@@ -70,9 +70,9 @@ async fn a_released_or_expired_claim_frees_the_message() {
     );
 }
 
-#[tokio::test]
-async fn replay_ids_and_message_ids_are_checked() {
-    let t = TestNs::new().await;
+both!(replay_ids_and_message_ids_are_checked);
+async fn replay_ids_and_message_ids_are_checked(backend: Backend) {
+    let t = TestNs::new(backend).await;
     for (rid, mid) in [("", "m"), ("a b", "m"), ("r", "")] {
         assert!(
             t.store.claim_replay(rid, mid, "o", MINUTE).await.is_err(),

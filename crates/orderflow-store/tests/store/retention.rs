@@ -1,7 +1,7 @@
 //! Retention: a finished order's snapshot for the archive, the removal of
 //! every key it has once archived, and what stops a removal.
 
-use crate::common::{TestNs, create, mv, order_id, policy};
+use crate::common::{Backend, TestNs, create, mv, order_id, policy};
 use orderflow_core::OrderState::{self, *};
 use orderflow_core::Stage;
 use orderflow_store::{Expired, Note, Transition};
@@ -9,14 +9,24 @@ use redis::Commands;
 use serde_json::json;
 use std::time::Duration;
 
-/// The keys of the namespace that belong to `id`.
+/// The keys of the namespace that belong to `id`. A script keyed by the
+/// order's state key runs on the node holding the order's slot — the one
+/// node whose keyspace can hold them, on a cluster as on one node.
 fn keys_of(t: &TestNs, id: &str) -> Vec<String> {
-    let mut conn = t.raw();
-    let mut keys: Vec<String> = conn
-        .scan_match::<_, String>(format!("{}:order:{{{id}}}:*", t.ns))
-        .unwrap()
-        .filter_map(Result::ok)
-        .collect();
+    const SCAN_HERE: &str = "local found, cursor = {}, '0' \
+        repeat \
+          local reply = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000) \
+          cursor = reply[1] \
+          for _, key in ipairs(reply[2]) do found[#found + 1] = key end \
+        until cursor == '0' \
+        return found";
+    let mut keys: Vec<String> = redis::cmd("EVAL")
+        .arg(SCAN_HERE)
+        .arg(1)
+        .arg(format!("{}:order:{{{id}}}:state", t.ns))
+        .arg(format!("{}:order:{{{id}}}:*", t.ns))
+        .query(&mut t.raw())
+        .unwrap();
     keys.sort();
     keys
 }
@@ -56,9 +66,9 @@ async fn delivered(t: &TestNs, name: &str) -> orderflow_core::message::OrderId {
     id
 }
 
-#[tokio::test]
-async fn an_archived_finished_order_leaves_no_key_behind() {
-    let t = TestNs::new().await;
+both!(an_archived_finished_order_leaves_no_key_behind);
+async fn an_archived_finished_order_leaves_no_key_behind(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = delivered(&t, "gone").await;
     let before = keys_of(&t, "gone");
     assert!(
@@ -108,9 +118,9 @@ async fn an_archived_finished_order_leaves_no_key_behind() {
     );
 }
 
-#[tokio::test]
-async fn a_change_after_the_snapshot_keeps_the_order() {
-    let t = TestNs::new().await;
+both!(a_change_after_the_snapshot_keeps_the_order);
+async fn a_change_after_the_snapshot_keeps_the_order(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = delivered(&t, "late").await;
     let snapshot = t.store.archive_snapshot(&id).await.unwrap().unwrap();
     // A note moves no version, but it is a change the archive lacks.
@@ -145,9 +155,9 @@ async fn a_change_after_the_snapshot_keeps_the_order() {
     ));
 }
 
-#[tokio::test]
-async fn orders_not_finished_are_never_archived() {
-    let t = TestNs::new().await;
+both!(orders_not_finished_are_never_archived);
+async fn orders_not_finished_are_never_archived(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let waiting = order_id("waiting");
     create(&t.store, &waiting).await;
     let escalated = order_id("person");
@@ -175,9 +185,9 @@ async fn orders_not_finished_are_never_archived() {
     );
 }
 
-#[tokio::test]
-async fn finished_orders_are_found_by_their_finish_time() {
-    let t = TestNs::new().await;
+both!(finished_orders_are_found_by_their_finish_time);
+async fn finished_orders_are_found_by_their_finish_time(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = delivered(&t, "done").await;
     let now = jiff::Timestamp::now();
     let earlier = now - jiff::SignedDuration::from_hours(1);
@@ -192,9 +202,9 @@ async fn finished_orders_are_found_by_their_finish_time() {
     assert_eq!(t.store.finished_before(later, 10).await.unwrap(), [id]);
 }
 
-#[tokio::test]
-async fn fleet_streams_are_trimmed_by_age() {
-    let t = TestNs::new().await;
+both!(fleet_streams_are_trimmed_by_age);
+async fn fleet_streams_are_trimmed_by_age(backend: Backend) {
+    let t = TestNs::new(backend).await;
     delivered(&t, "aged").await;
     let key = t.key("audit");
     let mut conn = t.raw();

@@ -1,4 +1,4 @@
-use crate::common::{TestNs, order_id};
+use crate::common::{Backend, TestNs, order_id};
 use orderflow_core::message::OrderId;
 use orderflow_store::ScheduleKind;
 use std::collections::HashSet;
@@ -6,9 +6,12 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_concurrent_claimers_never_take_the_same_order() {
-    let t = TestNs::new().await;
+both!(
+    two_concurrent_claimers_never_take_the_same_order,
+    multi_thread
+);
+async fn two_concurrent_claimers_never_take_the_same_order(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let kind = ScheduleKind::PendingPayment;
     let now = t.store.server_time_ms().await.unwrap();
     let due: Vec<OrderId> = (0..40).map(|n| order_id(&format!("due-{n}"))).collect();
@@ -72,9 +75,9 @@ async fn two_concurrent_claimers_never_take_the_same_order() {
     );
 }
 
-#[tokio::test]
-async fn an_unfinished_claim_comes_due_again_after_its_window() {
-    let t = TestNs::new().await;
+both!(an_unfinished_claim_comes_due_again_after_its_window);
+async fn an_unfinished_claim_comes_due_again_after_its_window(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let kind = ScheduleKind::Stuck;
     let id = order_id("abandoned");
     t.store
@@ -102,9 +105,9 @@ async fn an_unfinished_claim_comes_due_again_after_its_window() {
     assert!(t.store.finish_claim(&second[0]).await.unwrap());
 }
 
-#[tokio::test]
-async fn a_rescheduled_claim_is_not_removed_by_finishing_it() {
-    let t = TestNs::new().await;
+both!(a_rescheduled_claim_is_not_removed_by_finishing_it);
+async fn a_rescheduled_claim_is_not_removed_by_finishing_it(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let kind = ScheduleKind::ShipmentTracking;
     let id = order_id("tracked");
     let before = t.store.server_time_ms().await.unwrap();
@@ -137,9 +140,9 @@ async fn a_rescheduled_claim_is_not_removed_by_finishing_it() {
     );
 }
 
-#[tokio::test]
-async fn scheduling_if_absent_keeps_an_existing_due_time() {
-    let t = TestNs::new().await;
+both!(scheduling_if_absent_keeps_an_existing_due_time);
+async fn scheduling_if_absent_keeps_an_existing_due_time(backend: Backend) {
+    let t = TestNs::new(backend).await;
     let id = order_id("nx-1");
     let other = order_id("nx-2");
     assert_eq!(
