@@ -1,6 +1,7 @@
-//! The 3-node RabbitMQ cluster of `scripts/clusters.sh` (AMQP on
-//! 127.0.0.1:5701–5703), for the cluster tests: its URL list, where each
-//! queue's replicas and leader are, and killing and starting a node.
+//! The 3-node RabbitMQ cluster (AMQP on 127.0.0.1:5701–5703) and the
+//! Redis Cluster (127.0.0.1:7001–7006) of `scripts/clusters.sh`, for the
+//! cluster tests: their URLs, where each queue's replicas and leader are,
+//! the master of an order's slot, and killing and starting a node.
 //! `scripts/clusters.sh up` starts it (scripts/test.sh does, after the
 //! build); a test finds it down and says so.
 
@@ -234,5 +235,124 @@ mod tests {
                 "{env}"
             );
         }
+    }
+}
+
+/// The Redis Cluster's seeds, as `scripts/clusters.sh env` prints them;
+/// `ORDERFLOW_TEST_REDIS_CLUSTER_URL` overrides it.
+pub fn redis_cluster_url() -> String {
+    std::env::var("ORDERFLOW_TEST_REDIS_CLUSTER_URL")
+        .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003".into())
+}
+
+/// The Redis Cluster's nodes.
+pub const REDIS_PORTS: [u16; 6] = [7001, 7002, 7003, 7004, 7005, 7006];
+
+/// `redis-cli -p PORT ARGS`: its output, empty when the node does not
+/// answer.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// The port of the live master that serves `key`'s hash slot, as the
+/// first node that answers sees the cluster.
+pub fn redis_master_of(key: &str) -> u16 {
+    let (port, slot) = REDIS_PORTS
+        .into_iter()
+        .find_map(|port| {
+            let slot = redis_cli(port, &["cluster", "keyslot", key]);
+            slot.trim().parse::<u16>().ok().map(|slot| (port, slot))
+        })
+        .expect("no node of the Redis Cluster answers; run `scripts/clusters.sh up`");
+    let nodes = redis_cli(port, &["cluster", "nodes"]);
+    master_of_slot(&nodes, slot)
+        .unwrap_or_else(|| panic!("no live master serves slot {slot}:\n{nodes}"))
+}
+
+/// In `CLUSTER NODES` output, the port of the live master whose ranges
+/// hold `slot`.
+fn master_of_slot(nodes: &str, slot: u16) -> Option<u16> {
+    nodes.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let live_master = fields.get(2).is_some_and(|flags| {
+            flags.contains("master") && !flags.contains("fail") && !flags.contains("noaddr")
+        });
+        let serves = fields.iter().skip(8).any(|range| {
+            let (low, high) = range.split_once('-').unwrap_or((range, range));
+            matches!((low.parse::<u16>(), high.parse::<u16>()), (Ok(low), Ok(high)) if (low..=high).contains(&slot))
+        });
+        (live_master && serves)
+            .then(|| fields[1].split(['@', ':']).nth(1)?.parse().ok())
+            .flatten()
+    })
+}
+
+/// Whether the Redis Cluster is whole: every node answers and sees the
+/// cluster ok with three live masters and no failed node, and every
+/// replica's link to its master is up.
+fn redis_whole() -> bool {
+    REDIS_PORTS.into_iter().all(|port| {
+        let info = redis_cli(port, &["cluster", "info"]);
+        let nodes = redis_cli(port, &["cluster", "nodes"]);
+        let masters = nodes
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(2)
+                    .is_some_and(|f| f.contains("master"))
+            })
+            .count();
+        let replication = redis_cli(port, &["info", "replication"]);
+        info.contains("cluster_state:ok")
+            && masters == 3
+            && !nodes.contains("fail")
+            && (replication.contains("role:master")
+                || replication.contains("master_link_status:up"))
+    })
+}
+
+/// `kill -9` the Redis node on `port`; returns when it is gone.
+pub fn redis_kill9(port: u16) -> Instant {
+    clusters_sh(&["redis", "kill9", &port.to_string()]);
+    Instant::now()
+}
+
+/// Starts the Redis node on `port` again (it comes back as a replica of
+/// the master promoted in its place) and waits until the cluster is whole.
+pub fn redis_start(port: u16) {
+    clusters_sh(&["redis", "start", &port.to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !redis_whole() {
+        assert!(
+            Instant::now() < deadline,
+            "redis {port} came back, but the Redis Cluster is not whole after 60s; see `scripts/clusters.sh status`"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod redis_tests {
+    use super::master_of_slot;
+
+    #[test]
+    fn the_master_of_a_slot_is_the_live_one_serving_its_range() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 master,fail - 0 0 1 disconnected
+a5 127.0.0.1:7005@17005 master - 0 0 7 connected 0-5460
+b2 127.0.0.1:7002@17002 myself,master - 0 0 2 connected 5461-10922
+c4 127.0.0.1:7004@17004 slave b2 0 0 2 connected
+c3 127.0.0.1:7003@17003 master - 0 0 3 connected 10923-16383 [16001->-abc]
+";
+        assert_eq!(master_of_slot(nodes, 0), Some(7005));
+        assert_eq!(master_of_slot(nodes, 5461), Some(7002));
+        assert_eq!(master_of_slot(nodes, 16383), Some(7003));
+        assert_eq!(master_of_slot(nodes, 16384), None);
     }
 }

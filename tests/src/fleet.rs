@@ -76,6 +76,10 @@ pub struct FleetOptions {
     /// The broker of the fleet, the harness and `orderctl`: one node's URL
     /// or a cluster's list ([`crate::amqp_url`] unless set).
     pub amqp_url: String,
+    /// The Redis of the fleet, the harness and `orderctl`: one node or a
+    /// Redis Cluster's `redis+cluster://` seeds ([`crate::redis_url`]
+    /// unless set; a private Redis takes its place).
+    pub redis_url: String,
 }
 
 impl Default for FleetOptions {
@@ -100,6 +104,7 @@ impl FleetOptions {
             unready: BTreeSet::new(),
             shutdown_grace: Duration::from_secs(20),
             amqp_url: amqp_url(),
+            redis_url: redis_url(),
         }
     }
 
@@ -150,6 +155,12 @@ impl FleetOptions {
     /// URLs) instead of the tests' one.
     pub fn amqp_url(mut self, url: &str) -> FleetOptions {
         self.amqp_url = url.into();
+        self
+    }
+
+    /// Another Redis: a node or a cluster's `redis+cluster://` seeds.
+    pub fn redis_url(mut self, url: &str) -> FleetOptions {
+        self.redis_url = url.into();
         self
     }
 
@@ -231,7 +242,9 @@ impl Fleet {
         // Redis and the simulator first: nothing is declared on the broker
         // until everything a clean-up needs is in hand.
         let redis = options.private_redis.then(|| PrivateRedis::start(&dir));
-        let redis_url = redis.as_ref().map_or_else(redis_url, PrivateRedis::url);
+        let redis_url = redis
+            .as_ref()
+            .map_or_else(|| options.redis_url.clone(), PrivateRedis::url);
         let store = Store::connect(&redis_url, &ns).await.unwrap_or_else(|e| {
             panic!(
                 "cannot reach Redis at {redis_url}: {e}\nthe end-to-end tests need it: redis-server --daemonize yes (or set ORDERFLOW_TEST_REDIS_URL)"

@@ -1,8 +1,9 @@
-//! orderflow on the 3-node RabbitMQ cluster of `scripts/clusters.sh`
-//! (`scripts/clusters.sh up` first; scripts/test.sh does it): the broker
-//! crate connecting over a list of nodes, queues with three replicas, a
-//! queue leader killed with -9 under a consumer and publishers, and the
-//! whole fleet riding out the payment queue's leader killed mid-run.
+//! orderflow on the 3-node RabbitMQ cluster and the Redis Cluster of
+//! `scripts/clusters.sh` (`scripts/clusters.sh up` first; scripts/test.sh
+//! does it): the broker crate connecting over a list of nodes, queues with
+//! three replicas, a queue leader killed with -9 under a consumer and
+//! publishers, and the whole fleet riding out the payment queue's leader
+//! and then the Redis master of an order in flight killed mid-run.
 //!
 //! Every test here takes its turn ([`clusters::exclusive`]) and brings a
 //! node it killed back before it ends, even by a panic.
@@ -75,6 +76,53 @@ impl Drop for Declared {
             });
         })
         .join();
+    }
+}
+
+/// A Redis Cluster master killed by the test: started again (as a replica
+/// of the node promoted in its place) on drop, test passing or not, and
+/// waited for until the cluster is whole.
+struct KilledRedis {
+    port: u16,
+    at: Instant,
+}
+
+impl KilledRedis {
+    fn master(port: u16) -> KilledRedis {
+        let at = clusters::redis_kill9(port);
+        eprintln!("killed redis {port} (kill -9)");
+        KilledRedis { port, at }
+    }
+}
+
+impl Drop for KilledRedis {
+    fn drop(&mut self) {
+        let (port, started) = (self.port, Instant::now());
+        let _ = std::thread::spawn(move || clusters::redis_start(port)).join();
+        eprintln!(
+            "redis {port} back as a replica, the cluster whole, in {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// How long after `since` the first of `markers` (placed after a kill) got
+/// past payment: the fleet working again, not a delivery that was in
+/// flight.
+async fn time_to_resume(fleet: &Fleet, markers: &[Order], since: Instant) -> Duration {
+    loop {
+        for marker in markers {
+            if let Some(record) = fleet.order(&marker.order_id).await
+                && past_payment(record.state)
+            {
+                return since.elapsed();
+            }
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(120),
+            "no order placed after the kill got past payment within 120s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -336,12 +384,11 @@ async fn assert_good_orders_not_refused(fleet: &Fleet, orders: &[Order]) {
 }
 
 /// The fleet on the clusters: workers, `orderctl` and the harness on the
-/// 3-node RabbitMQ cluster. Redis: the tests' single node until the store
-/// takes a Redis Cluster (then `scripts/clusters.sh env`'s
-/// `ORDERFLOW_REDIS_URL` goes here too).
+/// 3-node RabbitMQ cluster and the Redis Cluster.
 fn on_clusters(options: FleetOptions) -> FleetOptions {
     options
         .amqp_url(&rabbit_urls())
+        .redis_url(&clusters::redis_cluster_url())
         .profile_fixture("mixed-faults")
         .replicas(WorkerKind::Payment, 2)
         .replicas(WorkerKind::Shipping, 2)
@@ -369,15 +416,16 @@ fn past_payment(state: OrderState) -> bool {
     )
 }
 
-/// The proof, RabbitMQ half: 500+ orders under the mixed fault
-/// profile on the 3-node cluster; mid-run the node leading the payment
-/// queue is killed with -9 and later started again; `orderctl status`
-/// shows the node down and the queue with 2 of its 3 replicas online.
-/// Every order settles,
-/// I1–I9 hold against the simulator's ledger, and the time from the kill
-/// until an order placed after it got past payment is printed.
+/// The proof: 500+ orders under the mixed fault profile on the
+/// 3-node RabbitMQ cluster and the Redis Cluster; mid-run the node leading
+/// the payment queue is killed with -9 and later started again
+/// (`orderctl status` shows the node down and the queue with 2 of its 3
+/// replicas online), then the Redis master holding an order in flight is
+/// killed with -9 (its replica is promoted) and started again. Every order
+/// settles, I1–I9 hold against the simulator's ledger, and the time from
+/// each kill until an order placed after it got past payment is printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_fleet_loses_no_order_when_the_payment_leader_is_killed() {
+async fn the_fleet_loses_no_order_when_a_broker_node_and_a_redis_master_are_killed() {
     let _turn = clusters::exclusive().await;
     clusters::require_rabbit_cluster();
     let fleet = Fleet::start(on_clusters(FleetOptions::new())).await;
@@ -410,60 +458,83 @@ async fn the_fleet_loses_no_order_when_the_payment_leader_is_killed() {
         .map(|i| Order::new(&format!("ord-cluster-after-kill-{i}")))
         .collect();
     fleet.place_all(&markers).await;
-    let status = operator_status(&fleet);
+    // The cluster takes a moment to mark the node down: wait for the status
+    // to show it, within 30 s.
     let down = node_url(leader).replace(":guest@", ":***@");
-    assert!(
-        status["broker"]["nodes"]
-            .as_array()
-            .is_some_and(|nodes| nodes
+    let shown_at = Instant::now();
+    let payment = loop {
+        let status = operator_status(&fleet);
+        let node_down = status["broker"]["nodes"].as_array().is_some_and(|nodes| {
+            nodes
                 .iter()
-                .any(|n| n["url"] == down.as_str() && n["up"] == false)),
-        "orderctl status shows {down} down: {}",
-        status["broker"]
-    );
-    let payment = status["broker"]["queues"]
-        .as_array()
-        .and_then(|queues| queues.iter().find(|q| q["queue"] == payment_queue.as_str()))
-        .unwrap_or_else(|| {
-            panic!(
-                "orderctl status shows no replicas of {payment_queue}: {}",
-                status["broker"]
-            )
+                .any(|n| n["url"] == down.as_str() && n["up"] == false)
         });
+        let payment = status["broker"]["queues"]
+            .as_array()
+            .and_then(|queues| queues.iter().find(|q| q["queue"] == payment_queue.as_str()))
+            .cloned();
+        match payment {
+            Some(payment) if node_down && payment["online"].as_array().map(Vec::len) == Some(2) => {
+                break payment;
+            }
+            _ => assert!(
+                shown_at.elapsed() < Duration::from_secs(30),
+                "orderctl status does not show {down} down and {payment_queue} with 2 of 3 replicas online within 30s: {}",
+                status["broker"]
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert_eq!(
         payment["members"].as_array().map(Vec::len),
         Some(3),
         "{payment}"
     );
-    assert_eq!(
-        payment["online"].as_array().map(Vec::len),
-        Some(2),
-        "{payment}"
-    );
-    let resumed = loop {
-        let mut any = false;
-        for marker in &markers {
-            if let Some(record) = fleet.order(&marker.order_id).await
-                && past_payment(record.state)
-            {
-                any = true;
-            }
-        }
-        if any {
-            break killed.at.elapsed();
-        }
-        assert!(
-            killed.at.elapsed() < Duration::from_secs(120),
-            "no order placed after the kill got past payment within 120s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let resumed = time_to_resume(&fleet, &markers, killed.at).await;
     eprintln!(
         "RabbitMQ: killed {} (leader of {payment_queue}); the fleet resumed (an order placed after the kill got past payment) {resumed:?} after the kill",
         node_name(leader)
     );
-    fleet.place_all(second).await;
     killed.restart(&format!("{}.", fleet.namespace())).await;
+
+    // Redis half: kill -9 the master holding an order still in flight; its
+    // replica is promoted and the fleet rides the failover out.
+    fleet.place_all(second).await;
+    let looking = Instant::now();
+    let in_flight = loop {
+        let mut found = None;
+        for order in second {
+            if let Some(record) = fleet.order(&order.order_id).await
+                && !record.state.is_terminal()
+                && !record.state.requires_reason()
+            {
+                found = Some(order.order_id.clone());
+                break;
+            }
+        }
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            looking.elapsed() < Duration::from_secs(30),
+            "no order of the second half in flight within 30s of placing it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let master = clusters::redis_master_of(&format!(
+        "{}:order:{{{in_flight}}}:state",
+        fleet.namespace()
+    ));
+    let killed_redis = KilledRedis::master(master);
+    let redis_markers: Vec<Order> = (0..10)
+        .map(|i| Order::new(&format!("ord-cluster-after-redis-kill-{i}")))
+        .collect();
+    fleet.place_all(&redis_markers).await;
+    let redis_resumed = time_to_resume(&fleet, &redis_markers, killed_redis.at).await;
+    eprintln!(
+        "Redis: killed master {master} (holding {in_flight}, in flight); the fleet resumed (an order placed after the kill got past payment) {redis_resumed:?} after the kill"
+    );
+    drop(killed_redis);
 
     let records = fleet.settle_and_check(Duration::from_secs(240)).await;
     eprintln!(
@@ -472,9 +543,10 @@ async fn the_fleet_loses_no_order_when_the_payment_leader_is_killed() {
         started.elapsed(),
         tally(&records)
     );
-    assert!(records.len() >= 510, "{} orders", records.len());
+    assert!(records.len() >= 520, "{} orders", records.len());
     assert_good_orders_not_refused(&fleet, &orders).await;
     assert_good_orders_not_refused(&fleet, &markers).await;
+    assert_good_orders_not_refused(&fleet, &redis_markers).await;
     assert!(
         fleet.dead_workers().is_empty(),
         "no worker exits over a lost node: {:?}",

@@ -151,7 +151,9 @@ async fn replicas(nodes: &[&str], queues: &[String]) -> Result<Vec<QueueReplicas
     Err(why)
 }
 
-/// `amqp://u:p@host:5701/%2f` → `http://u:p@host:15701/api/queues/%2f?columns=…`:
+/// `amqp://u:p@host:5701/%2f` → `http://u:p@host:15701/api/queues/%2f?columns=…`
+/// (`disable_stats`: without it RabbitMQ 3.10 answers 500 for as long as
+/// a node of the cluster is down — exactly when an operator looks):
 /// the same host, user and password (still percent-encoded) and virtual
 /// host; `amqps` pairs with `https`.
 fn queues_api(amqp: &str) -> Option<String> {
@@ -177,7 +179,7 @@ fn queues_api(amqp: &str) -> Option<String> {
     let api_port = port.checked_add(API_PORT_OFFSET)?;
     let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
     Some(format!(
-        "{web}://{userinfo}{host}:{api_port}/api/queues/{vhost}?columns=name,leader,members,online"
+        "{web}://{userinfo}{host}:{api_port}/api/queues/{vhost}?columns=name,leader,members,online&disable_stats=true"
     ))
 }
 
@@ -189,15 +191,15 @@ mod tests {
     fn the_api_is_the_amqp_node_plus_ten_thousand() {
         assert_eq!(
             queues_api("amqp://guest:guest@127.0.0.1:5701/%2f").unwrap(),
-            "http://guest:guest@127.0.0.1:15701/api/queues/%2f?columns=name,leader,members,online"
+            "http://guest:guest@127.0.0.1:15701/api/queues/%2f?columns=name,leader,members,online&disable_stats=true"
         );
         assert_eq!(
             queues_api("amqps://u:p%40ss@rabbit.example/prod").unwrap(),
-            "https://u:p%40ss@rabbit.example:15671/api/queues/prod?columns=name,leader,members,online"
+            "https://u:p%40ss@rabbit.example:15671/api/queues/prod?columns=name,leader,members,online&disable_stats=true"
         );
         assert_eq!(
             queues_api("amqp://localhost").unwrap(),
-            "http://localhost:15672/api/queues/%2f?columns=name,leader,members,online"
+            "http://localhost:15672/api/queues/%2f?columns=name,leader,members,online&disable_stats=true"
         );
         assert_eq!(queues_api("http://x"), None);
     }
