@@ -438,7 +438,16 @@ fn a_wrong_namespace_is_bad_input_and_says_which_exist() {
 async fn replay_dry_runs_sends_once_per_replay_id_and_prints_json() {
     let ns = Namespace::declared().await;
     let order = OrderId::parse("o-1").unwrap();
-    let body = json!({"schema": "order.placed/v1", "order_id": "o-1"});
+    // A readable order: the dry run is the stage's own route, and an
+    // unreadable one would only be escalated.
+    let body = json!({
+        "schema": "order.placed/v1", "order_id": "o-1", "customer_id": "c-1",
+        "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": 100}],
+        "currency": "EUR", "payment_token": "tok_ok",
+        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Berlin",
+                             "postal_code": "10115", "country": "DE"},
+        "placed_at": "2026-11-28T10:15:00Z"
+    });
     ns.store
         .create_order(&order, &body, "o-1", &Policy::default_policy().id(), "test")
         .await
