@@ -17,6 +17,31 @@ pub use orderflow_verify::{AuditStep, Expectations, OrderView, Snapshot, Violati
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Fleet {
+    /// Good orders (tok_ok, a supported country, plentiful stock) may end
+    /// delayed or escalated under faults, never refused or rolled back.
+    pub async fn assert_good_orders_not_refused(&self, orders: &[crate::Order]) {
+        for order in orders {
+            let plain = order.payment_token == "tok_ok"
+                && order.country != "ZZ"
+                && order.items.iter().all(|(sku, _, _)| sku != "SKU-SCARCE");
+            if !plain {
+                continue;
+            }
+            let record = self.expect_order(&order.order_id).await;
+            assert!(
+                matches!(
+                    record.state,
+                    crate::OrderState::Delivered | crate::OrderState::Escalated
+                ),
+                "{} is {} ({:?}): {}",
+                order.order_id,
+                record.state,
+                record.reason,
+                self.history(&order.order_id).await
+            );
+        }
+    }
+
     /// What the invariants are measured against, from what this fleet
     /// published and the simulator's profile.
     pub fn expectations(&self) -> Expectations {

@@ -361,28 +361,6 @@ async fn killing_a_work_queue_leader_loses_no_message_and_publishing_resumes() {
         .unwrap_or_else(|e| panic!("the consumer failed: {}", chain(&e)));
 }
 
-/// Good orders (tok_ok, a supported country, plentiful stock) may end
-/// delayed or escalated under faults, never refused or rolled back.
-async fn assert_good_orders_not_refused(fleet: &Fleet, orders: &[Order]) {
-    for order in orders {
-        let plain = order.payment_token == "tok_ok"
-            && order.country != "ZZ"
-            && order.items.iter().all(|(sku, _, _)| sku != "SKU-SCARCE");
-        if !plain {
-            continue;
-        }
-        let record = fleet.expect_order(&order.order_id).await;
-        assert!(
-            matches!(record.state, OrderState::Delivered | OrderState::Escalated),
-            "{} is {} ({:?}): {}",
-            order.order_id,
-            record.state,
-            record.reason,
-            fleet.history(&order.order_id).await
-        );
-    }
-}
-
 /// The fleet on the clusters: workers, `orderctl` and the harness on the
 /// 3-node RabbitMQ cluster and the Redis Cluster.
 fn on_clusters(options: FleetOptions) -> FleetOptions {
@@ -544,9 +522,9 @@ async fn the_fleet_loses_no_order_when_a_broker_node_and_a_redis_master_are_kill
         tally(&records)
     );
     assert!(records.len() >= 520, "{} orders", records.len());
-    assert_good_orders_not_refused(&fleet, &orders).await;
-    assert_good_orders_not_refused(&fleet, &markers).await;
-    assert_good_orders_not_refused(&fleet, &redis_markers).await;
+    fleet.assert_good_orders_not_refused(&orders).await;
+    fleet.assert_good_orders_not_refused(&markers).await;
+    fleet.assert_good_orders_not_refused(&redis_markers).await;
     assert!(
         fleet.dead_workers().is_empty(),
         "no worker exits over a lost node: {:?}",

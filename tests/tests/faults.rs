@@ -4,33 +4,11 @@
 //! restarted. At the end every order has settled and I1–I9 hold.
 
 use orderflow_e2e::orders::mixed;
-use orderflow_e2e::{Endpoint, Fleet, FleetOptions, Order, OrderState, WorkerKind, tally};
+use orderflow_e2e::{Endpoint, Fleet, FleetOptions, WorkerKind, tally};
 use std::time::Duration;
 
 /// A fault run settles slower: leases of killed workers lapse first.
 const SETTLE: Duration = Duration::from_secs(60);
-
-/// Good orders (tok_ok, a supported country, plentiful stock) may end
-/// delayed or escalated under faults, never refused or rolled back.
-async fn assert_good_orders_not_refused(fleet: &Fleet, orders: &[Order]) {
-    for order in orders {
-        let plain = order.payment_token == "tok_ok"
-            && order.country != "ZZ"
-            && order.items.iter().all(|(sku, _, _)| sku != "SKU-SCARCE");
-        if !plain {
-            continue;
-        }
-        let record = fleet.expect_order(&order.order_id).await;
-        assert!(
-            matches!(record.state, OrderState::Delivered | OrderState::Escalated),
-            "{} is {} ({:?}): {}",
-            order.order_id,
-            record.state,
-            record.reason,
-            fleet.history(&order.order_id).await
-        );
-    }
-}
 
 /// Producer mistakes mixed into a run (I7: each parked once, no worker
 /// stopped).
@@ -85,7 +63,7 @@ async fn workers_killed_mid_run_lose_and_repeat_nothing() {
 
     let records = fleet.settle_and_check(SETTLE).await;
     eprintln!("settled: {}", tally(&records));
-    assert_good_orders_not_refused(&fleet, &orders).await;
+    fleet.assert_good_orders_not_refused(&orders).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +95,7 @@ async fn a_sigterm_drains_a_worker_without_losing_its_orders() {
 
     let records = fleet.settle_and_check(SETTLE).await;
     eprintln!("settled: {}", tally(&records));
-    assert_good_orders_not_refused(&fleet, &orders).await;
+    fleet.assert_good_orders_not_refused(&orders).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +116,7 @@ async fn dropped_broker_connections_lose_nothing() {
 
     let records = fleet.settle_and_check(SETTLE).await;
     eprintln!("settled: {}", tally(&records));
-    assert_good_orders_not_refused(&fleet, &orders).await;
+    fleet.assert_good_orders_not_refused(&orders).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,5 +136,5 @@ async fn a_redis_crash_and_restart_loses_nothing() {
 
     let records = fleet.settle_and_check(SETTLE).await;
     eprintln!("settled: {}", tally(&records));
-    assert_good_orders_not_refused(&fleet, &orders).await;
+    fleet.assert_good_orders_not_refused(&orders).await;
 }

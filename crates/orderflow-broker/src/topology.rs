@@ -535,7 +535,15 @@ mod tests {
     fn every_queue_asks_for_the_policy_replica_count() {
         let policy = parse("[broker]\nquorum_replicas = 5\n", "test").unwrap();
         let five = TopologySpec::from_policy("ns", &policy).unwrap();
-        for (name, args) in five.queues() {
+        // Every quorum queue; the two streams take RabbitMQ's own default,
+        // a replica on every node of the cluster.
+        let quorum: Vec<_> = five
+            .queues()
+            .into_iter()
+            .filter(|(_, args)| arg(args, "x-queue-type") == &text("quorum"))
+            .collect();
+        assert_eq!(quorum.len(), five.queues().len() - 2);
+        for (name, args) in quorum {
             assert_eq!(arg(&args, REPLICAS), &AMQPValue::LongInt(5), "{name}");
         }
         let default = spec().queues();
