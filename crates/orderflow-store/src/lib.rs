@@ -210,6 +210,8 @@ pub struct Store {
     scripts: Arc<Scripts>,
     fleet_audit_maxlen: u64,
     replica_acks: Option<ReplicaAcks>,
+    /// First attempts counted in this process, shared by its clones.
+    tally: Arc<budget::Tally>,
 }
 
 impl std::fmt::Debug for Store {
@@ -281,6 +283,7 @@ impl Store {
                     .unwrap_or(u64::MAX)
                     .max(1),
             }),
+            tally: Arc::default(),
         };
         store.ping().await?;
         Ok(store)
