@@ -61,7 +61,11 @@ pub fn main(role: Role) -> ExitCode {
 
 fn start(settings: Settings) -> Result<(), Failure> {
     telemetry::init_logging(settings.common.log)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: a worker's work is waiting on the broker, Redis and HTTP,
+    // and a fleet scales by processes. Threads of a multi-thread runtime
+    // woke each other for every hop (futex, context switches) and gave
+    // glibc an arena each (measured in docs/performance.md).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(format!("cannot start the async runtime: {e}")))?;
