@@ -11,6 +11,7 @@ use orderflow_ops::exceptions::{
     self as ops, EditRequest, Error, ErrorKind, ExceptionQueues, HaltThreshold, Operator,
     ReplayOutcome, ReplayRequest, Selection,
 };
+use orderflow_settings::{Amqp, Namespace, PolicySource, Redis};
 use orderflow_store::Store;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -51,22 +52,12 @@ pub enum ExceptionsCommand {
 /// Where the fleet is.
 #[derive(Debug, Args)]
 pub struct Fleet {
-    #[arg(long, env = "ORDERFLOW_NAMESPACE", default_value = "orderflow")]
-    pub namespace: String,
-    #[arg(
-        long,
-        env = "ORDERFLOW_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    pub amqp_url: String,
-    #[arg(
-        long,
-        env = "ORDERFLOW_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
+    #[command(flatten)]
+    pub namespace: Namespace,
+    #[command(flatten)]
+    pub amqp: Amqp,
+    #[command(flatten)]
+    pub redis: Redis,
 }
 
 /// Who acts, under which policy: audited with every change.
@@ -75,9 +66,8 @@ pub struct Acting {
     /// Who is acting, for the audit [default: ORDERFLOW_ACTOR, else $USER].
     #[arg(long, env = "ORDERFLOW_ACTOR")]
     pub actor: Option<String>,
-    /// The fleet's policy: a file, or a preset name (`default`, `naive`).
-    #[arg(long, env = "ORDERFLOW_POLICY", default_value = "default")]
-    pub policy: String,
+    #[command(flatten)]
+    pub policy: PolicySource,
 }
 
 #[derive(Debug, Args)]
@@ -409,7 +399,7 @@ async fn edit(args: EditArgs) -> Result<ExitCode, Failure> {
 }
 
 async fn connect(fleet: &Fleet) -> Result<ExceptionQueues, Failure> {
-    match ExceptionQueues::connect(&fleet.amqp_url, &fleet.namespace).await {
+    match ExceptionQueues::connect(&fleet.amqp.url, &fleet.namespace.name).await {
         Ok(queues) => Ok(queues),
         Err(err @ Error::NoSuchQueue { .. }) => {
             let mut failure = Failure::from(err);
@@ -424,7 +414,7 @@ async fn connect(fleet: &Fleet) -> Result<ExceptionQueues, Failure> {
 
 /// "namespaces with orders or workers here: …", when Redis answers.
 async fn known_namespaces(fleet: &Fleet) -> Option<String> {
-    let store = Store::connect(&fleet.redis_url, "orderctl").await.ok()?;
+    let store = Store::connect(&fleet.redis.url, "orderctl").await.ok()?;
     let known = store.known_namespaces().await.ok()?;
     Some(if known.is_empty() {
         "\nno namespace has orders or workers in this Redis".to_owned()
@@ -456,11 +446,11 @@ impl Acted {
 }
 
 async fn connect_acting(fleet: &Fleet, acting: &Acting) -> Result<Acted, Failure> {
-    let policy = crate::policy_source::load(&acting.policy).map_err(|err| Failure {
+    let policy = crate::policy_source::load(&acting.policy.spec).map_err(|err| Failure {
         kind: ErrorKind::BadInput,
         text: err.to_string(),
     })?;
-    let store = Store::connect(&fleet.redis_url, &fleet.namespace)
+    let store = Store::connect(&fleet.redis.url, &fleet.namespace.name)
         .await
         .map_err(|err| Failure {
             kind: if matches!(err.class(), orderflow_store::ErrorClass::Invalid) {
