@@ -8,9 +8,10 @@ mod print;
 use clap::{Args, Subcommand};
 use orderflow_core::{Policy, Stage};
 use orderflow_ops::exceptions::{
-    self as ops, EditRequest, Error, ErrorKind, ExceptionQueues, HaltThreshold, Operator,
-    ReplayOutcome, ReplayRequest, Selection,
+    self as ops, EditRequest, ExceptionQueues, HaltThreshold, Operator, ReplayOutcome,
+    ReplayRequest, Selection,
 };
+use orderflow_ops::{Error, Kind};
 use orderflow_settings::{Amqp, Namespace, PolicySource, Redis};
 use orderflow_store::Store;
 use std::num::NonZeroU32;
@@ -233,7 +234,7 @@ pub fn run(command: ExceptionsCommand) -> ExitCode {
             Ok(code) => code,
             Err(failure) => {
                 eprintln!("{failure}");
-                ExitCode::from(exit_code(failure.kind))
+                ExitCode::from(failure.kind.exit_code())
             }
         }
     })
@@ -242,7 +243,7 @@ pub fn run(command: ExceptionsCommand) -> ExitCode {
 /// An error, ready to print.
 struct Failure {
     text: String,
-    kind: ErrorKind,
+    kind: Kind,
 }
 
 impl std::fmt::Display for Failure {
@@ -257,14 +258,6 @@ impl From<Error> for Failure {
             kind: err.kind(),
             text: err.to_string(),
         }
-    }
-}
-
-fn exit_code(kind: ErrorKind) -> u8 {
-    match kind {
-        ErrorKind::Failed => 1,
-        ErrorKind::BadInput => 2,
-        ErrorKind::Unsafe => 3,
     }
 }
 
@@ -447,16 +440,16 @@ impl Acted {
 
 async fn connect_acting(fleet: &Fleet, acting: &Acting) -> Result<Acted, Failure> {
     let policy = crate::policy_source::load(&acting.policy.spec).map_err(|err| Failure {
-        kind: ErrorKind::BadInput,
+        kind: Kind::Invalid,
         text: err.to_string(),
     })?;
     let store = Store::connect(&fleet.redis.url, &fleet.namespace.name)
         .await
         .map_err(|err| Failure {
             kind: if matches!(err.class(), orderflow_store::ErrorClass::Invalid) {
-                ErrorKind::BadInput
+                Kind::Invalid
             } else {
-                ErrorKind::Failed
+                Kind::Failed
             },
             text: format!(
                 "cannot use Redis (--redis-url, ORDERFLOW_REDIS_URL): {err}; is it running?"
