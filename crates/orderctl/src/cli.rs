@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use orderflow_core::decide::FulfilmentStep;
 use orderflow_core::{Certainty, FailureClass, Stage};
+use orderflow_settings::{Amqp, DEFAULT_POLICY, Namespace, POLICY, PolicySource};
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
@@ -80,14 +81,10 @@ pub struct PublishArgs {
     /// Messages per second at most (default: as fast as confirmed).
     #[arg(long)]
     pub rate: Option<u32>,
-    #[arg(long, env = "ORDERFLOW_NAMESPACE", default_value = "orderflow")]
-    pub namespace: String,
-    #[arg(
-        long,
-        env = "ORDERFLOW_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: String,
+    #[command(flatten)]
+    pub namespace: Namespace,
+    #[command(flatten)]
+    pub amqp: Amqp,
     #[arg(long)]
     pub json: bool,
 }
@@ -107,7 +104,7 @@ pub enum PolicyCommand {
     /// Validate a policy; print its id (exit 0) or every problem (exit 2).
     Check {
         /// A policy file, or a preset name (`default`, `naive`).
-        #[arg(env = "ORDERFLOW_POLICY", default_value = "default")]
+        #[arg(env = POLICY.env, default_value = DEFAULT_POLICY)]
         policy: String,
         #[arg(long)]
         json: bool,
@@ -115,7 +112,7 @@ pub enum PolicyCommand {
     /// Print the effective policy, defaults filled in.
     Show {
         /// A policy file, or a preset name (`default`, `naive`).
-        #[arg(env = "ORDERFLOW_POLICY", default_value = "default")]
+        #[arg(env = POLICY.env, default_value = DEFAULT_POLICY)]
         policy: String,
     },
     /// Print the decision the policy makes for one situation, and the rule.
@@ -170,9 +167,8 @@ pub struct ExplainArgs {
     /// instead of a stage call (`--stage shipping`).
     #[arg(long, value_parser = parse_from_str::<FulfilmentStep>, conflicts_with_all = ["class", "certainty"])]
     pub fulfilment: Option<FulfilmentStep>,
-    /// A policy file, or a preset name (`default`, `naive`).
-    #[arg(long, env = "ORDERFLOW_POLICY", default_value = "default")]
-    pub policy: String,
+    #[command(flatten)]
+    pub policy: PolicySource,
     #[arg(long)]
     pub json: bool,
 }

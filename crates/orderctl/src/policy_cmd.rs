@@ -22,7 +22,7 @@ pub fn run(command: PolicyCommand) -> ExitCode {
             print!("{}", p.to_toml());
         }),
         PolicyCommand::Explain(args) => {
-            let spec = args.policy.clone();
+            let spec = args.policy.spec.clone();
             with_policy(&spec, |p| explain(p, &args))
         }
     }

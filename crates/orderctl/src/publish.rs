@@ -135,7 +135,7 @@ fn mixed_case(rng: &mut StdRng) -> (&'static str, &'static str, String, u64) {
 }
 
 async fn publish(args: &PublishArgs, messages: Vec<Message>) -> ExitCode {
-    let names = match Names::new(&args.namespace) {
+    let names = match Names::new(&args.namespace.name) {
         Ok(names) => names,
         Err(err) => {
             eprintln!("{err}");
@@ -143,7 +143,7 @@ async fn publish(args: &PublishArgs, messages: Vec<Message>) -> ExitCode {
         }
     };
     let exchange = names.orders_exchange();
-    let publisher = match Publisher::connect(&args.amqp_url, "orderctl-publish").await {
+    let publisher = match Publisher::connect(&args.amqp.url, "orderctl-publish").await {
         Ok(publisher) => publisher,
         Err(err) => {
             eprintln!("{}", orderflow_broker::chain(&err));
@@ -167,7 +167,7 @@ async fn publish(args: &PublishArgs, messages: Vec<Message>) -> ExitCode {
         Some(err) => {
             eprintln!(
                 "publishing stopped: {err}\n(is the fleet's topology declared in namespace `{}`? workers declare it when they start)",
-                args.namespace
+                args.namespace.name
             );
             ExitCode::from(1)
         }

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
+const AMQP_URL: &str = orderflow_settings::DEFAULT_AMQP_URL;
+const REDIS_URL: &str = orderflow_settings::DEFAULT_REDIS_URL;
 
 fn orderctl(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_orderctl"));

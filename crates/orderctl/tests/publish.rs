@@ -5,7 +5,7 @@ use orderflow_broker::{Connection, TopologySpec, admin};
 use orderflow_core::{Policy, Stage};
 use std::process::{Command, Output};
 
-const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const AMQP_URL: &str = orderflow_settings::DEFAULT_AMQP_URL;
 
 fn orderctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_orderctl"))

@@ -13,11 +13,12 @@ use std::process::{Command, Output};
 
 fn amqp_url() -> String {
     std::env::var("ORDERFLOW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+        .unwrap_or_else(|_| orderflow_settings::DEFAULT_AMQP_URL.into())
 }
 
 fn redis_url() -> String {
-    std::env::var("ORDERFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    std::env::var("ORDERFLOW_TEST_REDIS_URL")
+        .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.into())
 }
 
 struct Namespace {

@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use orderflow_bench::runtime_pipeline::Target;
 use orderflow_bench::{BenchConfig, ceiling, measure, raw, runtime_pipeline};
 use orderflow_core::Policy;
+use orderflow_settings::{Amqp, Redis};
 
 #[derive(Parser)]
 #[command(
@@ -52,18 +53,10 @@ enum Pipeline {
 
 #[derive(Args)]
 struct Conn {
-    #[arg(
-        long,
-        env = "ORDERFLOW_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    amqp_url: String,
-    #[arg(
-        long,
-        env = "ORDERFLOW_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    redis_url: String,
+    #[command(flatten)]
+    amqp: Amqp,
+    #[command(flatten)]
+    redis: Redis,
     /// Unacked deliveries per consumer.
     #[arg(long, default_value_t = 64)]
     prefetch: u16,
@@ -104,8 +97,8 @@ async fn main() -> anyhow::Result<()> {
             match pipeline {
                 Pipeline::Runtime { namespace, events } => {
                     let target = Target {
-                        amqp_url: conn.amqp_url,
-                        redis_url: conn.redis_url,
+                        amqp_url: conn.amqp.url,
+                        redis_url: conn.redis.url,
                         namespace,
                     };
                     let hops = runtime_pipeline::Hops { events };
@@ -121,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Pipeline::Raw { base } => {
                     raw::worker(
-                        &conn.amqp_url,
+                        &conn.amqp.url,
                         &base,
                         conn.prefetch,
                         conn.concurrency,
@@ -130,15 +123,15 @@ async fn main() -> anyhow::Result<()> {
                     .await
                 }
                 Pipeline::Ceiling { base } => {
-                    ceiling::worker(&conn.amqp_url, &conn.redis_url, &base, shutdown).await
+                    ceiling::worker(&conn.amqp.url, &conn.redis.url, &base, shutdown).await
                 }
             }
         }
         None => {
             let args = cli.run;
             let config = BenchConfig {
-                amqp_url: args.conn.amqp_url,
-                redis_url: args.conn.redis_url,
+                amqp_url: args.conn.amqp.url,
+                redis_url: args.conn.redis.url,
                 orders: args.orders,
                 prefetch: args.conn.prefetch,
                 concurrency: args.conn.concurrency,

@@ -6,9 +6,9 @@ use orderflow_bench::{BenchConfig, run_ceiling};
 #[tokio::test]
 async fn the_ceiling_completes_every_order_and_measures_its_cpu() {
     let config = BenchConfig {
-        amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+        amqp_url: orderflow_settings::DEFAULT_AMQP_URL.into(),
         redis_url: std::env::var("ORDERFLOW_TEST_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.into()),
         orders: 200,
         prefetch: 64,
         concurrency: 32,

@@ -11,13 +11,13 @@ use orderflow_store::Store;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const AMQP_URL: &str = orderflow_settings::DEFAULT_AMQP_URL;
 
 fn target() -> Target {
     Target {
         amqp_url: AMQP_URL.into(),
         redis_url: std::env::var("ORDERFLOW_TEST_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.into()),
         namespace: format!("t-{}", uuid::Uuid::new_v4().simple()),
     }
 }

@@ -69,7 +69,7 @@ mod tests {
 
     #[test]
     fn the_amqp_port_is_read_from_the_url() {
-        assert_eq!(amqp_port("amqp://guest:guest@127.0.0.1:5672/%2f"), 5672);
+        assert_eq!(amqp_port(orderflow_settings::DEFAULT_AMQP_URL), 5672);
         assert_eq!(amqp_port("amqp://u:p@host:5673"), 5673);
         assert_eq!(amqp_port("amqp://host/vh"), 5672);
     }

@@ -151,7 +151,7 @@ async fn stage_page(
     let read = async {
         let depth = queues.depth(stage).await?;
         let peeked = ops::peek(&queues, stage, DEFAULT_READ_LIMIT).await?;
-        Ok::<_, ops::Error>((queues.queue(stage), depth, peeked))
+        Ok::<_, orderflow_ops::Error>((queues.queue(stage), depth, peeked))
     }
     .await;
     queues.close().await;
@@ -906,12 +906,6 @@ async fn download(State(console): State<Console>, Path(file): Path<String>) -> R
     })
     .await;
     match read {
-        Ok(Ok(Err(err @ ops::Error::FileInUse { .. }))) => PageError::new(
-            StatusCode::CONFLICT,
-            "An export is running",
-            err.to_string(),
-        )
-        .into_response(),
         Ok(Ok(Err(err))) => PageError::from(err).into_response(),
         Ok(Ok(Ok(bytes))) => (
             [

@@ -117,29 +117,16 @@ impl IntoResponse for PageError {
     }
 }
 
-/// The library's errors, by what the operator does about them.
+/// The library's errors, by what the operator does about them: the one
+/// map from an operator error to an HTTP status and the page's title.
 impl From<orderflow_ops::Error> for PageError {
     fn from(err: orderflow_ops::Error) -> PageError {
-        let (status, title) = match err.kind() {
-            orderflow_ops::Kind::Invalid => {
-                (StatusCode::BAD_REQUEST, "Not done: check the request")
-            }
-            orderflow_ops::Kind::Refused => {
-                (StatusCode::CONFLICT, "Refused as unsafe: nothing was done")
-            }
-            orderflow_ops::Kind::Failed => (StatusCode::BAD_GATEWAY, "Could not be done now"),
-        };
-        PageError::new(status, title, err.to_string())
-    }
-}
-
-impl From<orderflow_ops::exceptions::Error> for PageError {
-    fn from(err: orderflow_ops::exceptions::Error) -> PageError {
-        use orderflow_ops::exceptions::ErrorKind;
-        let (status, title) = match err.kind() {
-            ErrorKind::BadInput => (StatusCode::BAD_REQUEST, "Not done: check the request"),
-            ErrorKind::Unsafe => (StatusCode::CONFLICT, "Refused as unsafe: nothing was done"),
-            ErrorKind::Failed => (StatusCode::BAD_GATEWAY, "Could not be done now"),
+        use orderflow_ops::{Error, Kind};
+        let (status, title) = match (&err, err.kind()) {
+            (Error::FileInUse { .. }, _) => (StatusCode::CONFLICT, "An export is running"),
+            (_, Kind::Invalid) => (StatusCode::BAD_REQUEST, "Not done: check the request"),
+            (_, Kind::Refused) => (StatusCode::CONFLICT, "Refused as unsafe: nothing was done"),
+            (_, Kind::Failed) => (StatusCode::BAD_GATEWAY, "Could not be done now"),
         };
         PageError::new(status, title, err.to_string())
     }

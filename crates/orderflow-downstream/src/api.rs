@@ -8,6 +8,7 @@ use orderflow_core::message::{LineItem, OrderId, ShippingAddress};
 use orderflow_core::policy::Policy;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
@@ -18,7 +19,38 @@ pub struct Reservation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
     pub payment_id: String,
-    pub status: String,
+    pub status: PaymentStatus,
+}
+
+/// A charge's state as the payment API names it (docs/downstream-api.md),
+/// read at the edge: any other status is not the contract's answer
+/// (`off_contract`), so no string the provider invents reaches a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Succeeded,
+    /// Accepted, not complete: the outcome is still unknown.
+    Processing,
+    Failed,
+    Refunded,
+}
+
+impl PaymentStatus {
+    /// The contract's name, which the policy's classification rules match.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Succeeded => "succeeded",
+            PaymentStatus::Processing => "processing",
+            PaymentStatus::Failed => "failed",
+            PaymentStatus::Refunded => "refunded",
+        }
+    }
+}
+
+impl fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +69,7 @@ impl Contract for Reservation {
 
 impl Contract for Payment {
     fn status(&self) -> &str {
-        &self.status
+        self.status.as_str()
     }
 }
 
@@ -218,5 +250,20 @@ impl ShippingApi {
         self.0
             .status("shipping.status", &path, SHIPMENT_STATES)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payment_status_is_named_as_the_contract_names_it() {
+        use PaymentStatus::*;
+        for status in [Succeeded, Processing, Failed, Refunded] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        let invented = json!({"payment_id": "pay_1", "status": "approved"});
+        assert!(serde_json::from_value::<Payment>(invented).is_err());
     }
 }

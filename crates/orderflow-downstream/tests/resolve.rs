@@ -19,7 +19,7 @@ use std::time::Duration;
 
 async fn store() -> Store {
     let url = std::env::var("ORDERFLOW_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.into());
     let ns = format!("test-{}", uuid::Uuid::new_v4());
     Store::connect(&url, &ns).await.unwrap_or_else(|e| {
         panic!(

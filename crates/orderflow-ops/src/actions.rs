@@ -22,6 +22,7 @@ use orderflow_broker::names::ORDER_CANCEL;
 use orderflow_broker::{Meta, Outgoing};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Stage};
+use orderflow_downstream::api::PaymentStatus;
 use orderflow_downstream::{IdempotencyKey, Operation};
 use orderflow_runtime::Planned;
 use orderflow_runtime::effect::{RenderContext, Rendered, render};
@@ -583,7 +584,7 @@ impl<'a> Action<'a> {
         let seen = match &answer.body {
             Some(payment) => Seen::Charge {
                 id: payment.payment_id.clone(),
-                status: payment.status.clone(),
+                status: payment.status,
             },
             None if answer.outcome.code.as_deref() == Some("not_found") => Seen::NotFound,
             None => Seen::Unknown(format!(
@@ -606,20 +607,22 @@ impl<'a> Action<'a> {
                     id: payment,
                     status,
                 },
-            ) => match status.as_str() {
-                "succeeded" => {
+            ) => match status {
+                PaymentStatus::Succeeded => {
                     plan.fields.push(FieldUpdate::DownstreamId {
                         stage: Stage::Payment,
                         id: payment,
                     });
                     Ok(())
                 }
-                "processing" => Err(Error::Refused(format!(
+                PaymentStatus::Processing => Err(Error::Refused(format!(
                     "the provider still reports charge {payment} of order {id} as processing: wait until it settles, then resolve"
                 ))),
-                other => Err(Error::Refused(format!(
-                    "the provider reports charge {payment} of order {id} as {other}, not succeeded: resolve with --outcome failed, or check again"
-                ))),
+                other @ (PaymentStatus::Failed | PaymentStatus::Refunded) => {
+                    Err(Error::Refused(format!(
+                        "the provider reports charge {payment} of order {id} as {other}, not succeeded: resolve with --outcome failed, or check again"
+                    )))
+                }
             },
             (PaymentCheck::Succeeded { .. }, Seen::NotFound) => Err(Error::Refused(format!(
                 "the provider has no charge under order {id}'s key ({key}): if the customer paid another way, give that payment's id with --payment-id"
@@ -635,12 +638,12 @@ impl<'a> Action<'a> {
                     id: payment,
                     status,
                 },
-            ) => match status.as_str() {
-                "failed" | "refunded" => Ok(()),
-                "processing" => Err(Error::Refused(format!(
+            ) => match status {
+                PaymentStatus::Failed | PaymentStatus::Refunded => Ok(()),
+                PaymentStatus::Processing => Err(Error::Refused(format!(
                     "the provider still reports charge {payment} of order {id} as processing: wait until it settles, then resolve"
                 ))),
-                other => Err(Error::Refused(format!(
+                other @ PaymentStatus::Succeeded => Err(Error::Refused(format!(
                     "the provider reports charge {payment} of order {id} as {other}: releasing the stock of a paid order is not safe; resolve with --outcome succeeded, or refund with the provider first"
                 ))),
             },
@@ -795,7 +798,7 @@ impl<'a> Action<'a> {
 
 /// What the payment provider says about the order's charge.
 enum Seen {
-    Charge { id: String, status: String },
+    Charge { id: String, status: PaymentStatus },
     NotFound,
     Unknown(String),
 }

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
+const REDIS_URL: &str = orderflow_settings::DEFAULT_REDIS_URL;
 
 /// Quick status polls and retries, so a row takes a second at most.
 const POLICY: &str = r#"

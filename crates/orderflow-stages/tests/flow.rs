@@ -21,8 +21,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
+const AMQP_URL: &str = orderflow_settings::DEFAULT_AMQP_URL;
+const REDIS_URL: &str = orderflow_settings::DEFAULT_REDIS_URL;
 
 const FAST: &str = r#"
 [fulfilment]

@@ -13,8 +13,8 @@ use orderflow_store::{ScheduleKind, Store, Transition};
 use serde_json::json;
 use std::sync::Arc;
 
-const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
+const AMQP_URL: &str = orderflow_settings::DEFAULT_AMQP_URL;
+const REDIS_URL: &str = orderflow_settings::DEFAULT_REDIS_URL;
 
 /// Creates the order and moves it to `shipment_accepted` the way the stages
 /// do (each move audited and indexed).

@@ -15,8 +15,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
+const AMQP_URL: &str = orderflow_settings::DEFAULT_AMQP_URL;
+const REDIS_URL: &str = orderflow_settings::DEFAULT_REDIS_URL;
 
 /// Everything that bounds a finished order's retention made short, so a
 /// one-second retention passes the policy check.

@@ -216,7 +216,7 @@ mod tests {
     #[test]
     fn a_plain_url_is_one_node() {
         assert!(matches!(
-            Target::parse("redis://127.0.0.1:6379").unwrap(),
+            Target::parse(orderflow_settings::DEFAULT_REDIS_URL).unwrap(),
             Target::Node(_)
         ));
     }

@@ -12,9 +12,9 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use orderflow_broker::{Names, TopologySpec, without_password};
 use orderflow_core::{Policy, Stage};
 use orderflow_downstream::transport::Error as DownstreamError;
+use orderflow_settings::{AMQP_URL, Fleet, NAMESPACE, POLICY, REDIS_URL, Setting};
 use orderflow_stages::{Downstreams, Urls};
 use std::ffi::OsString;
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,35 +22,8 @@ use std::time::Duration;
 /// Settings every role takes.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// RabbitMQ URL, or comma-separated the URLs of a cluster's nodes
-    /// (the first that answers is used; on a lost connection, the next).
-    #[arg(
-        long,
-        env = "ORDERFLOW_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    pub amqp_url: String,
-
-    /// Redis URL.
-    #[arg(
-        long,
-        env = "ORDERFLOW_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
-
-    /// Prefix of every queue, exchange and Redis key; processes share work
-    /// only within one namespace.
-    #[arg(long, env = "ORDERFLOW_NAMESPACE", default_value = "orderflow")]
-    pub namespace: String,
-
-    /// Policy file, or a preset name: `default` (the built-in policy) or
-    /// `naive` (the benchmark baseline). Check a file with `orderctl policy
-    /// check FILE`.
-    #[arg(long, env = "ORDERFLOW_POLICY", default_value = "default")]
-    pub policy: String,
+    #[command(flatten)]
+    pub fleet: Fleet,
 
     /// Address of the health and metrics endpoints (/healthz, /readyz,
     /// /metrics); port 0 picks a free port, logged as `listening on ADDR`.
@@ -247,8 +220,8 @@ impl Settings {
     /// clients. The downstream APIs themselves are not contacted here: the
     /// worker checks them once running, unready until they answer.
     pub fn check(&self) -> Result<Checked, Failure> {
-        let c = &self.common;
-        for node in orderflow_broker::node_urls(&c.amqp_url) {
+        let c = &self.common.fleet;
+        for node in orderflow_broker::node_urls(&c.amqp.url) {
             check_url(
                 AMQP_URL,
                 node,
@@ -256,14 +229,14 @@ impl Settings {
                 "amqp://user:password@host:5672/%2f (or several, comma-separated)",
             )?;
         }
-        if c.redis_url.starts_with(orderflow_store::CLUSTER_SCHEME) {
+        if c.redis.url.starts_with(orderflow_store::CLUSTER_SCHEME) {
             // A seed list is no single URL: the store's own parser checks it.
-            orderflow_store::check_url(&c.redis_url)
+            orderflow_store::check_url(&c.redis.url)
                 .map_err(|e| Failure::setting(REDIS_URL, e, REDIS_URL_EXAMPLE))?;
         } else {
             check_url(
                 REDIS_URL,
-                &c.redis_url,
+                &c.redis.url,
                 &[
                     "redis",
                     "rediss",
@@ -276,7 +249,7 @@ impl Settings {
                 REDIS_URL_EXAMPLE,
             )?;
         }
-        Names::new(&c.namespace).map_err(|e| {
+        Names::new(&c.namespace.name).map_err(|e| {
             Failure::setting(
                 NAMESPACE,
                 e,
@@ -284,7 +257,7 @@ impl Settings {
             )
         })?;
         let policy =
-            orderflow_core::policy::from_source(&c.policy, |path| std::fs::read_to_string(path))
+            orderflow_core::policy::from_source(&c.policy.spec, |path| std::fs::read_to_string(path))
                 .map_err(|e| {
                     Failure::setting(
                         POLICY,
@@ -292,9 +265,9 @@ impl Settings {
                         "fix the file (`orderctl policy check FILE` shows the same problems) or name a preset: default, naive",
                     )
                 })?;
-        let spec = TopologySpec::from_policy(&c.namespace, &policy)
+        let spec = TopologySpec::from_policy(&c.namespace.name, &policy)
             .map_err(|e| Failure::setting(POLICY, e, "fix the policy file"))?;
-        let actor = match &c.actor {
+        let actor = match &self.common.actor {
             Some(actor) if actor.trim().is_empty() => {
                 return Err(Failure::setting(
                     ACTOR,
@@ -353,60 +326,31 @@ impl Apis {
     }
 }
 
-/// A setting as operators see it: its variable and its flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Setting {
-    pub env: &'static str,
-    pub flag: &'static str,
-}
-
-impl fmt::Display for Setting {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.env, self.flag)
-    }
-}
-
-pub const AMQP_URL: Setting = Setting {
-    env: "ORDERFLOW_AMQP_URL",
-    flag: "--amqp-url",
-};
 /// One Redis, or a Redis Cluster by its seed nodes (orderflow-store).
 const REDIS_URL_EXAMPLE: &str =
     "redis://host:6379 (one Redis) or redis+cluster://host:7001,host:7002 (a Redis Cluster)";
-pub const REDIS_URL: Setting = Setting {
-    env: "ORDERFLOW_REDIS_URL",
-    flag: "--redis-url",
-};
-pub const NAMESPACE: Setting = Setting {
-    env: "ORDERFLOW_NAMESPACE",
-    flag: "--namespace",
-};
-pub const POLICY: Setting = Setting {
-    env: "ORDERFLOW_POLICY",
-    flag: "--policy",
-};
 pub const LISTEN: Setting = Setting {
     env: "ORDERFLOW_LISTEN",
-    flag: "--listen",
+    long: "listen",
 };
 const ACTOR: Setting = Setting {
     env: "ORDERFLOW_ACTOR",
-    flag: "--actor",
+    long: "actor",
 };
 
 pub(crate) fn downstream_url(stage: Stage) -> Setting {
     match stage {
         Stage::Inventory => Setting {
             env: "ORDERFLOW_INVENTORY_URL",
-            flag: "--inventory-url",
+            long: "inventory-url",
         },
         Stage::Payment => Setting {
             env: "ORDERFLOW_PAYMENT_URL",
-            flag: "--payment-url",
+            long: "payment-url",
         },
         Stage::Shipping => Setting {
             env: "ORDERFLOW_SHIPPING_URL",
-            flag: "--shipping-url",
+            long: "shipping-url",
         },
     }
 }

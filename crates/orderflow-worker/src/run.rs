@@ -2,9 +2,7 @@
 //! start-up checks against Redis and RabbitMQ, then the role's work until a
 //! signal drains it.
 
-use crate::config::{
-    AMQP_URL, Common, Consume, Job, LISTEN, NAMESPACE, POLICY, REDIS_URL, Settings,
-};
+use crate::config::{Common, Consume, Job, LISTEN, Settings};
 use crate::contract;
 use crate::failure::Failure;
 use crate::http::{self, Readiness};
@@ -18,6 +16,7 @@ use orderflow_broker::{
 use orderflow_core::Stage;
 use orderflow_core::policy::StorePolicy;
 use orderflow_runtime::{Env, StageLogic, StageRunner};
+use orderflow_settings::{AMQP_URL, NAMESPACE, POLICY, REDIS_URL};
 use orderflow_stages::{InventoryStage, PaymentStage, Reconciler, ShippingStage};
 use orderflow_store::{Error as StoreError, Store, StoreOptions};
 use std::sync::Arc;
@@ -86,7 +85,7 @@ pub async fn run(settings: Settings) -> Result<(), Failure> {
     info!(
         role = role.as_str(),
         policy_id = %policy_id,
-        namespace = common.namespace,
+        namespace = common.fleet.namespace.name,
         actor = checked.actor,
         "started"
     );
@@ -192,16 +191,16 @@ async fn within_drain(
 /// not take deliveries. The policy says how many replicas each state write
 /// waits for.
 async fn connect_store(common: &Common, policy: &StorePolicy) -> Result<Store, Failure> {
-    let shown = without_password(&common.redis_url);
+    let shown = without_password(&common.fleet.redis.url);
     // Error texts may quote the URL: never with its password.
-    let masked = |e: &StoreError| e.to_string().replace(&common.redis_url, &shown);
+    let masked = |e: &StoreError| e.to_string().replace(&common.fleet.redis.url, &shown);
     let fix = "start Redis (`redis-server --daemonize yes`) or point the setting at a running one";
     match tokio::time::timeout(
         CONNECT_TIMEOUT,
         Store::connect_with(
-            &common.redis_url,
+            &common.fleet.redis.url,
             StoreOptions {
-                namespace: common.namespace.clone(),
+                namespace: common.fleet.namespace.name.clone(),
                 replica_acks: policy.replica_acks,
                 replica_ack_timeout: policy.replica_ack_timeout,
                 ..StoreOptions::default()
@@ -238,15 +237,15 @@ async fn connect_store(common: &Common, policy: &StorePolicy) -> Result<Store, F
 /// policy; every role declares them, so the first process up creates them
 /// and the reconciler can publish before any worker has started.
 async fn declare_topology(role: Role, common: &Common, spec: &TopologySpec) -> Result<(), Failure> {
-    let shown = without_password(&common.amqp_url);
-    let name = format!("{}.{}.startup", common.namespace, role.binary());
+    let shown = without_password(&common.fleet.amqp.url);
+    let name = format!("{}.{}.startup", common.fleet.namespace.name, role.binary());
     // A cluster's list is tried node by node: a node that drops packets
     // must not use up the time the next one needs to answer.
-    let nodes = orderflow_broker::node_urls(&common.amqp_url).len();
+    let nodes = orderflow_broker::node_urls(&common.fleet.amqp.url).len();
     let allowed = CONNECT_TIMEOUT.saturating_mul(u32::try_from(nodes).unwrap_or(u32::MAX));
     let connection = match tokio::time::timeout(
         allowed,
-        orderflow_broker::connect_named(&common.amqp_url, &name),
+        orderflow_broker::connect_named(&common.fleet.amqp.url, &name),
     )
     .await
     {
@@ -267,13 +266,13 @@ async fn declare_topology(role: Role, common: &Common, spec: &TopologySpec) -> R
         BrokerError::TopologyConflict { .. } | BrokerError::ExchangeConflict { .. } => {
             Failure::Startup(format!(
                 "{POLICY}: the policy does not match the queues namespace `{}` already has: {}",
-                common.namespace,
+                common.fleet.namespace.name,
                 chain(&e)
             ))
         }
         _ => Failure::Startup(format!(
             "cannot declare the queues of namespace `{}` on RabbitMQ at {shown}: {}",
-            common.namespace,
+            common.fleet.namespace.name,
             chain(&e)
         )),
     })
@@ -298,12 +297,16 @@ impl Consuming<'_> {
         let spec = TopologySpec::clone(&self.env.spec);
         let queue = spec.names().work_queue(logic.stage());
         let config = ConsumerConfig {
-            amqp_url: self.common.amqp_url.clone(),
+            amqp_url: self.common.fleet.amqp.url.clone(),
             queue: queue.clone(),
             prefetch: self.consume.prefetch,
             concurrency: usize::try_from(self.consume.concurrency).unwrap_or(usize::MAX),
             shutdown_grace: self.consume.shutdown_grace,
-            consumer_tag_prefix: format!("{}.{}", self.common.namespace, self.role.binary()),
+            consumer_tag_prefix: format!(
+                "{}.{}",
+                self.common.fleet.namespace.name,
+                self.role.binary()
+            ),
         };
         let runner = StageRunner::new(logic, self.env);
         Consumer::run_pausable(config, spec, runner, self.shutdown, self.held)
@@ -314,8 +317,8 @@ impl Consuming<'_> {
 
 async fn reconcile(env: Env, common: &Common, shutdown: CancellationToken) -> Result<(), Failure> {
     let publisher = Publisher::lazy(
-        &common.amqp_url,
-        &format!("{}.reconciler.publisher", common.namespace),
+        &common.fleet.amqp.url,
+        &format!("{}.reconciler.publisher", common.fleet.namespace.name),
     );
     let reconciled = Reconciler::new(env, publisher.clone()).run(shutdown).await;
     publisher.close().await;

@@ -1,7 +1,8 @@
 //! Editing a message body in the operator's editor.
 
 use super::Failure;
-use orderflow_ops::exceptions::{EditSubject, ErrorKind};
+use orderflow_ops::Kind;
+use orderflow_ops::exceptions::EditSubject;
 use std::process::Command;
 
 /// Opens the body in `$VISUAL`, `$EDITOR` or `vi` (JSON pretty-printed),
@@ -9,7 +10,7 @@ use std::process::Command;
 /// refused: there is nothing to send.
 pub fn edit(subject: &EditSubject) -> Result<Vec<u8>, Failure> {
     let failed = |text: String| Failure {
-        kind: ErrorKind::Failed,
+        kind: Kind::Failed,
         text,
     };
     let original: Option<serde_json::Value> = serde_json::from_slice(&subject.body).ok();
@@ -57,7 +58,7 @@ pub fn edit(subject: &EditSubject) -> Result<Vec<u8>, Failure> {
     let body = match serde_json::from_slice::<serde_json::Value>(&edited) {
         Ok(value) if Some(&value) == original.as_ref() => {
             return Err(Failure {
-                kind: ErrorKind::BadInput,
+                kind: Kind::Invalid,
                 text: "the body is unchanged: nothing to send".into(),
             });
         }

@@ -8,9 +8,11 @@ mod print;
 use clap::{Args, Subcommand};
 use orderflow_core::{Policy, Stage};
 use orderflow_ops::exceptions::{
-    self as ops, EditRequest, Error, ErrorKind, ExceptionQueues, HaltThreshold, Operator,
-    ReplayOutcome, ReplayRequest, Selection,
+    self as ops, EditRequest, ExceptionQueues, HaltThreshold, Operator, ReplayOutcome,
+    ReplayRequest, Selection,
 };
+use orderflow_ops::{Error, Kind};
+use orderflow_settings::{Amqp, Namespace, PolicySource, Redis};
 use orderflow_store::Store;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -51,22 +53,12 @@ pub enum ExceptionsCommand {
 /// Where the fleet is.
 #[derive(Debug, Args)]
 pub struct Fleet {
-    #[arg(long, env = "ORDERFLOW_NAMESPACE", default_value = "orderflow")]
-    pub namespace: String,
-    #[arg(
-        long,
-        env = "ORDERFLOW_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    pub amqp_url: String,
-    #[arg(
-        long,
-        env = "ORDERFLOW_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
+    #[command(flatten)]
+    pub namespace: Namespace,
+    #[command(flatten)]
+    pub amqp: Amqp,
+    #[command(flatten)]
+    pub redis: Redis,
 }
 
 /// Who acts, under which policy: audited with every change.
@@ -75,9 +67,8 @@ pub struct Acting {
     /// Who is acting, for the audit [default: ORDERFLOW_ACTOR, else $USER].
     #[arg(long, env = "ORDERFLOW_ACTOR")]
     pub actor: Option<String>,
-    /// The fleet's policy: a file, or a preset name (`default`, `naive`).
-    #[arg(long, env = "ORDERFLOW_POLICY", default_value = "default")]
-    pub policy: String,
+    #[command(flatten)]
+    pub policy: PolicySource,
 }
 
 #[derive(Debug, Args)]
@@ -243,7 +234,7 @@ pub fn run(command: ExceptionsCommand) -> ExitCode {
             Ok(code) => code,
             Err(failure) => {
                 eprintln!("{failure}");
-                ExitCode::from(exit_code(failure.kind))
+                ExitCode::from(failure.kind.exit_code())
             }
         }
     })
@@ -252,7 +243,7 @@ pub fn run(command: ExceptionsCommand) -> ExitCode {
 /// An error, ready to print.
 struct Failure {
     text: String,
-    kind: ErrorKind,
+    kind: Kind,
 }
 
 impl std::fmt::Display for Failure {
@@ -267,14 +258,6 @@ impl From<Error> for Failure {
             kind: err.kind(),
             text: err.to_string(),
         }
-    }
-}
-
-fn exit_code(kind: ErrorKind) -> u8 {
-    match kind {
-        ErrorKind::Failed => 1,
-        ErrorKind::BadInput => 2,
-        ErrorKind::Unsafe => 3,
     }
 }
 
@@ -409,7 +392,7 @@ async fn edit(args: EditArgs) -> Result<ExitCode, Failure> {
 }
 
 async fn connect(fleet: &Fleet) -> Result<ExceptionQueues, Failure> {
-    match ExceptionQueues::connect(&fleet.amqp_url, &fleet.namespace).await {
+    match ExceptionQueues::connect(&fleet.amqp.url, &fleet.namespace.name).await {
         Ok(queues) => Ok(queues),
         Err(err @ Error::NoSuchQueue { .. }) => {
             let mut failure = Failure::from(err);
@@ -424,7 +407,7 @@ async fn connect(fleet: &Fleet) -> Result<ExceptionQueues, Failure> {
 
 /// "namespaces with orders or workers here: …", when Redis answers.
 async fn known_namespaces(fleet: &Fleet) -> Option<String> {
-    let store = Store::connect(&fleet.redis_url, "orderctl").await.ok()?;
+    let store = Store::connect(&fleet.redis.url, "orderctl").await.ok()?;
     let known = store.known_namespaces().await.ok()?;
     Some(if known.is_empty() {
         "\nno namespace has orders or workers in this Redis".to_owned()
@@ -456,17 +439,17 @@ impl Acted {
 }
 
 async fn connect_acting(fleet: &Fleet, acting: &Acting) -> Result<Acted, Failure> {
-    let policy = crate::policy_source::load(&acting.policy).map_err(|err| Failure {
-        kind: ErrorKind::BadInput,
+    let policy = crate::policy_source::load(&acting.policy.spec).map_err(|err| Failure {
+        kind: Kind::Invalid,
         text: err.to_string(),
     })?;
-    let store = Store::connect(&fleet.redis_url, &fleet.namespace)
+    let store = Store::connect(&fleet.redis.url, &fleet.namespace.name)
         .await
         .map_err(|err| Failure {
             kind: if matches!(err.class(), orderflow_store::ErrorClass::Invalid) {
-                ErrorKind::BadInput
+                Kind::Invalid
             } else {
-                ErrorKind::Failed
+                Kind::Failed
             },
             text: format!(
                 "cannot use Redis (--redis-url, ORDERFLOW_REDIS_URL): {err}; is it running?"

@@ -49,9 +49,9 @@ pub fn bin_dir() -> PathBuf {
 /// inherited from the caller's `ORDERFLOW_*` settings.
 pub fn orderctl(args: &[&str]) -> Output {
     let amqp = std::env::var("ORDERFLOW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        .unwrap_or_else(|_| orderflow_settings::DEFAULT_AMQP_URL.into());
     let redis = std::env::var("ORDERFLOW_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.into());
     let bin_dir = bin_dir();
     let mut command = Command::new(env!("CARGO_BIN_EXE_orderctl"));
     for (name, _) in std::env::vars_os() {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 pub fn amqp_url() -> String {
     std::env::var("ORDERFLOW_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+        .unwrap_or_else(|_| orderflow_settings::DEFAULT_AMQP_URL.to_owned())
 }
 
 pub async fn broker() -> Connection {

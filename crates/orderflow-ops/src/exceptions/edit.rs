@@ -48,12 +48,12 @@ pub async fn discard(
 ) -> Result<DiscardReport, Error> {
     op.audit_actor()?;
     if reason.trim().is_empty() {
-        return Err(Error::Usage(
+        return Err(Error::Invalid(
             "say why with --reason: it goes into the audit".into(),
         ));
     }
     if ids.is_empty() {
-        return Err(Error::Usage("name at least one message id".into()));
+        return Err(Error::Invalid("name at least one message id".into()));
     }
     let scan = queues.scan(stage, limit).await?;
     let result = async {
@@ -159,14 +159,14 @@ pub async fn open_edit(
 /// string (`DE`).
 pub fn apply_sets(body: &[u8], sets: &[String]) -> Result<Vec<u8>, Error> {
     let mut value: Value = serde_json::from_slice(body).map_err(|e| {
-        Error::Usage(format!(
+        Error::Invalid(format!(
             "the body is not JSON ({e}); edit it in $EDITOR instead of with --set"
         ))
     })?;
     for set in sets {
         let (path, raw) = set
             .split_once('=')
-            .ok_or_else(|| Error::Usage(format!("--set `{set}`: write it as path=value")))?;
+            .ok_or_else(|| Error::Invalid(format!("--set `{set}`: write it as path=value")))?;
         let pointer = if path.starts_with('/') {
             path.to_owned()
         } else {
@@ -175,7 +175,7 @@ pub fn apply_sets(body: &[u8], sets: &[String]) -> Result<Vec<u8>, Error> {
         let new: Value =
             serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
         set_pointer(&mut value, &pointer, new)
-            .map_err(|why| Error::Usage(format!("--set `{set}`: {why}")))?;
+            .map_err(|why| Error::Invalid(format!("--set `{set}`: {why}")))?;
     }
     Ok(serde_json::to_vec(&value).expect("JSON values serialize"))
 }
@@ -228,7 +228,7 @@ pub fn check_body(stage: Stage, body: &[u8]) -> Result<BodyKind, Error> {
     if problems.is_empty() {
         Ok(kind)
     } else {
-        Err(Error::Invalid { problems })
+        Err(Error::InvalidBody { problems })
     }
 }
 
@@ -266,7 +266,7 @@ pub async fn edit(
     let kind = check_body(stage, &request.body)?;
     let after = sha256_hex(&request.body);
     if after == request.expected_sha256 {
-        return Err(Error::Usage(
+        return Err(Error::Invalid(
             "the body is unchanged: nothing to send (replay it with `exceptions replay` instead)"
                 .into(),
         ));
@@ -442,7 +442,7 @@ mod tests {
             BodyKind::OrderCancel
         );
         let bad = br#"{"schema":"order.cancel/v1","order_id":"o 1","reason":""}"#;
-        let Err(Error::Invalid { problems }) = check_body(Stage::Inventory, bad) else {
+        let Err(Error::InvalidBody { problems }) = check_body(Stage::Inventory, bad) else {
             panic!("refused");
         };
         assert_eq!(problems.len(), 2, "{problems:?}");

@@ -282,7 +282,7 @@ pub async fn import(
                 report.already_in_queue += 1;
                 continue;
             }
-            let body = record.body_bytes().map_err(Error::Usage)?;
+            let body = record.body_bytes().map_err(Error::Invalid)?;
             let properties = record.raw_properties()?;
             publisher
                 .publish("", &queues.queue(record.stage), &body, &properties)

@@ -25,7 +25,6 @@
 
 mod audit;
 mod edit;
-mod error;
 mod export;
 mod list;
 pub mod message;
@@ -38,7 +37,6 @@ pub use edit::{
     DiscardReport, EditReport, EditRequest, EditSubject, apply_sets, check_body, discard, edit,
     open_edit,
 };
-pub use error::{Error, ErrorKind};
 pub use export::{ExportReport, ImportReport, export, import, read_exported};
 pub use list::{Group, Listing, Peeked, QueueScan, list, peek};
 pub use message::{BodyKind, ExceptionMessage};
@@ -48,6 +46,7 @@ pub use replay::{
     Selection, new_replay_id, replay,
 };
 
+use crate::Error;
 use orderflow_broker::admin::{self, Cursor, Taken};
 use orderflow_broker::{Connection, Names, Publisher};
 use orderflow_core::{Policy, Stage};
@@ -76,7 +75,7 @@ impl Operator<'_> {
     pub(crate) fn audit_actor(&self) -> Result<String, Error> {
         let actor = self.actor.trim();
         if actor.is_empty() {
-            return Err(Error::Usage(
+            return Err(Error::Invalid(
                 "who is acting? give --actor, or set ORDERFLOW_ACTOR or USER".to_owned(),
             ));
         }
@@ -164,7 +163,7 @@ impl ExceptionQueues {
                 queue,
                 namespace: self.names.namespace().to_owned(),
             },
-            err => Error::Broker(err),
+            err => err.into(),
         }
     }
 

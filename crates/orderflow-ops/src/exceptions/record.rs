@@ -22,8 +22,8 @@
 //!   acknowledges, without writing it again, a message whose id and body
 //!   are already in the file.
 
-use super::error::Error;
 use super::message::sha256_hex;
+use crate::Error;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use orderflow_broker::admin::{FieldValue, RawProperties};
@@ -110,7 +110,7 @@ impl Record {
     }
 
     pub fn raw_properties(&self) -> Result<RawProperties, Error> {
-        self.properties.to_raw().map_err(Error::Usage)
+        self.properties.to_raw().map_err(Error::Invalid)
     }
 
     pub fn identity(&self) -> Identity {

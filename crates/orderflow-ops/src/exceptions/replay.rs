@@ -305,7 +305,7 @@ pub async fn replay(
     if let Selection::Ids(ids) = &request.selection
         && ids.is_empty()
     {
-        return Err(Error::Usage("name at least one message id".to_owned()));
+        return Err(Error::Invalid("name at least one message id".to_owned()));
     }
     let scan = queues.scan(request.stage, request.limit).await?;
     let mut run = Run {

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 pub fn amqp_url() -> String {
     std::env::var("ORDERFLOW_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+        .unwrap_or_else(|_| orderflow_settings::DEFAULT_AMQP_URL.to_owned())
 }
 
 pub fn redis_url() -> String {
-    std::env::var("ORDERFLOW_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    std::env::var("ORDERFLOW_REDIS_URL")
+        .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.to_owned())
 }
 
 pub struct Fleet {

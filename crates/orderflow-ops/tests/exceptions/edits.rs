@@ -2,7 +2,8 @@
 
 use crate::common::{Fleet, escalation, malformed, placed, step};
 use orderflow_core::{OrderState, Stage};
-use orderflow_ops::exceptions::{self, Audited, EditReport, EditRequest, Error, ErrorKind};
+use orderflow_ops::exceptions::{self, Audited, EditReport, EditRequest};
+use orderflow_ops::{Error, Kind};
 use serde_json::Value;
 
 fn broken_order() -> Vec<u8> {
@@ -43,7 +44,7 @@ async fn a_malformed_message_is_edited_checked_and_replayed() {
     )
     .await
     .unwrap_err();
-    assert_eq!(refused.kind(), ErrorKind::BadInput);
+    assert_eq!(refused.kind(), Kind::Invalid);
     assert!(
         refused.to_string().contains("/items/0/quantity"),
         "{refused}"
@@ -130,7 +131,7 @@ async fn an_edit_of_a_body_that_changed_meanwhile_is_refused() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsafe, "{err}");
+    assert_eq!(err.kind(), Kind::Refused, "{err}");
     assert_eq!(fleet.depth(&fleet.exceptions(Stage::Inventory)).await, 1);
     fleet.stop().await;
 }
@@ -173,7 +174,7 @@ async fn an_edited_step_keeps_its_first_attempt_and_the_replay_window() {
     }
 
     let refused = edit_step(&fleet, "m-old").await.unwrap_err();
-    assert_eq!(refused.kind(), ErrorKind::Unsafe, "{refused}");
+    assert_eq!(refused.kind(), Kind::Refused, "{refused}");
     assert!(
         refused.to_string().contains("exceptions.replay_window"),
         "{refused}"
@@ -227,7 +228,7 @@ async fn discarding_is_audited_on_the_order_or_in_the_fleet_stream() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::BadInput);
+    assert_eq!(err.kind(), Kind::Invalid);
     assert_eq!(fleet.depth(&fleet.exceptions(Stage::Payment)).await, 3);
     // A reason is required.
     let err = exceptions::discard(
@@ -240,7 +241,7 @@ async fn discarding_is_audited_on_the_order_or_in_the_fleet_stream() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::BadInput);
+    assert_eq!(err.kind(), Kind::Invalid);
 
     let report = exceptions::discard(
         &fleet.queues,

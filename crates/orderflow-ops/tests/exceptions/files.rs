@@ -3,7 +3,8 @@
 use crate::common::{Fleet, TempPath, malformed, step};
 use orderflow_broker::admin::{FieldValue, RawProperties, RawPublisher};
 use orderflow_core::Stage;
-use orderflow_ops::exceptions::{self, ErrorKind, Record};
+use orderflow_ops::Kind;
+use orderflow_ops::exceptions::{self, Record};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::Path;
@@ -13,7 +14,7 @@ async fn export(
     fleet: &Fleet,
     stage: Stage,
     path: &Path,
-) -> Result<exceptions::ExportReport, exceptions::Error> {
+) -> Result<exceptions::ExportReport, orderflow_ops::Error> {
     exceptions::export(&fleet.queues, &fleet.operator(), stage, path, None).await
 }
 
@@ -235,7 +236,7 @@ async fn export_refuses_to_append_to_a_file_of_something_else() {
     let out = TempPath::new("other.jsonl");
     std::fs::write(&out.0, "{\"some\":\"other file\"}\n").unwrap();
     let err = export(&fleet, Stage::Payment, &out.0).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::BadInput);
+    assert_eq!(err.kind(), Kind::Invalid);
     assert!(err.to_string().contains("line 1"), "{err}");
     assert_eq!(
         fleet.depth(&fleet.exceptions(Stage::Payment)).await,
@@ -264,7 +265,7 @@ async fn a_file_another_export_is_writing_is_neither_exported_to_nor_imported() 
     held.lock().unwrap();
 
     let err = export(&fleet, Stage::Payment, &out.0).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Failed, "{err}");
+    assert_eq!(err.kind(), Kind::Failed, "{err}");
     assert!(err.to_string().contains("an export is writing"), "{err}");
     assert_eq!(
         fleet.depth(&fleet.exceptions(Stage::Payment)).await,
@@ -297,7 +298,7 @@ async fn import_checks_every_line_before_publishing_any() {
     let err = exceptions::import(&fleet.queues, &fleet.operator(), &file.0)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::BadInput);
+    assert_eq!(err.kind(), Kind::Invalid);
     assert!(err.to_string().contains("line 2"), "{err}");
     assert_eq!(fleet.depth(&fleet.exceptions(Stage::Inventory)).await, 0);
     fleet.stop().await;

@@ -1,6 +1,6 @@
 //! `orderflow_ops::exceptions` against the real RabbitMQ
-//! (`ORDERFLOW_AMQP_URL`, default `amqp://guest:guest@127.0.0.1:5672/%2f`)
-//! and Redis (`ORDERFLOW_REDIS_URL`, default `redis://127.0.0.1:6379`),
+//! (`ORDERFLOW_AMQP_URL`) and Redis (`ORDERFLOW_REDIS_URL`), by default the
+//! local ones (`orderflow_settings::DEFAULT_AMQP_URL`, `DEFAULT_REDIS_URL`),
 //! each test in a namespace of its own.
 
 mod common;

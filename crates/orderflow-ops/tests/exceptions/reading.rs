@@ -164,7 +164,7 @@ async fn a_namespace_without_queues_is_named_as_such() {
     else {
         panic!("connected to an undeclared namespace");
     };
-    assert_eq!(err.kind(), exceptions::ErrorKind::BadInput);
+    assert_eq!(err.kind(), orderflow_ops::Kind::Invalid);
     assert!(
         err.to_string().contains(&format!("namespace `{ns}`")),
         "{err}"

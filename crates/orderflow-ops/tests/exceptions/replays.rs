@@ -5,8 +5,9 @@ use crate::common::{Fleet, escalation, malformed, step};
 use orderflow_broker::{Consumer, admin};
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Stage};
+use orderflow_ops::Kind;
 use orderflow_ops::exceptions::{
-    self, ErrorKind, HaltThreshold, ReplayOutcome, ReplayReport, ReplayRequest, Selection,
+    self, HaltThreshold, ReplayOutcome, ReplayReport, ReplayRequest, Selection,
 };
 use orderflow_runtime::noop::NoopStage;
 use orderflow_runtime::{Env, StageRunner};
@@ -380,7 +381,7 @@ async fn a_still_malformed_message_is_not_replayed_and_unknown_ids_are_refused()
     )
     .await
     .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::BadInput);
+    assert_eq!(err.kind(), Kind::Invalid);
     assert!(err.to_string().contains("no-such"), "{err}");
     assert_eq!(fleet.depth(&fleet.exceptions(Stage::Inventory)).await, 1);
     fleet.stop().await;

@@ -18,11 +18,12 @@ use std::time::Duration;
 
 pub fn amqp_url() -> String {
     std::env::var("ORDERFLOW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+        .unwrap_or_else(|_| orderflow_settings::DEFAULT_AMQP_URL.into())
 }
 
 pub fn redis_url() -> String {
-    std::env::var("ORDERFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    std::env::var("ORDERFLOW_TEST_REDIS_URL")
+        .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.into())
 }
 
 pub struct Fleet {

@@ -14,10 +14,11 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const AMQP_URL: &str = orderflow_settings::DEFAULT_AMQP_URL;
 
 pub fn redis_url() -> String {
-    std::env::var("ORDERFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    std::env::var("ORDERFLOW_TEST_REDIS_URL")
+        .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.into())
 }
 
 /// A policy with short delay tiers, so deferred copies come back quickly.

@@ -22,7 +22,7 @@ impl Backend {
     pub fn url(self) -> String {
         match self {
             Backend::Single => std::env::var("ORDERFLOW_TEST_REDIS_URL")
-                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+                .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.into()),
             Backend::Cluster => {
                 std::env::var("ORDERFLOW_TEST_REDIS_CLUSTER_URL").unwrap_or_else(|_| {
                     "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003".into()

@@ -1,5 +1,5 @@
 //! Integration tests against a real Redis (`ORDERFLOW_TEST_REDIS_URL`,
-//! default `redis://127.0.0.1:6379`) and a real Redis Cluster
+//! default the local one, `orderflow_settings::DEFAULT_REDIS_URL`) and a real Redis Cluster
 //! (`ORDERFLOW_TEST_REDIS_CLUSTER_URL`, default the one
 //! `scripts/clusters.sh up` starts on 127.0.0.1:7001–7006): each test runs
 //! once on each (`both!`), as `<test>::single_node` and `<test>::cluster`.
