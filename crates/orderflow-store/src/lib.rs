@@ -104,6 +104,7 @@ pub mod audit;
 pub mod begin;
 pub mod budget;
 pub mod cancel;
+mod coalesce;
 mod connection;
 pub mod error;
 pub mod fleet;
@@ -212,6 +213,7 @@ pub struct Store {
     replica_acks: Option<ReplicaAcks>,
     /// First attempts counted in this process, shared by its clones.
     tally: Arc<budget::Tally>,
+    fleet_writes: Arc<coalesce::FleetWrites>,
 }
 
 impl std::fmt::Debug for Store {
@@ -273,6 +275,7 @@ impl Store {
             }
         };
         let store = Store {
+            fleet_writes: Arc::new(coalesce::FleetWrites::new(conn.clone())),
             conn,
             keys: Arc::new(keys),
             scripts: Arc::new(Scripts::new()),

@@ -424,7 +424,7 @@ impl Store {
             self.fleet_audit_maxlen,
             &written.fields,
         ));
-        if let Err(err) = self.conn.batch::<redis::Value>(cmds).await {
+        if let Err(err) = self.fleet_writes.send(cmds).await {
             tracing::warn!(
                 order_id = %order_id,
                 version = written.version,

@@ -278,3 +278,40 @@ async fn paging_through_a_state_reaches_every_order_that_stays_in_it(backend: Ba
     assert_eq!(ids, ["pg-e"]);
     assert_eq!(third.next, None, "the last page says so");
 }
+
+both!(concurrent_writes_of_many_orders_all_reach_the_fleet_audit_and_the_index);
+async fn concurrent_writes_of_many_orders_all_reach_the_fleet_audit_and_the_index(
+    backend: Backend,
+) {
+    // The fleet-wide follow-ups of concurrent writes share pipelines
+    // (`coalesce`): none may be lost or land for the wrong order.
+    let t = TestNs::new(backend).await;
+    let ids: Vec<_> = (0..40).map(|i| order_id(&format!("many-{i}"))).collect();
+    for id in &ids {
+        create(&t.store, id).await;
+    }
+    let writes = ids.iter().map(|id| {
+        let store = t.store.clone();
+        async move { store.transition(id, &mv(1, Received, Reserved)).await }
+    });
+    for written in futures_util::future::join_all(writes).await {
+        written.unwrap();
+    }
+
+    let fleet = t.store.fleet_audit(None, 1_000).await.unwrap();
+    for id in &ids {
+        let moves: Vec<_> = fleet
+            .iter()
+            .filter(|e| &e.order_id == id)
+            .map(|e| (e.from, e.to))
+            .collect();
+        assert_eq!(
+            moves,
+            [(None, Received), (Some(Received), Reserved)],
+            "{id}"
+        );
+    }
+    let reserved = t.store.count_by_state().await.unwrap();
+    assert_eq!(reserved.get(&Reserved), Some(&40));
+    assert_eq!(reserved.get(&Received), Some(&0));
+}
