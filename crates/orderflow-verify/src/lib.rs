@@ -3,7 +3,7 @@
 //! The invariants I1–I9 (docs/design.md §5) as a pure check: the simulator's
 //! ledger is the truth about side effects, the store and its audit streams
 //! are the fleet's view, the inventory exception queue holds what was
-//! refused at the door. The end-to-end tests and `orderctl demo` read a
+//! refused at the door. The end-to-end tests and `orderflow-fleet demo` read a
 //! [`Snapshot`] their own way and hand it to [`check`].
 
 use downstream_sim::Ledger;

@@ -1,4 +1,4 @@
-//! A fleet on this machine, as `orderctl demo`, `bench` and `chaos` run it:
+//! A fleet on this machine, as `orderflow-fleet demo`, `bench` and `chaos` run it:
 //! a fresh namespace on the local RabbitMQ and Redis ([`Ground`]), the
 //! simulator and the four workers as child processes ([`launch`]), orders
 //! by state while they move ([`Ground::watch`]), and at the end everything
@@ -318,14 +318,14 @@ pub async fn ledger(sim_url: &str) -> Result<Ledger, String> {
 }
 
 /// Where the worker and simulator binaries are: as given, else beside
-/// orderctl.
+/// orderflow-fleet.
 pub fn bin_dir(given: Option<&Path>) -> Result<PathBuf, String> {
     match given {
         Some(dir) => Ok(dir.to_path_buf()),
         None => std::env::current_exe()
             .ok()
             .and_then(|exe| exe.parent().map(Path::to_path_buf))
-            .ok_or_else(|| "cannot tell where orderctl is; pass --bin-dir".to_owned()),
+            .ok_or_else(|| "cannot tell where orderflow-fleet is; pass --bin-dir".to_owned()),
     }
 }
 

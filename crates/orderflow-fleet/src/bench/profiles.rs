@@ -355,7 +355,7 @@ mod tests {
     /// Every file of `tests/profiles/` parses with its own parser: profiles
     /// with the simulator's, policies with the policy's, bench plans with
     /// the bench's (their phases with the simulator's); and every profile
-    /// there is shipped in orderctl.
+    /// there is shipped in orderflow-fleet.
     #[test]
     fn every_file_in_tests_profiles_parses() {
         let mut seen = Vec::new();

@@ -4,9 +4,9 @@
 
 use super::metrics::Counters;
 use crate::local_fleet::figures::Outcome;
-use crate::table::Table;
 use downstream_sim::Ledger;
 use orderflow_bench::measure::Figures;
+use orderflow_console::table::Table;
 use orderflow_verify::Violation;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -62,7 +62,7 @@ pub struct RunReport {
     /// Timed phases put in force: `(seconds, name)`.
     pub phases: Vec<(f64, String)>,
     /// CPU seconds per 1,000 orders: workers, simulator, RabbitMQ, Redis,
-    /// orderctl, total.
+    /// this process (`fleet`), total.
     pub cpu_seconds_per_1000: BTreeMap<String, f64>,
     pub worker_peak_rss_mib: BTreeMap<String, f64>,
 }
@@ -120,7 +120,7 @@ pub fn by_invariant(violations: &[Violation]) -> BTreeMap<String, usize> {
 impl BenchReport {
     pub fn print(&self) {
         println!(
-            "== orderctl bench: {} orders, profile {}, seed {} ==\n",
+            "== orderflow-fleet bench: {} orders, profile {}, seed {} ==\n",
             self.orders, self.profile, self.seed
         );
         let mut header = vec![""];
@@ -214,13 +214,13 @@ impl BenchReport {
             let cpu = &r.cpu_seconds_per_1000;
             let get = |k: &str| cpu.get(k).copied().unwrap_or(0.0);
             format!(
-                "{:.2} (workers {:.2}, sim {:.2}, RabbitMQ {:.2}, Redis {:.2}, orderctl {:.2})",
+                "{:.2} (workers {:.2}, sim {:.2}, RabbitMQ {:.2}, Redis {:.2}, orderflow-fleet {:.2})",
                 get("total"),
                 get("workers"),
                 get("simulator"),
                 get("rabbitmq"),
                 get("redis"),
-                get("orderctl")
+                get("fleet")
             )
         });
         row("worker peak RSS MiB (largest)", &|r| {

@@ -84,7 +84,7 @@ impl Children {
             .map_err(|e| format!("cannot open the log of {label}: {e}"))?;
         let _ = writeln!(
             log,
-            "===== orderctl: starting {label} at {} =====",
+            "===== orderflow-fleet: starting {label} at {} =====",
             jiff::Timestamp::now()
         );
         Command::new(program)
@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn a_restarted_process_is_found_at_its_new_address() {
-        let log = "x listening on 127.0.0.1:1000\n===== orderctl: starting\ny listening on 127.0.0.1:2000\n";
+        let log = "x listening on 127.0.0.1:1000\n===== orderflow-fleet: starting\ny listening on 127.0.0.1:2000\n";
         assert_eq!(listening_on(log).as_deref(), Some("127.0.0.1:2000"));
     }
 }

@@ -40,7 +40,7 @@ pub fn close_connections_of(pids: &[u32], broker_port: u16) -> Result<usize, Str
                     "-q",
                     "close_connection",
                     pid,
-                    "orderctl chaos: connection loss",
+                    "orderflow-fleet chaos: connection loss",
                 ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -3,9 +3,9 @@
 //! a replacement order, malformed messages, a redelivered duplicate and an
 //! id reused for another order.
 
-use crate::cli::Mix;
-use crate::publish::{Message, generate};
 use orderflow_broker::names::{ORDER_CANCEL, ORDER_PLACED};
+use orderflow_producer::Mix;
+use orderflow_producer::{Message, generate};
 use serde_json::{Value, json};
 
 pub struct Load {

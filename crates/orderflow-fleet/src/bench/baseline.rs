@@ -2,7 +2,7 @@
 //! beside the fleet in the same run — the raw lapin 4-hop pipeline, or the
 //! ceiling (the same hops with the claims and compare-and-sets a stage must
 //! make, in lapin and redis directly). Its worker is a process of its own
-//! (orderctl started again as `orderctl bench-baseline-worker`), driven with
+//! (this binary started again as `orderflow-fleet bench-baseline-worker`), driven with
 //! as many orders as the fleet, in queues (and keys) of its own removed
 //! afterwards.
 

@@ -1,4 +1,4 @@
-//! `orderctl chaos`: a bench-like run of the fleet with things breaking
+//! `orderflow-fleet chaos`: a bench-like run of the fleet with things breaking
 //! under it. While orders flow, a random worker is killed with SIGKILL and
 //! started again every few seconds, the workers' broker connections are
 //! closed twice, and Redis is killed and started again on its append-only
@@ -9,11 +9,11 @@
 
 mod broker;
 
-use crate::cli::Mix;
 use crate::local_fleet::figures::Outcome;
 use crate::local_fleet::{self, Children, Ground, Launch, Settled, WORKERS};
 use clap::Args;
 use orderflow_broker::Publisher;
+use orderflow_producer::Mix;
 use orderflow_verify::Expectations;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -58,7 +58,7 @@ pub struct ChaosArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Where the worker and simulator binaries are [default: beside orderctl].
+    /// Where the worker and simulator binaries are [default: beside orderflow-fleet].
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
     #[arg(
@@ -267,21 +267,24 @@ async fn run_chaos(
         dir.display()
     );
 
-    let orders = crate::publish::generate(args.orders, args.seed, Mix::Happy);
+    let orders = orderflow_producer::generate(args.orders, args.seed, Mix::Happy);
     let placed: Vec<String> = orders
         .iter()
         .filter_map(|m| m.message_id.strip_prefix("placed.").map(str::to_owned))
         .collect();
-    let publisher = Publisher::connect(&args.amqp_url, &format!("orderctl-chaos.{namespace}"))
-        .await
-        .map_err(|e| Stop::Failed(orderflow_broker::chain(&e).to_string()))?;
+    let publisher = Publisher::connect(
+        &args.amqp_url,
+        &format!("orderflow-fleet-chaos.{namespace}"),
+    )
+    .await
+    .map_err(|e| Stop::Failed(orderflow_broker::chain(&e).to_string()))?;
     let exchange = ground.spec.names().orders_exchange();
     // Spread over 80% of the chaos, so orders are in flight at every strike.
     let spread = args.duration.mul_f64(0.8).as_secs_f64().max(0.001);
     let rate = ((args.orders as f64 / spread).ceil() as u32).max(1);
     let started = Instant::now();
     let publishing = tokio::spawn(async move {
-        let sent = crate::publish::send(&publisher, &exchange, orders, Some(rate)).await;
+        let sent = orderflow_producer::send(&publisher, &exchange, orders, Some(rate)).await;
         publisher.close().await;
         sent
     });
@@ -519,7 +522,7 @@ fn which(program: &str) -> Option<PathBuf> {
 impl ChaosReport {
     fn print(&self) {
         println!(
-            "\n== orderctl chaos: {} orders, profile {}, {:.0} s of chaos, namespace {} ==",
+            "\n== orderflow-fleet chaos: {} orders, profile {}, {:.0} s of chaos, namespace {} ==",
             self.orders, self.profile, self.chaos_seconds, self.namespace
         );
         println!("redis: {}", self.redis);

@@ -1,16 +1,17 @@
-//! `orderctl bench` end to end: a small happy run against the real
+//! `orderflow-fleet bench` end to end: a small happy run against the real
 //! RabbitMQ and Redis, with the workers and the simulator as processes.
 
 mod support;
 
 use serde_json::Value;
-use support::{orderctl, shown};
+use support::{fleet, shown};
 
 #[test]
 fn a_happy_bench_reports_sane_figures_beside_the_raw_and_ceiling_baselines() {
-    let plot = std::env::temp_dir().join(format!("orderctl-bench-{}.svg", std::process::id()));
+    let plot =
+        std::env::temp_dir().join(format!("orderflow-fleet-bench-{}.svg", std::process::id()));
     let plot_arg = plot.display().to_string();
-    let out = orderctl(&[
+    let out = fleet(&[
         "bench",
         "--orders",
         "50",
@@ -91,7 +92,7 @@ fn a_happy_bench_reports_sane_figures_beside_the_raw_and_ceiling_baselines() {
 
 #[test]
 fn an_unknown_profile_is_bad_usage() {
-    let out = orderctl(&["bench", "--orders", "5", "--profile", "no-such-profile"]);
+    let out = fleet(&["bench", "--orders", "5", "--profile", "no-such-profile"]);
     assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("happy, flaky, ambiguous"), "{stderr}");

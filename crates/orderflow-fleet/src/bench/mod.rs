@@ -1,4 +1,4 @@
-//! `orderctl bench`: N orders through the fleet — the simulator with a
+//! `orderflow-fleet bench`: N orders through the fleet — the simulator with a
 //! named fault profile and the four workers as separate processes, in a
 //! fresh namespace per run — once per policy compared (`--policy naive`
 //! adds the naive preset after the chosen one), and what each run came
@@ -21,13 +21,13 @@ mod report;
 pub use baseline::{Baseline, BaselineWorkerArgs, run_worker as run_baseline_worker};
 pub use profiles::{BenchProfile, load as load_profile};
 
-use crate::cli::Mix;
 use crate::local_fleet::figures::Outcome;
 use crate::local_fleet::{self, Children, Ground, Launch, Settled};
 use clap::Args;
 use orderflow_broker::Publisher;
 use orderflow_console::charts::plot::{self, Sample};
 use orderflow_core::OrderState;
+use orderflow_producer::Mix;
 use orderflow_verify::Expectations;
 use profiles::{Phase, PolicyChoice};
 use report::{BenchReport, RunReport};
@@ -77,7 +77,7 @@ pub struct BenchArgs {
     /// Keep each run's namespace (queues and keys) and logs afterwards.
     #[arg(long)]
     pub keep: bool,
-    /// Where the worker and simulator binaries are [default: beside orderctl].
+    /// Where the worker and simulator binaries are [default: beside orderflow-fleet].
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
     #[arg(
@@ -285,21 +285,24 @@ async fn measure(
         dir.display()
     );
 
-    let orders = crate::publish::generate(args.orders, args.seed, Mix::Happy);
+    let orders = orderflow_producer::generate(args.orders, args.seed, Mix::Happy);
     let placed: Vec<String> = orders
         .iter()
         .filter_map(|m| m.message_id.strip_prefix("placed.").map(str::to_owned))
         .collect();
-    let publisher = Publisher::connect(&args.amqp_url, &format!("orderctl-bench.{namespace}"))
-        .await
-        .map_err(|e| Stop::Failed(orderflow_broker::chain(&e).to_string()))?;
+    let publisher = Publisher::connect(
+        &args.amqp_url,
+        &format!("orderflow-fleet-bench.{namespace}"),
+    )
+    .await
+    .map_err(|e| Stop::Failed(orderflow_broker::chain(&e).to_string()))?;
     let exchange = ground.spec.names().orders_exchange();
     let rate = args.rate.or(profile.plan.rate);
 
     let cpu_before = metrics::CpuMark::take(children);
     let started = Instant::now();
     let publishing = tokio::spawn(async move {
-        let sent = crate::publish::send(&publisher, &exchange, orders, rate).await;
+        let sent = orderflow_producer::send(&publisher, &exchange, orders, rate).await;
         publisher.close().await;
         sent
     });

@@ -1,15 +1,15 @@
-//! `orderctl chaos` end to end: a short run in which workers are killed
+//! `orderflow-fleet chaos` end to end: a short run in which workers are killed
 //! and restarted, the broker connections dropped and a private Redis
 //! restarted, and which must end with every order settled and I1–I9 intact.
 
 mod support;
 
 use serde_json::Value;
-use support::{orderctl, shown};
+use support::{fleet, shown};
 
 #[test]
 fn a_chaos_run_loses_no_order_and_breaks_no_invariant() {
-    let out = orderctl(&["chaos", "--orders", "100", "--duration", "15s", "--json"]);
+    let out = fleet(&["chaos", "--orders", "100", "--duration", "15s", "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("--json prints JSON ({e}):\n{}", shown(&out)));
     assert_eq!(

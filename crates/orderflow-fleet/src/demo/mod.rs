@@ -1,4 +1,4 @@
-//! `orderctl demo`: the whole fleet on one machine. Starts the simulator,
+//! `orderflow-fleet demo`: the whole fleet on one machine. Starts the simulator,
 //! the three stage workers and the reconciler as child processes on the
 //! local RabbitMQ and Redis in a fresh namespace, publishes a demo load
 //! under a fault mix that exercises every row of the stage table, shows
@@ -42,7 +42,7 @@ pub struct DemoArgs {
     /// and `orderctl exceptions` to look at.
     #[arg(long)]
     pub keep: bool,
-    /// Where the worker and simulator binaries are [default: beside orderctl].
+    /// Where the worker and simulator binaries are [default: beside orderflow-fleet].
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
     #[arg(
@@ -107,12 +107,14 @@ async fn demo(args: DemoArgs) -> Result<ExitCode, String> {
 
     let load = load::demo_load(args.orders, args.seed);
     let started = Instant::now();
-    let publisher = Publisher::connect(&args.amqp_url, "orderctl-demo")
+    let publisher = Publisher::connect(&args.amqp_url, "orderflow-fleet-demo")
         .await
         .map_err(|e| orderflow_broker::chain(&e).to_string())?;
     let exchange = ground.spec.names().orders_exchange();
-    let (sent, failed) = crate::publish::send(&publisher, &exchange, load.orders, args.rate).await;
-    let (_, failed_late) = crate::publish::send(&publisher, &exchange, load.follow_up, None).await;
+    let (sent, failed) =
+        orderflow_producer::send(&publisher, &exchange, load.orders, args.rate).await;
+    let (_, failed_late) =
+        orderflow_producer::send(&publisher, &exchange, load.follow_up, None).await;
     publisher.close().await;
     if let Some(problem) = failed.or(failed_late) {
         return Err(format!("publishing stopped after {sent} orders: {problem}"));

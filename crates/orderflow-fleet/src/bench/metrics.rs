@@ -92,7 +92,7 @@ pub struct CpuMark(BTreeMap<&'static str, u64>);
 
 impl CpuMark {
     /// The workers (together), the simulator, RabbitMQ and Redis when they
-    /// run on this host, and orderctl itself (publishing and watching).
+    /// run on this host, and this process itself (`fleet`: publishing and watching).
     pub fn take(children: &Children) -> CpuMark {
         let workers = WORKERS
             .iter()
@@ -105,7 +105,7 @@ impl CpuMark {
             ("simulator", ticks(children.pid("downstream-sim"))),
             ("rabbitmq", ticks(pid_named("beam.smp"))),
             ("redis", ticks(pid_named("redis-server"))),
-            ("orderctl", cpu_ticks(std::process::id())),
+            ("fleet", cpu_ticks(std::process::id())),
         ]))
     }
 

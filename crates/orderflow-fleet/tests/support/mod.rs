@@ -1,7 +1,7 @@
-//! Running `orderctl bench` and `orderctl chaos` from a test: the fleet's
-//! binaries are taken from the test executable's target directory
-//! (`target/<profile>/deps/<test>` → `target/<profile>`), where `cargo test
-//! -p orderctl` does not build them; a missing one fails the test with the
+//! Running `orderflow-fleet bench` and `orderflow-fleet chaos` from a test:
+//! the fleet's binaries are taken from the test executable's target
+//! directory (`target/<profile>/deps/<test>` → `target/<profile>`), where
+//! `cargo test -p orderflow-fleet` does not build them; a missing one fails the test with the
 //! `cargo build` that makes it. RabbitMQ and Redis are the local ones
 //! (`ORDERFLOW_TEST_AMQP_URL`, `ORDERFLOW_TEST_REDIS_URL` override them).
 
@@ -37,7 +37,7 @@ pub fn bin_dir() -> PathBuf {
             Some(other) => format!(" --profile {other}"),
         };
         panic!(
-            "{} not found in {}; build the fleet first: cargo build{profile} --bins -p orderctl -p orderflow-worker -p downstream-sim",
+            "{} not found in {}; build the fleet first: cargo build{profile} --bins -p orderflow-fleet -p orderflow-worker -p downstream-sim",
             missing.join(", "),
             dir.display()
         );
@@ -45,15 +45,15 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
-/// `orderctl ARGS --bin-dir DIR` on the test services, with nothing
+/// `orderflow-fleet ARGS --bin-dir DIR` on the test services, with nothing
 /// inherited from the caller's `ORDERFLOW_*` settings.
-pub fn orderctl(args: &[&str]) -> Output {
+pub fn fleet(args: &[&str]) -> Output {
     let amqp = std::env::var("ORDERFLOW_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     let redis = std::env::var("ORDERFLOW_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let bin_dir = bin_dir();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_orderctl"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orderflow-fleet"));
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("ORDERFLOW_") {
             command.env_remove(name);
@@ -65,7 +65,7 @@ pub fn orderctl(args: &[&str]) -> Output {
         .arg(&bin_dir)
         .args(["--amqp-url", &amqp, "--redis-url", &redis])
         .output()
-        .expect("orderctl runs")
+        .expect("orderflow-fleet runs")
 }
 
 /// Stdout and stderr, for a failing assertion.
