@@ -3,18 +3,17 @@
 //! audit streams are the fleet's view, the inventory exception queue holds
 //! what was refused at the door.
 //!
-//! [`check`] is a pure function of a [`Snapshot`] and [`Expectations`], so
-//! it is tested here without a fleet; [`Fleet::check_invariants`] takes the
-//! snapshot.
-//!
-//! The check itself is `orderflow_verify::check`; this module reads the
-//! [`Snapshot`] of a [`Fleet`].
+//! The check is `orderflow_verify::check`, a pure function of a
+//! [`Snapshot`] and [`Expectations`]; the snapshot is read by
+//! `orderflow_verify::read_snapshot`, as `orderflow-fleet` reads its own.
+//! This module hands them a [`Fleet`]'s namespace and what its test did.
 
 use crate::Fleet;
-use orderflow_core::Stage;
+use orderflow_broker::Connection;
 use orderflow_store::OrderRecord;
-pub use orderflow_verify::{AuditStep, Expectations, OrderView, Snapshot, Violation, check};
-use std::collections::{BTreeMap, BTreeSet};
+pub use orderflow_verify::{Expectations, Snapshot, Violation, check};
+use orderflow_verify::{Namespace, read_snapshot};
+use std::collections::BTreeSet;
 
 impl Fleet {
     /// Good orders (tok_ok, a supported country, plentiful stock) may end
@@ -55,55 +54,38 @@ impl Fleet {
         }
     }
 
-    /// Reads the ledger, every placed order and its audit, the inventory
-    /// exception queue and the workers' liveness.
+    /// Reads the ledger, every order placed or seen by the payment
+    /// provider with its audit, the exception queues and the workers'
+    /// liveness: `orderflow_verify::read_snapshot`, as `orderflow-fleet`
+    /// reads its own.
     pub async fn snapshot(&self) -> Snapshot {
-        let expected = self.expectations();
-        let mut ids: BTreeSet<String> = expected.placed.iter().cloned().collect();
         let ledger = self.ledger().await;
-        // Orders the downstreams saw but the test did not place (a fleet
-        // inventing orders) are checked too.
-        ids.extend(ledger.payments.iter().map(|p| p.order_id.clone()));
-        let mut orders = BTreeMap::new();
-        let mut audits = BTreeMap::new();
-        for id in ids {
-            if orderflow_core::message::OrderId::parse(&id).is_none() {
-                continue;
-            }
-            orders.insert(
-                id.clone(),
-                self.order(&id).await.as_ref().map(OrderView::from),
-            );
-            let audit = self.audit(&id).await;
-            audits.insert(id.clone(), audit.iter().map(AuditStep::from).collect());
-        }
-        let parked_orders = if expected.store_lost_writes {
-            self.parked_orders().await
-        } else {
-            BTreeSet::new()
-        };
-        Snapshot {
+        let broker = self.broker().await;
+        read_snapshot(
+            &self.verify_namespace(&broker),
             ledger,
-            orders,
-            audits,
-            inventory_exceptions: self.exceptions(Stage::Inventory).await,
-            parked_orders,
-            dead_workers: self.dead_workers(),
-        }
+            &self.expectations(),
+            self.dead_workers(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("reading the snapshot: {e}"))
     }
 
     /// Orders with a message in any stage's exception queue.
     pub async fn parked_orders(&self) -> BTreeSet<String> {
-        let mut parked = BTreeSet::new();
-        for stage in Stage::ALL {
-            parked.extend(
-                self.exceptions(stage)
-                    .await
-                    .iter()
-                    .filter_map(|p| p.order_id()),
-            );
+        let broker = self.broker().await;
+        orderflow_verify::parked_orders(&self.verify_namespace(&broker))
+            .await
+            .unwrap_or_else(|e| panic!("reading the exception queues: {e}"))
+    }
+
+    /// The namespace as `orderflow_verify` reads it, through `broker`.
+    fn verify_namespace<'a>(&'a self, broker: &'a Connection) -> Namespace<'a> {
+        Namespace {
+            store: &self.store,
+            broker,
+            names: self.spec.names(),
         }
-        parked
     }
 
     /// Every violation of I1–I9 now.

@@ -49,7 +49,7 @@ pub mod redis;
 
 pub use browser::Browser;
 pub use fleet::{Fleet, FleetOptions, WorkerKind};
-pub use invariants::{AuditStep, Expectations, OrderView, Snapshot, Violation};
+pub use invariants::{Expectations, Snapshot, Violation};
 pub use observe::{Event, Parked, reservation_states, tally};
 pub use orders::{Cancel, Order};
 

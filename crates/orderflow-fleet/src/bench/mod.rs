@@ -358,10 +358,6 @@ async fn measure(
         .await
         .map_err(Stop::Failed)?;
     let (calls, calls_per_order) = report::calls(&ledger, args.orders);
-    let snapshot = ground
-        .snapshot(ledger, &placed, &records, children.dead())
-        .await
-        .map_err(Stop::Failed)?;
     let expected = Expectations {
         placed: placed.clone(),
         malformed: Vec::new(),
@@ -369,6 +365,10 @@ async fn measure(
         external_refunds: BTreeSet::new(),
         store_lost_writes: false,
     };
+    let snapshot = ground
+        .snapshot(ledger, &expected, children.dead())
+        .await
+        .map_err(Stop::Failed)?;
     let violations = orderflow_verify::check(&snapshot, &expected);
     let run = RunReport {
         policy: policy.label.clone(),

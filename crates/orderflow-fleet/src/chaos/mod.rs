@@ -411,10 +411,6 @@ async fn run_chaos(
     let ledger = local_fleet::ledger(&launched.sim_url)
         .await
         .map_err(Stop::Failed)?;
-    let snapshot = ground
-        .snapshot(ledger, &placed, &records, children.dead())
-        .await
-        .map_err(Stop::Failed)?;
     let expected = Expectations {
         placed: placed.clone(),
         malformed: Vec::new(),
@@ -422,6 +418,10 @@ async fn run_chaos(
         external_refunds: BTreeSet::new(),
         store_lost_writes: false,
     };
+    let snapshot = ground
+        .snapshot(ledger, &expected, children.dead())
+        .await
+        .map_err(Stop::Failed)?;
     let violations = orderflow_verify::check(&snapshot, &expected);
     let report = ChaosReport {
         namespace: namespace.clone(),

@@ -130,9 +130,6 @@ async fn demo(args: DemoArgs) -> Result<ExitCode, String> {
     let records = ground.records(&load.placed).await?;
     let exceptions = ground.exceptions().await?;
     let ledger = local_fleet::ledger(&launched.sim_url).await?;
-    let snapshot = ground
-        .snapshot(ledger, &load.placed, &records, children.dead())
-        .await?;
     let expected = Expectations {
         placed: load.placed.clone(),
         malformed: load.malformed.clone(),
@@ -140,6 +137,7 @@ async fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         external_refunds: BTreeSet::new(),
         store_lost_writes: false,
     };
+    let snapshot = ground.snapshot(ledger, &expected, children.dead()).await?;
     let violations = orderflow_verify::check(&snapshot, &expected);
     children.stop(Duration::from_secs(10));
 

@@ -15,7 +15,7 @@ use orderflow_core::message::OrderId;
 use orderflow_core::state::Disposition;
 use orderflow_core::{OrderState, Policy, Stage};
 use orderflow_store::{OrderRecord, Store};
-use orderflow_verify::{AuditStep, OrderView, Parked, Snapshot};
+use orderflow_verify::{Expectations, Namespace, Snapshot};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -184,52 +184,22 @@ impl Ground {
         Ok(by_reason)
     }
 
-    /// Everything the invariants are checked against, read now.
+    /// Everything the invariants are checked against, read now: the
+    /// builder the end-to-end tests use too.
     pub async fn snapshot(
         &self,
         ledger: Ledger,
-        placed: &[String],
-        records: &[OrderRecord],
+        expected: &Expectations,
         dead_workers: Vec<String>,
     ) -> Result<Snapshot, String> {
-        let by_id: BTreeMap<String, &OrderRecord> = records
-            .iter()
-            .map(|r| (r.order_id.to_string(), r))
-            .collect();
-        let mut orders = BTreeMap::new();
-        let mut audits = BTreeMap::new();
-        for id in placed {
-            orders.insert(id.clone(), by_id.get(id).map(|r| OrderView::from(*r)));
-            if let Some(order_id) = OrderId::parse(id) {
-                let audit = self
-                    .store
-                    .order_audit(&order_id)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                audits.insert(id.clone(), audit.iter().map(AuditStep::from).collect());
-            }
-        }
-        let queue = self.spec.names().exception_queue(Stage::Inventory);
-        let inventory_exceptions = orderflow_broker::admin::peek(&self.broker, &queue, 10_000)
+        let namespace = Namespace {
+            store: &self.store,
+            broker: &self.broker,
+            names: self.spec.names(),
+        };
+        orderflow_verify::read_snapshot(&namespace, ledger, expected, dead_workers)
             .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|message| Parked {
-                queue: queue.clone(),
-                redelivered: message.redelivered(),
-                body: message.body().to_vec(),
-                meta: message.meta().clone(),
-            })
-            .collect();
-        Ok(Snapshot {
-            ledger,
-            orders,
-            audits,
-            inventory_exceptions,
-            // Only read when a run makes the store lose writes; no run here does.
-            parked_orders: Default::default(),
-            dead_workers,
-        })
+            .map_err(|e| e.to_string())
     }
 }
 
