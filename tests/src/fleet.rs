@@ -8,6 +8,7 @@ use crate::process::{Proc, create_file};
 use crate::redis::{PrivateRedis, RedisSnapshot};
 use crate::{amqp_url, fixtures, redis_url};
 use downstream_sim::Profile;
+use orderflow_broker::rabbitmqctl::{self, ClientConnection};
 use orderflow_broker::sockets::{amqp_port, client_ports};
 use orderflow_broker::{Connection, Publisher, TopologySpec};
 use orderflow_core::Policy;
@@ -635,25 +636,15 @@ impl Fleet {
         let broker_port = amqp_port(&self.options.amqp_url);
         tokio::task::spawn_blocking(move || {
             let ports = client_ports(&pids, broker_port);
-            let connections = list_connections();
-            let mine: Vec<&BrokerConnection> = connections
-                .iter()
+            let mine: Vec<ClientConnection> = rabbitmqctl::list_connections()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .into_iter()
                 .filter(|c| {
                     ports.contains(&c.peer_port)
                         || (c.name.contains(&ns) && !c.name.starts_with("e2e-harness."))
                 })
                 .collect();
-            for c in &mine {
-                let _ = Command::new("rabbitmqctl")
-                    .args([
-                        "-q",
-                        "close_connection",
-                        &c.pid,
-                        "orderflow-e2e: connection loss drill",
-                    ])
-                    .output();
-            }
-            mine.len()
+            rabbitmqctl::close_connections(&mine, "orderflow-e2e: connection loss drill")
         })
         .await
         .expect("rabbitmqctl ran")
@@ -853,80 +844,5 @@ fn wait_for_listen_line(sim: &mut Proc) -> String {
             sim.tail(30)
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A row of `rabbitmqctl list_connections pid peer_port client_properties`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerConnection {
-    pub pid: String,
-    pub peer_port: u16,
-    /// The name the client gave its connection (`connection_name` in its
-    /// client properties; the broker's own `name` is only the addresses).
-    pub name: String,
-}
-
-/// The broker's connections, as `rabbitmqctl` lists them.
-pub fn list_connections() -> Vec<BrokerConnection> {
-    let output = Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "--no-table-headers",
-            "list_connections",
-            "pid",
-            "peer_port",
-            "client_properties",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl (it must be on PATH): {e}"));
-    assert!(
-        output.status.success(),
-        "rabbitmqctl list_connections failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    parse_connections(&String::from_utf8_lossy(&output.stdout))
-}
-
-fn parse_connections(text: &str) -> Vec<BrokerConnection> {
-    text.lines()
-        .filter_map(|line| {
-            let mut columns = line.splitn(3, '\t');
-            let pid = columns.next()?.trim();
-            let peer_port = columns.next()?.trim().parse().ok()?;
-            let properties = columns.next().unwrap_or("");
-            pid.starts_with('<').then(|| BrokerConnection {
-                pid: pid.to_owned(),
-                peer_port,
-                name: connection_name(properties).unwrap_or_default(),
-            })
-        })
-        .collect()
-}
-
-/// `..."connection_name",longstr,"e2e-x.payment-worker"}...` →
-/// `e2e-x.payment-worker` (the type tag may or may not be shown).
-fn connection_name(properties: &str) -> Option<String> {
-    let rest = properties.split("\"connection_name\"").nth(1)?;
-    let end = rest.find('}').unwrap_or(rest.len());
-    let entry = &rest[..end];
-    let value_end = entry.rfind('"')?;
-    let value_start = entry[..value_end].rfind('"')? + 1;
-    Some(entry[value_start..value_end].to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connection_rows_are_parsed_and_headers_skipped() {
-        let text = "pid\tpeer_port\tclient_properties\n<rabbit@h.1.2.0>\t51234\t[{\"capabilities\",table,[{\"basic.nack\",bool,true}]},{\"connection_name\",longstr,\"e2e-x.inventory-worker\"},{\"product\",longstr,\"lapin\"}]\n<rabbit@h.1.3.0>\t51235\t[{\"connection_name\",\"e2e-y.reconciler.publisher\"}]\n<rabbit@h.1.4.0>\t51236\t[]\n";
-        let rows = parse_connections(text);
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[0].peer_port, 51234);
-        assert_eq!(rows[0].name, "e2e-x.inventory-worker");
-        assert_eq!(rows[1].pid, "<rabbit@h.1.3.0>");
-        assert_eq!(rows[1].name, "e2e-y.reconciler.publisher");
-        assert_eq!(rows[2].name, "");
     }
 }

@@ -6,10 +6,9 @@
 //! simulator's ledger, the store and the audit streams.
 //!
 //! # Layout
-//! - [`binaries`]: finding (and, once, building) the worker and simulator
-//!   binaries next to the test executable.
-//! - [`process`]: one child process with its output in a log file: kill -9,
-//!   SIGTERM, restart, the log's tail.
+//! - [`binaries`], [`process`]: from `orderflow-testkit`, the binaries
+//!   next to the test executable (rebuilt when stale) and one child process
+//!   with its output in a log file.
 //! - [`redis`]: a private append-only `redis-server` a test may crash and
 //!   restart.
 //! - [`clusters`]: the 3-node RabbitMQ cluster of `scripts/clusters.sh`:
@@ -34,7 +33,6 @@
 //! kills its processes, deletes its queues and exchanges and purges its
 //! Redis keys; a failing test prints the tail of every process's log first.
 
-pub mod binaries;
 pub mod browser;
 pub mod clusters;
 pub mod edge;
@@ -43,9 +41,11 @@ pub mod fleet;
 pub mod invariants;
 pub mod observe;
 pub mod orders;
-pub mod process;
 mod quiet;
 pub mod redis;
+
+pub use orderflow_testkit::services::{amqp_url, redis_url};
+pub use orderflow_testkit::{binaries, process};
 
 pub use browser::Browser;
 pub use fleet::{Fleet, FleetOptions, WorkerKind};
@@ -59,14 +59,3 @@ pub use downstream_sim::ledger::{
 };
 pub use orderflow_core::{OrderState, Stage};
 pub use orderflow_store::{AuditEntry, OrderRecord};
-
-/// RabbitMQ of the tests; `ORDERFLOW_TEST_AMQP_URL` overrides it.
-pub fn amqp_url() -> String {
-    std::env::var("ORDERFLOW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-/// The shared Redis of the tests; `ORDERFLOW_TEST_REDIS_URL` overrides it.
-pub fn redis_url() -> String {
-    std::env::var("ORDERFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}

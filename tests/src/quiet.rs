@@ -5,9 +5,8 @@
 //! do with the messages it had, it has done.
 
 use crate::Fleet;
+use orderflow_broker::rabbitmqctl;
 use orderflow_core::Stage;
-use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 impl Fleet {
@@ -21,12 +20,17 @@ impl Fleet {
         let deadline = Instant::now() + timeout;
         let mut quiet_readings = 0;
         loop {
-            let busy: Vec<String> = tokio::task::spawn_blocking(queue_counts)
+            let busy: Vec<String> = tokio::task::spawn_blocking(rabbitmqctl::queue_counts)
                 .await
                 .expect("rabbitmqctl runs")
+                .unwrap_or_else(|e| panic!("{e}"))
                 .into_iter()
-                .filter(|(name, counts)| watched.contains(name) && *counts != (0, 0))
-                .map(|(name, (ready, unacked))| format!("{name}: {ready} ready, {unacked} unacked"))
+                .filter(|(name, counts)| {
+                    watched.contains(name) && (counts.ready, counts.unacked) != (0, 0)
+                })
+                .map(|(name, counts)| {
+                    format!("{name}: {} ready, {} unacked", counts.ready, counts.unacked)
+                })
                 .collect();
             quiet_readings = if busy.is_empty() {
                 quiet_readings + 1
@@ -54,35 +58,4 @@ impl Fleet {
         }
         names
     }
-}
-
-/// Ready and unacknowledged messages per queue, as `rabbitmqctl` lists them
-/// (AMQP itself tells only the ready count).
-fn queue_counts() -> BTreeMap<String, (u64, u64)> {
-    let output = Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "--no-table-headers",
-            "list_queues",
-            "name",
-            "messages_ready",
-            "messages_unacknowledged",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl (it must be on PATH): {e}"));
-    assert!(
-        output.status.success(),
-        "rabbitmqctl list_queues failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| {
-            let mut columns = line.split('\t');
-            let name = columns.next()?.trim().to_owned();
-            let ready = columns.next()?.trim().parse().ok()?;
-            let unacked = columns.next()?.trim().parse().ok()?;
-            Some((name, (ready, unacked)))
-        })
-        .collect()
 }

@@ -11,14 +11,7 @@ use orderflow_store::{Store, Transition};
 use serde_json::{Value, json};
 use std::process::{Command, Output};
 
-fn amqp_url() -> String {
-    std::env::var("ORDERFLOW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("ORDERFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+use orderflow_testkit::services::{amqp_url, redis_url};
 
 struct Namespace {
     name: String,

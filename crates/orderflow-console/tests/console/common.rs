@@ -13,14 +13,7 @@ use orderflow_ops::{Settings, Target};
 use orderflow_store::{AuditEntry, FieldUpdate, Store, Transition};
 use serde_json::{Value, json};
 
-pub fn amqp_url() -> String {
-    std::env::var("ORDERFLOW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("ORDERFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+pub use orderflow_testkit::services::{amqp_url, redis_url};
 
 pub struct Fleet {
     pub ns: String,

@@ -16,14 +16,7 @@ use orderflow_store::{FieldUpdate, LastOutcome, Store, Transition};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-pub fn amqp_url() -> String {
-    std::env::var("ORDERFLOW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("ORDERFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+pub use orderflow_testkit::services::{amqp_url, redis_url};
 
 pub struct Fleet {
     pub ns: String,

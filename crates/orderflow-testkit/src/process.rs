@@ -13,7 +13,7 @@ fn rust_log() -> String {
 }
 
 /// Written to the log before each start.
-const START_MARKER: &str = "===== orderflow-e2e: start #";
+const START_MARKER: &str = "===== orderflow-testkit: start #";
 
 /// A child process that can be killed, signalled and started again with
 /// the same program, arguments and environment.
