@@ -5,7 +5,7 @@
 //! and the headless browser a console test drives fills, clicks, reads and
 //! takes screenshots.
 
-use orderflow_e2e::{Browser, Fleet, FleetOptions, Stage, WorkerKind};
+use orderflow_testkit::{Browser, Fleet, FleetOptions, Stage, WorkerKind};
 use std::io::{Read, Write};
 use std::time::Duration;
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// `tests/fixtures`.
 pub fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
 /// `tests/fixtures/policy/<name>.toml`.

@@ -38,7 +38,7 @@ pub fn node_name(node: u8) -> String {
 }
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/clusters.sh")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/clusters.sh")
 }
 
 /// Runs `scripts/clusters.sh ARGS`; its stdout, or a panic with its stderr.
@@ -216,7 +216,7 @@ mod tests {
     fn docs_scaling_shows_what_clusters_sh_env_prints() {
         let env = clusters_sh(&["env"]);
         let doc = std::fs::read_to_string(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/scaling.md"),
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/scaling.md"),
         )
         .expect("docs/scaling.md");
         assert!(
