@@ -42,19 +42,8 @@ impl Fleet {
     async fn start(apis: bool) -> Fleet {
         let ns = format!("t-{}", uuid::Uuid::new_v4().simple());
         let policy = Policy::default_policy();
-        let connection = orderflow_broker::connect(&amqp_url()).await.unwrap_or_else(|e| {
-            panic!(
-                "these tests need RabbitMQ at {}: {}\nstart it (rabbitmq-server -detached) or set ORDERFLOW_TEST_AMQP_URL",
-                amqp_url(),
-                chain(&e)
-            )
-        });
-        let store = Store::connect(&redis_url(), &ns).await.unwrap_or_else(|e| {
-            panic!(
-                "these tests need Redis at {}: {e}\nstart it (redis-server --daemonize yes) or set ORDERFLOW_TEST_REDIS_URL",
-                redis_url()
-            )
-        });
+        let connection = orderflow_testkit::services::connect_broker().await;
+        let store = orderflow_testkit::services::connect_store(&ns).await;
         let spec = TopologySpec::from_policy(&ns, &policy).expect("a t-<uuid> namespace is valid");
         orderflow_broker::declare(&connection, &spec)
             .await
