@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes sure the browser tests (tests/src/browser.rs) have headless Chromium
+# Makes sure the browser tests (crates/orderflow-testkit/src/browser.rs) have headless Chromium
 # and its WebDriver: Debian's `chromium` and `chromium-driver` packages
 # (/usr/bin/chromium, /usr/bin/chromedriver; ORDERFLOW_CHROMIUM and
 # ORDERFLOW_CHROMEDRIVER name others). Installs them only when one is

@@ -24,7 +24,7 @@ if $fast; then
   # in the test process: all of these crates' own, and the runtime's and
   # the stages' pipelines (not the runtime's crash test, which kills worker
   # processes). The fleet tests (`tests/`, orderflow-worker, orderflow-bench,
-  # orderctl) run only in the full command.
+  # orderflow-fleet, orderctl) run only in the full command.
   cargo test --workspace --lib --bins
   in_process=(-p orderflow-core -p orderflow-downstream -p orderflow-store
     -p orderflow-broker -p orderflow-ops -p orderflow-console -p downstream-sim)

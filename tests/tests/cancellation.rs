@@ -4,7 +4,7 @@
 //! carrier accepted the shipment, a person decides (`blocked`,
 //! `cancel_after_shipment`); an order that has ended is not touched.
 
-use orderflow_e2e::{
+use orderflow_testkit::{
     Cancel, Endpoint, Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState,
     Stage, reservation_states,
 };

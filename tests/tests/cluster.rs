@@ -12,9 +12,9 @@ use orderflow_broker::{
     Consumer, ConsumerConfig, Handler, Incoming, Meta, Outgoing, Publisher, Settlement,
     TopologySpec, chain, topology,
 };
-use orderflow_e2e::clusters::{self, RABBIT_NODES, node_name, node_url, rabbit_urls};
-use orderflow_e2e::orders::mixed;
-use orderflow_e2e::{Fleet, FleetOptions, Order, OrderState, Stage, WorkerKind, tally};
+use orderflow_testkit::clusters::{self, RABBIT_NODES, node_name, node_url, rabbit_urls};
+use orderflow_testkit::orders::mixed;
+use orderflow_testkit::{Fleet, FleetOptions, Order, OrderState, Stage, WorkerKind, tally};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -413,7 +413,7 @@ async fn the_fleet_loses_no_order_when_a_broker_node_and_a_redis_master_are_kill
     fleet.place_all(first).await;
     fleet
         .wait_ledger("payments under way", Duration::from_secs(60), |l| {
-            l.calls_to(orderflow_e2e::Endpoint::PaymentCharge) >= 50
+            l.calls_to(orderflow_testkit::Endpoint::PaymentCharge) >= 50
         })
         .await;
 

@@ -4,9 +4,9 @@
 //! run. Headless Chromium (Debian's) is driven over WebDriver; a
 //! screenshot of each page is saved under `target/console-screenshots/`.
 
-use orderflow_e2e::binaries::{self, CTL};
-use orderflow_e2e::process::Proc;
-use orderflow_e2e::{Browser, Fleet, FleetOptions, Order, OrderState, PaymentState};
+use orderflow_testkit::binaries::{self, CTL};
+use orderflow_testkit::process::Proc;
+use orderflow_testkit::{Browser, Fleet, FleetOptions, Order, OrderState, PaymentState};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -25,8 +25,8 @@ impl Console {
                 "ORDERFLOW_POLICY",
                 fleet.policy_path().display().to_string(),
             ),
-            ("ORDERFLOW_AMQP_URL", orderflow_e2e::amqp_url()),
-            ("ORDERFLOW_REDIS_URL", orderflow_e2e::redis_url()),
+            ("ORDERFLOW_AMQP_URL", orderflow_testkit::amqp_url()),
+            ("ORDERFLOW_REDIS_URL", orderflow_testkit::redis_url()),
             ("ORDERFLOW_INVENTORY_URL", fleet.sim_url().to_owned()),
             ("ORDERFLOW_PAYMENT_URL", fleet.sim_url().to_owned()),
             ("ORDERFLOW_SHIPPING_URL", fleet.sim_url().to_owned()),

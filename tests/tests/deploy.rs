@@ -9,7 +9,7 @@
 //!
 //! Needs no broker and no Redis: it reads the files and runs each binary's
 //! `--help` from the target directory (built once if missing, as
-//! `orderflow_e2e::binaries` does; `ORDERFLOW_E2E_REBUILD=1` rebuilds).
+//! `orderflow_testkit::binaries` does; `ORDERFLOW_E2E_REBUILD=1` rebuilds).
 //! Every failure names the file and the name that is wrong.
 
 use orderflow_core::Policy;
@@ -619,11 +619,11 @@ fn parse_help(text: &str) -> Help {
 /// The path of a workspace binary in the target directory, built once if
 /// missing.
 fn binary_path(name: &str) -> PathBuf {
-    if orderflow_e2e::binaries::ALL.contains(&name) {
-        return orderflow_e2e::binaries::path(name);
+    if orderflow_testkit::binaries::ALL.contains(&name) {
+        return orderflow_testkit::binaries::path(name);
     }
     static BUILT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-    let dir = orderflow_e2e::binaries::target_profile_dir();
+    let dir = orderflow_testkit::binaries::target_profile_dir();
     let path = dir.join(name);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let forced = std::env::var_os("ORDERFLOW_E2E_REBUILD").is_some();

@@ -18,7 +18,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use orderflow_e2e::{Fleet, FleetOptions, Order, OrderState, Stage, WorkerKind};
+use orderflow_testkit::{Fleet, FleetOptions, Order, OrderState, Stage, WorkerKind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -138,7 +138,7 @@ fn payment_behind(impostor: &Impostor) -> FleetOptions {
         .expect_unready(WorkerKind::Payment)
 }
 
-fn payments_of(ledger: &orderflow_e2e::Ledger, id: &str) -> usize {
+fn payments_of(ledger: &orderflow_testkit::Ledger, id: &str) -> usize {
     ledger.payments.iter().filter(|p| p.order_id == id).count()
 }
 

@@ -4,7 +4,7 @@
 //! of them: what it abandons at the end of the grace goes back to the
 //! queue, and the next worker finishes it.
 
-use orderflow_e2e::{Endpoint, Fleet, FleetOptions, Order, WorkerKind, tally};
+use orderflow_testkit::{Endpoint, Fleet, FleetOptions, Order, WorkerKind, tally};
 use std::time::{Duration, Instant};
 
 const SETTLE: Duration = Duration::from_secs(60);

@@ -4,7 +4,7 @@
 
 use orderflow_broker::names::ORDER_PLACED;
 use orderflow_core::message::OrderId;
-use orderflow_e2e::{
+use orderflow_testkit::{
     Cancel, Endpoint, Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState,
     Stage, WorkerKind, reservation_states,
 };

@@ -11,7 +11,7 @@
 //!   again after a replay cannot be replayed past the replay window.
 
 use orderflow_broker::{Meta, Publisher};
-use orderflow_e2e::{
+use orderflow_testkit::{
     Cancel, Endpoint, Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState,
     Stage, fixtures,
 };
@@ -398,7 +398,7 @@ async fn a_step_parked_again_after_a_replay_cannot_be_replayed_past_the_window()
     // A step for an order the store does not know parks at once as
     // `order_not_found`, and again each time it is replayed.
     let ghost = "edge-ghost";
-    let publisher = Publisher::connect(&orderflow_e2e::amqp_url(), "edge-operators")
+    let publisher = Publisher::connect(&orderflow_testkit::amqp_url(), "edge-operators")
         .await
         .expect("a publisher");
     let body = serde_json::json!({

@@ -6,9 +6,9 @@
 //! once Redis takes writes again: every order is delivered, nothing parked.
 //! The same for a Redis demoted to a read-only replica (`READONLY`).
 
-use orderflow_e2e::edge::redis_cli;
-use orderflow_e2e::redis::PrivateRedis;
-use orderflow_e2e::{Fleet, FleetOptions, Order, OrderState, Stage, WorkerKind};
+use orderflow_testkit::edge::redis_cli;
+use orderflow_testkit::redis::PrivateRedis;
+use orderflow_testkit::{Fleet, FleetOptions, Order, OrderState, Stage, WorkerKind};
 use std::time::{Duration, Instant};
 
 const SETTLE: Duration = Duration::from_secs(40);

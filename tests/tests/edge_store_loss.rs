@@ -5,8 +5,8 @@
 //! for must end escalated with a reason a person can act on; nothing may be
 //! charged twice, shipped twice or shipped unpaid (docs/reliability.md).
 
-use orderflow_e2e::orders::mixed;
-use orderflow_e2e::{Endpoint, Fleet, FleetOptions, OrderState, WorkerKind, tally};
+use orderflow_testkit::orders::mixed;
+use orderflow_testkit::{Endpoint, Fleet, FleetOptions, OrderState, WorkerKind, tally};
 use std::time::Duration;
 
 const SETTLE: Duration = Duration::from_secs(90);

@@ -10,7 +10,7 @@
 //! steps are ten minutes apart, so a working status query would keep saying
 //! `accepted`): until then the fleet runs against a healthy simulator.
 
-use orderflow_e2e::{
+use orderflow_testkit::{
     Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState, ShipmentState, Stage,
     fixtures,
 };

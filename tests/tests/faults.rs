@@ -3,8 +3,8 @@
 //! broker connections dropped, the (private, append-only) Redis crashed and
 //! restarted. At the end every order has settled and I1–I9 hold.
 
-use orderflow_e2e::orders::mixed;
-use orderflow_e2e::{Endpoint, Fleet, FleetOptions, WorkerKind, tally};
+use orderflow_testkit::orders::mixed;
+use orderflow_testkit::{Endpoint, Fleet, FleetOptions, WorkerKind, tally};
 use std::time::Duration;
 
 /// A fault run settles slower: leases of killed workers lapse first.

@@ -3,7 +3,7 @@
 //! escalates an exception or a stall, with a customer event, rolling
 //! nothing back.
 
-use orderflow_e2e::{
+use orderflow_testkit::{
     Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState, ShipmentState, fixtures,
 };
 use std::time::Duration;
@@ -62,7 +62,7 @@ async fn a_shipment_without_progress_is_escalated_as_stalled() {
     assert_eq!(ledger.shipments.len(), 1);
     assert_eq!(ledger.shipments[0].state, ShipmentState::Accepted);
     assert!(
-        ledger.calls_to(orderflow_e2e::Endpoint::ShippingStatus) >= 2 + fleet.contract_checks(),
+        ledger.calls_to(orderflow_testkit::Endpoint::ShippingStatus) >= 2 + fleet.contract_checks(),
         "the reconciler polled: {:?}",
         ledger.calls
     );

@@ -2,7 +2,7 @@
 //! `authorised`, shipping `accepted`, the reconciler to `delivered`): every
 //! stage once, the reservation committed, the customer told each step.
 
-use orderflow_e2e::{
+use orderflow_testkit::{
     Endpoint, Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState,
     ShipmentState, WorkerKind,
 };

@@ -5,7 +5,7 @@
 //! and the headless browser a console test drives fills, clicks, reads and
 //! takes screenshots.
 
-use orderflow_e2e::{Browser, Fleet, FleetOptions, Stage, WorkerKind};
+use orderflow_testkit::{Browser, Fleet, FleetOptions, Stage, WorkerKind};
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -34,7 +34,8 @@ async fn the_controls_act_on_this_fleet_only() {
         closed >= 3,
         "expected the three stage workers' connections at least, closed {closed}"
     );
-    let survivors = orderflow_e2e::fleet::list_connections();
+    let survivors =
+        orderflow_broker::rabbitmqctl::list_connections().expect("rabbitmqctl lists connections");
     assert!(
         survivors.iter().any(|c| c.name.contains(other.namespace())),
         "another fleet's connections were closed too: {survivors:?}"

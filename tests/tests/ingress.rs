@@ -4,7 +4,9 @@
 //! another body is an `order_id_conflict`; `supersedes` cancels an earlier
 //! order that is still before payment.
 
-use orderflow_e2e::{Endpoint, Fleet, FleetOptions, Order, OrderState, ReservationState, Stage};
+use orderflow_testkit::{
+    Endpoint, Fleet, FleetOptions, Order, OrderState, ReservationState, Stage,
+};
 use std::time::Duration;
 
 const SETTLE: Duration = Duration::from_secs(25);

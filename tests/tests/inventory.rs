@@ -4,7 +4,7 @@
 //! the policy says so; a deferred retry that finds the order cancelled
 //! releases the reservation.
 
-use orderflow_e2e::{
+use orderflow_testkit::{
     Cancel, Endpoint, Fleet, FleetOptions, Order, OrderState, ReservationState, fixtures,
 };
 use std::time::Duration;
@@ -12,9 +12,9 @@ use std::time::Duration;
 const SETTLE: Duration = Duration::from_secs(25);
 
 fn reservations_of<'a>(
-    ledger: &'a orderflow_e2e::Ledger,
+    ledger: &'a orderflow_testkit::Ledger,
     id: &str,
-) -> Vec<&'a orderflow_e2e::Reservation> {
+) -> Vec<&'a orderflow_testkit::Reservation> {
     ledger
         .reservations
         .iter()

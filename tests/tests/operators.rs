@@ -3,7 +3,7 @@
 //! from the exception queues to resolution, every step audited, while the
 //! real workers run.
 
-use orderflow_e2e::{Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState};
+use orderflow_testkit::{Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState};
 use serde_json::Value;
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! failure learned after shipping is a financial exception; a provider that
 //! can neither deduplicate nor be asked is never charged twice.
 
-use orderflow_e2e::{
+use orderflow_testkit::{
     Endpoint, Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState, Stage,
     fixtures,
 };
@@ -13,7 +13,10 @@ use std::time::Duration;
 
 const SETTLE: Duration = Duration::from_secs(25);
 
-fn payments_of<'a>(ledger: &'a orderflow_e2e::Ledger, id: &str) -> Vec<&'a orderflow_e2e::Payment> {
+fn payments_of<'a>(
+    ledger: &'a orderflow_testkit::Ledger,
+    id: &str,
+) -> Vec<&'a orderflow_testkit::Payment> {
     ledger
         .payments
         .iter()
@@ -43,7 +46,7 @@ async fn declined_short_of_funds_and_fraud_are_rejected_and_release_the_stock() 
     let ledger = fleet.ledger().await;
     for (id, _, _) in cases {
         assert_eq!(
-            orderflow_e2e::reservation_states(&ledger, id),
+            orderflow_testkit::reservation_states(&ledger, id),
             [ReservationState::Released],
             "{id}: the reservation is released on a confirmed decline"
         );
@@ -193,7 +196,7 @@ async fn a_processing_payment_that_fails_is_rejected_and_releases_the_stock() {
     assert_eq!(payments.len(), 1);
     assert_eq!(payments[0].state, PaymentState::Failed);
     assert_eq!(
-        orderflow_e2e::reservation_states(&ledger, &id),
+        orderflow_testkit::reservation_states(&ledger, &id),
         [ReservationState::Released]
     );
     assert!(ledger.shipments.is_empty());
@@ -230,7 +233,7 @@ async fn a_payment_unknown_past_the_ambiguity_window_is_escalated_without_rollba
     assert_eq!(payments.len(), 1);
     assert_eq!(payments[0].state, PaymentState::Processing);
     assert_eq!(
-        orderflow_e2e::reservation_states(&ledger, &id),
+        orderflow_testkit::reservation_states(&ledger, &id),
         [ReservationState::Reserved]
     );
     assert_eq!(ledger.calls_to(Endpoint::PaymentRefund), 0);
@@ -274,7 +277,7 @@ async fn an_unknown_charge_at_a_provider_without_idempotency_or_status_is_escala
     assert_eq!(payments_of(&ledger, &id).len(), 1);
     assert_eq!(ledger.calls_to(Endpoint::PaymentRefund), 0);
     assert_eq!(
-        orderflow_e2e::reservation_states(&ledger, &id),
+        orderflow_testkit::reservation_states(&ledger, &id),
         [ReservationState::Reserved]
     );
     fleet
@@ -307,7 +310,7 @@ async fn a_payment_failure_learned_after_shipping_is_escalated_without_rollback(
     let ledger = fleet.ledger().await;
     assert_eq!(ledger.shipments.len(), 1, "the shipment stands");
     assert_eq!(
-        orderflow_e2e::reservation_states(&ledger, &id),
+        orderflow_testkit::reservation_states(&ledger, &id),
         [ReservationState::Committed]
     );
     assert_eq!(ledger.calls_to(Endpoint::InventoryRelease), 0);

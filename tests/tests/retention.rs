@@ -18,9 +18,9 @@
 //! accepted shipments swamp the shipping stage (docs/performance.md).
 
 use orderflow_broker::stream::{self, Offset};
-use orderflow_e2e::fixtures::RETENTION_SOAK;
-use orderflow_e2e::{Fleet, FleetOptions, Order, OrderState, Stage};
 use orderflow_store::ArchivedOrder;
+use orderflow_testkit::fixtures::RETENTION_SOAK;
+use orderflow_testkit::{Fleet, FleetOptions, Order, OrderState, Stage};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 //! already refuses blank address fields, so such an order is `malformed`
 //! at the door; `ingress.rs` covers that.)
 
-use orderflow_e2e::{
+use orderflow_testkit::{
     Endpoint, Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState, Stage,
 };
 use std::time::Duration;

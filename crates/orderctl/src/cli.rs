@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use orderflow_core::decide::FulfilmentStep;
 use orderflow_core::{Certainty, FailureClass, Stage};
+use orderflow_producer::Mix;
 use orderflow_settings::{Amqp, DEFAULT_POLICY, Namespace, POLICY, PolicySource};
 use std::time::Duration;
 
@@ -22,23 +23,6 @@ pub enum Command {
     States,
     /// Publish producer messages: generated demo orders or a JSONL file.
     Publish(PublishArgs),
-    /// Run the whole fleet on a demo load against the simulator, then check
-    /// every invariant against its ledger.
-    Demo(crate::demo::DemoArgs),
-    /// Benchmark the fleet on a fault profile, per policy: throughput,
-    /// downstream calls, retries, exceptions and invariant violations.
-    ///
-    /// N orders run through the simulator and the four workers as separate
-    /// processes. Exit 0 when the run completed, violations or not.
-    Bench(crate::bench::BenchArgs),
-    /// Break the fleet during a run (kill workers, drop its broker
-    /// connections, restart a private Redis), then check every invariant.
-    ///
-    /// Exit 1 when an order did not settle or an invariant broke.
-    Chaos(crate::chaos::ChaosArgs),
-    /// A baseline's worker process of `bench --baseline raw|ceiling`.
-    #[command(hide = true)]
-    BenchBaselineWorker(crate::bench::BaselineWorkerArgs),
     /// Exception queues: list, peek, export/import, replay, discard, edit.
     #[command(subcommand)]
     Exceptions(crate::exceptions::ExceptionsCommand),
@@ -87,16 +71,6 @@ pub struct PublishArgs {
     pub amqp: Amqp,
     #[arg(long)]
     pub json: bool,
-}
-
-/// What generated orders ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mix {
-    /// Every order can succeed.
-    Happy,
-    /// Mostly good orders, plus short stock, declined, slow and failing
-    /// payments, and unsupported destinations.
-    Mixed,
 }
 
 #[derive(Debug, Subcommand)]

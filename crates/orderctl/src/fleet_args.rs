@@ -4,36 +4,14 @@
 
 use crate::policy_source;
 use clap::Args;
-use orderflow_ops::{Error, Kind, Settings, Target};
+use orderflow_ops::{Error, Settings, Target};
 use orderflow_stages::Urls;
 use serde::Serialize;
 use std::process::ExitCode;
 
-/// Where the fleet is, and the policy it runs.
-#[derive(Debug, Clone, Args)]
-pub struct FleetArgs {
-    #[arg(long, env = "ORDERFLOW_NAMESPACE", default_value = "orderflow")]
-    pub namespace: String,
-    #[arg(
-        long,
-        env = "ORDERFLOW_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    pub amqp_url: String,
-    #[arg(
-        long,
-        env = "ORDERFLOW_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
-    /// The fleet's policy (a file, or a preset: `default`, `naive`): delay
-    /// tiers, budgets and the lease ttl are read from it, and actions are
-    /// audited with its id.
-    #[arg(long, env = "ORDERFLOW_POLICY", default_value = "default")]
-    pub policy: String,
-}
+/// Where the fleet is, and the policy it runs: the settings every binary
+/// takes.
+pub use orderflow_settings::Fleet as FleetArgs;
 
 /// Who acts, and how the action is known again.
 #[derive(Debug, Clone, Args)]
@@ -107,7 +85,7 @@ where
     F: FnOnce(Target) -> Fut,
     Fut: Future<Output = ExitCode>,
 {
-    let policy = match policy_source::load(&fleet.policy) {
+    let policy = match policy_source::load(&fleet.policy.spec) {
         Ok(policy) => policy,
         Err(err) => {
             eprintln!("{err}");
@@ -115,9 +93,9 @@ where
         }
     };
     let settings = Settings {
-        namespace: fleet.namespace.clone(),
-        redis_url: fleet.redis_url.clone(),
-        amqp_url: fleet.amqp_url.clone(),
+        namespace: fleet.namespace.name.clone(),
+        redis_url: fleet.redis.url.clone(),
+        amqp_url: fleet.amqp.url.clone(),
         policy,
         apis: apis.map(ApiArgs::urls),
     };
@@ -132,11 +110,7 @@ where
 
 /// Prints the error and returns its exit code.
 pub fn fail(err: &Error) -> ExitCode {
-    let code = match err.kind() {
-        Kind::Failed => 1,
-        Kind::Invalid => 2,
-        Kind::Refused => 3,
-    };
+    let code = err.kind().exit_code();
     let mut text = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {

@@ -2,14 +2,10 @@
 //! the documented exit codes (0 ok, 1 operation failed, 2 bad usage or
 //! input, 3 refused as unsafe).
 
-mod bench;
-mod chaos;
 mod cli;
 mod console_cmd;
-mod demo;
 mod exceptions;
 mod fleet_args;
-mod local_fleet;
 mod order_cmd;
 mod policy_cmd;
 mod policy_source;
@@ -17,7 +13,6 @@ mod publish;
 mod stage_cmd;
 mod status_cmd;
 mod stream_cmd;
-mod table;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -31,10 +26,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         cli::Command::Publish(args) => publish::run(args),
-        cli::Command::Demo(args) => demo::run(args),
-        cli::Command::Bench(args) => bench::run(args),
-        cli::Command::Chaos(args) => chaos::run(args),
-        cli::Command::BenchBaselineWorker(args) => bench::run_baseline_worker(args),
         cli::Command::Exceptions(command) => exceptions::run(command),
         cli::Command::Status(args) => status_cmd::run(args),
         cli::Command::Order(command) => order_cmd::run(command),

@@ -2,8 +2,8 @@
 //! manual actions (resolve, retry, cancel, unblock).
 
 use crate::fleet_args::{self, ActorArgs, ApiArgs, FleetArgs, ago, when};
-use crate::table::{Table, or_dash};
 use clap::{Args, Subcommand, ValueEnum};
+use orderflow_console::table::{Table, or_dash};
 use orderflow_core::{OrderState, Stage};
 use orderflow_ops::{
     ActionInput, ActionReport, CancelBy, CancelPlan, Decision, Done, ListFilter, OrderList,

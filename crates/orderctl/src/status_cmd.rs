@@ -1,8 +1,8 @@
 //! `orderctl status`: the fleet at a glance.
 
 use crate::fleet_args::{self, FleetArgs, ago, when};
-use crate::table::{Table, or_dash};
 use clap::Args;
+use orderflow_console::table::{Table, or_dash};
 use orderflow_ops::brokers::BrokerStatus;
 use orderflow_ops::{RedisStatus, Status, StatusOptions};
 use std::process::ExitCode;

@@ -11,15 +11,7 @@ use orderflow_store::{Store, Transition};
 use serde_json::{Value, json};
 use std::process::{Command, Output};
 
-fn amqp_url() -> String {
-    std::env::var("ORDERFLOW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| orderflow_settings::DEFAULT_AMQP_URL.into())
-}
-
-fn redis_url() -> String {
-    std::env::var("ORDERFLOW_TEST_REDIS_URL")
-        .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.into())
-}
+use orderflow_testkit::services::{amqp_url, redis_url};
 
 struct Namespace {
     name: String,
@@ -41,19 +33,8 @@ impl Namespace {
             .expect("a test runtime");
         let spec = TopologySpec::from_policy(&name, &Policy::default_policy()).unwrap();
         let (connection, store) = runtime.block_on(async {
-            let connection = orderflow_broker::connect(&amqp_url()).await.unwrap_or_else(|e| {
-                panic!(
-                    "these tests need RabbitMQ at {}: {}\nstart it (rabbitmq-server -detached) or set ORDERFLOW_TEST_AMQP_URL",
-                    amqp_url(),
-                    orderflow_broker::chain(&e)
-                )
-            });
-            let store = Store::connect(&redis_url(), &name).await.unwrap_or_else(|e| {
-                panic!(
-                    "these tests need Redis at {}: {e}\nstart it (redis-server --daemonize yes) or set ORDERFLOW_TEST_REDIS_URL",
-                    redis_url()
-                )
-            });
+            let connection = orderflow_testkit::services::connect_broker().await;
+            let store = orderflow_testkit::services::connect_store(&name).await;
             orderflow_broker::declare(&connection, &spec)
                 .await
                 .expect("declare the topology");

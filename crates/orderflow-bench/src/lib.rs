@@ -14,7 +14,7 @@
 //! - [`measure`]: throughput, percentiles, peak RSS, CPU time, the table.
 //!
 //! Without the default `runtime` feature only [`raw`], [`ceiling`] and
-//! [`measure`] are built: `orderctl bench` measures its baseline with them.
+//! [`measure`] are built: `orderflow-fleet bench` measures its baseline with them.
 
 pub mod ceiling;
 pub mod measure;

@@ -27,6 +27,8 @@
 //!   [`stream::Offset`]; writes are confirmed publishes.
 //! - [`sockets`]: which connections processes hold to the broker, for the
 //!   tools that drop a fleet's connections on purpose.
+//! - [`rabbitmqctl`]: the node's client connections (listed, closed) and
+//!   its queues' ready and unacknowledged counts, for tools and tests.
 //! - `error`: [`Error`] and [`chain`] for logging its causes.
 
 pub mod admin;
@@ -38,6 +40,7 @@ pub mod headers;
 mod message;
 pub mod names;
 mod publisher;
+pub mod rabbitmqctl;
 pub mod sockets;
 pub mod stream;
 pub mod topology;

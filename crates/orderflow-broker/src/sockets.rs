@@ -1,5 +1,5 @@
 //! Which TCP connections processes hold to the broker, read from `/proc`:
-//! what tools that drop a fleet's connections on purpose (`orderctl chaos`,
+//! what tools that drop a fleet's connections on purpose (`orderflow-fleet chaos`,
 //! the end-to-end fault tests) need to pick out its connections from the
 //! broker's list. Linux only; elsewhere no port is found.
 

@@ -17,6 +17,8 @@
 //! - [`exceptions`]: exception messages grouped, opened, replayed,
 //!   discarded, exported.
 //! - [`orders`]: one order's state, timeline, downstream ids and actions.
+//! - [`table`]: plain text tables, for what `orderctl` prints on a
+//!   terminal and the reports of `orderflow-fleet`.
 
 pub mod auth;
 pub mod charts;
@@ -24,6 +26,7 @@ pub mod exceptions;
 pub mod fleet;
 pub mod layout;
 pub mod orders;
+pub mod table;
 
 use axum::Router;
 use axum::routing::get;

@@ -3,8 +3,9 @@
 //! The invariants I1–I9 (docs/design.md §5) as a pure check: the simulator's
 //! ledger is the truth about side effects, the store and its audit streams
 //! are the fleet's view, the inventory exception queue holds what was
-//! refused at the door. The end-to-end tests and `orderctl demo` read a
-//! [`Snapshot`] their own way and hand it to [`check`].
+//! refused at the door. The end-to-end tests and `orderflow-fleet` read a
+//! [`Snapshot`] of their namespace with [`read_snapshot`] and hand it to
+//! [`check`].
 
 use downstream_sim::Ledger;
 use downstream_sim::ledger::{PaymentState, ReservationState, ShipmentState};
@@ -14,6 +15,10 @@ use orderflow_core::state::Disposition;
 use orderflow_store::{AuditEntry, LOST_EVENT, OrderRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+
+mod read;
+
+pub use read::{Namespace, ReadError, parked_orders, read_snapshot};
 
 /// A message parked in an exception queue, as it is there.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,19 +34,8 @@ impl Fixture {
             .expect("a test runtime");
         let spec = TopologySpec::from_policy(&name, &Policy::default_policy()).unwrap();
         let (connection, store) = runtime.block_on(async {
-            let connection = orderflow_broker::connect(&amqp_url()).await.unwrap_or_else(|e| {
-                panic!(
-                    "these tests need RabbitMQ at {}: {}\nstart it (rabbitmq-server -detached) or set ORDERFLOW_TEST_AMQP_URL",
-                    amqp_url(),
-                    orderflow_broker::chain(&e)
-                )
-            });
-            let store = Store::connect(&redis_url(), &name).await.unwrap_or_else(|e| {
-                panic!(
-                    "these tests need Redis at {}: {e}\nstart it (redis-server --daemonize yes) or set ORDERFLOW_TEST_REDIS_URL",
-                    redis_url()
-                )
-            });
+            let connection = orderflow_testkit::services::connect_broker().await;
+            let store = orderflow_testkit::services::connect_store(&name).await;
             (connection, store)
         });
         Fixture {

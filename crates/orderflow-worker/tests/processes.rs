@@ -47,21 +47,9 @@ impl Namespace {
             .build()
             .expect("a test runtime");
         let connection = runtime.block_on(async {
-            let connection = orderflow_broker::connect(&amqp_url())
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "these tests need RabbitMQ at {}: {}\nstart it (rabbitmq-server -detached) or set ORDERFLOW_TEST_AMQP_URL",
-                        amqp_url(),
-                        orderflow_broker::chain(&e)
-                    )
-                });
-            if let Err(e) = Store::connect(&redis_url(), &name).await {
-                panic!(
-                    "these tests need Redis at {}: {e}\nstart it (redis-server --daemonize yes) or set ORDERFLOW_TEST_REDIS_URL",
-                    redis_url()
-                );
-            }
+            let connection = orderflow_testkit::services::connect_broker().await;
+            // Only that Redis answers: the workers write, the test does not.
+            orderflow_testkit::services::connect_store(&name).await;
             connection
         });
         let spec = TopologySpec::from_policy(&name, &Policy::default_policy())

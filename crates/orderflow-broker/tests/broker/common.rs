@@ -2,6 +2,7 @@
 //! the real RabbitMQ, deleted again when the test ends (even by a panic).
 //! A test that cannot reach RabbitMQ fails and says how to start it.
 
+use orderflow_broker::rabbitmqctl;
 use orderflow_broker::{
     Connection, ConsumerConfig, Error, Handler, TopologySpec, admin, chain, connect, topology,
 };
@@ -160,28 +161,11 @@ impl Drop for Fixture {
 /// Deliveries of `queue` the broker waits an ack for, as `rabbitmqctl`
 /// lists them (AMQP tells only the ready count).
 pub fn unacked(queue: &str) -> u64 {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "--no-table-headers",
-            "list_queues",
-            "name",
-            "messages_unacknowledged",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("this test needs `rabbitmqctl` (RabbitMQ's CLI): {e}"));
-    assert!(
-        output.status.success(),
-        "rabbitmqctl list_queues failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| {
-            let (name, count) = line.split_once('\t')?;
-            (name.trim() == queue).then(|| count.trim().parse().ok())?
-        })
+    rabbitmqctl::queue_counts()
+        .unwrap_or_else(|e| panic!("this test needs `rabbitmqctl` (RabbitMQ's CLI): {e}"))
+        .get(queue)
         .unwrap_or_else(|| panic!("rabbitmqctl does not list {queue}"))
+        .unacked
 }
 
 /// Polls `check` until it is true or `within` passes.
@@ -215,25 +199,10 @@ pub async fn stop(token: CancellationToken, run: JoinHandle<Result<(), Error>>) 
 /// Channels open on the connection named `connection_name`, as
 /// `rabbitmqctl` lists them.
 pub fn channels_of(connection_name: &str) -> u64 {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "--no-table-headers",
-            "list_connections",
-            "client_properties",
-            "channels",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("this test needs `rabbitmqctl` (RabbitMQ's CLI): {e}"));
-    assert!(
-        output.status.success(),
-        "rabbitmqctl list_connections failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let quoted = format!("\"{connection_name}\"");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find(|line| line.contains(&quoted))
-        .and_then(|line| line.rsplit('\t').next()?.trim().parse().ok())
+    rabbitmqctl::list_connections()
+        .unwrap_or_else(|e| panic!("this test needs `rabbitmqctl` (RabbitMQ's CLI): {e}"))
+        .iter()
+        .find(|c| c.name == connection_name)
         .unwrap_or_else(|| panic!("rabbitmqctl does not list a connection named {connection_name}"))
+        .channels
 }

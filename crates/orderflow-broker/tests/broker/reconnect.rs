@@ -1,8 +1,8 @@
 use crate::common::{Fixture, amqp_url, eventually, stop};
+use orderflow_broker::rabbitmqctl::{self, ClientConnection};
 use orderflow_broker::{Handler, Incoming, Meta, Publisher, Settlement, admin};
 use orderflow_core::Stage;
 use std::collections::{BTreeSet, HashMap};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,47 +41,21 @@ impl Handler for Forward {
     }
 }
 
-fn rabbitmqctl(args: &[&str]) -> String {
-    let output = Command::new("rabbitmqctl")
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "this test needs `rabbitmqctl` (RabbitMQ's CLI, run as root) to close connections: {e}"
-                )
-            });
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The broker's connection pids whose client properties contain `name`.
-fn connections_named(name: &str) -> Vec<String> {
-    rabbitmqctl(&[
-        "list_connections",
-        "pid",
-        "client_properties",
-        "--no-table-headers",
-        "-q",
-    ])
-    .lines()
-    .filter(|line| line.contains(name))
-    .filter_map(|line| line.split_whitespace().next())
-    .map(str::to_owned)
-    .collect()
+/// The broker's connections whose name contains `name`.
+fn connections_named(name: &str) -> Vec<ClientConnection> {
+    rabbitmqctl::list_connections()
+        .unwrap_or_else(|e| panic!("this test needs `rabbitmqctl` (RabbitMQ's CLI): {e}"))
+        .into_iter()
+        .filter(|c| c.name.contains(name))
+        .collect()
 }
 
 /// Closes every broker connection whose name contains `name`, the way an
 /// operator or a broker restart would; returns their pids.
 fn close_connections_named(name: &str) -> Vec<String> {
-    let pids = connections_named(name);
-    for pid in &pids {
-        rabbitmqctl(&["close_connection", pid, "test"]);
-    }
-    pids
+    let connections = connections_named(name);
+    rabbitmqctl::close_connections(&connections, "test");
+    connections.into_iter().map(|c| c.pid).collect()
 }
 
 #[tokio::test]
@@ -145,7 +119,7 @@ async fn nothing_is_lost_when_the_broker_drops_the_connections() {
                     .await
                     .unwrap()
                     .iter()
-                    .all(|pid| !closed.contains(pid))
+                    .all(|c| !closed.contains(&c.pid))
             }
         },
     )

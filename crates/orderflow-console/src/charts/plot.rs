@@ -1,6 +1,6 @@
 //! Counts over time as a small hand-written SVG: one panel per run, a
 //! line per series that ever counted something (orders by state for
-//! `orderctl bench --plot` and the console, decisions by class for the
+//! `orderflow-fleet bench --plot` and the console, decisions by class for the
 //! console). No chart library, nothing fetched by the page.
 
 use std::collections::BTreeMap;

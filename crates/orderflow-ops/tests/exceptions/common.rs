@@ -11,15 +11,7 @@ use orderflow_store::{Store, Transition};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-pub fn amqp_url() -> String {
-    std::env::var("ORDERFLOW_AMQP_URL")
-        .unwrap_or_else(|_| orderflow_settings::DEFAULT_AMQP_URL.to_owned())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("ORDERFLOW_REDIS_URL")
-        .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.to_owned())
-}
+pub use orderflow_testkit::services::{amqp_url, redis_url};
 
 pub struct Fleet {
     pub ns: String,

@@ -1,6 +1,6 @@
-//! `orderflow_ops::exceptions` against the real RabbitMQ
-//! (`ORDERFLOW_AMQP_URL`) and Redis (`ORDERFLOW_REDIS_URL`), by default the
-//! local ones (`orderflow_settings::DEFAULT_AMQP_URL`, `DEFAULT_REDIS_URL`),
+//! `orderflow_ops::exceptions` against the real RabbitMQ and Redis of
+//! `orderflow_testkit::services` (the local ones unless
+//! `ORDERFLOW_TEST_AMQP_URL` / `ORDERFLOW_TEST_REDIS_URL` say otherwise),
 //! each test in a namespace of its own.
 
 mod common;

@@ -16,15 +16,7 @@ use orderflow_store::{FieldUpdate, LastOutcome, Store, Transition};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-pub fn amqp_url() -> String {
-    std::env::var("ORDERFLOW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| orderflow_settings::DEFAULT_AMQP_URL.into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("ORDERFLOW_TEST_REDIS_URL")
-        .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.into())
-}
+pub use orderflow_testkit::services::{amqp_url, redis_url};
 
 pub struct Fleet {
     pub ns: String,
@@ -50,19 +42,8 @@ impl Fleet {
     async fn start(apis: bool) -> Fleet {
         let ns = format!("t-{}", uuid::Uuid::new_v4().simple());
         let policy = Policy::default_policy();
-        let connection = orderflow_broker::connect(&amqp_url()).await.unwrap_or_else(|e| {
-            panic!(
-                "these tests need RabbitMQ at {}: {}\nstart it (rabbitmq-server -detached) or set ORDERFLOW_TEST_AMQP_URL",
-                amqp_url(),
-                chain(&e)
-            )
-        });
-        let store = Store::connect(&redis_url(), &ns).await.unwrap_or_else(|e| {
-            panic!(
-                "these tests need Redis at {}: {e}\nstart it (redis-server --daemonize yes) or set ORDERFLOW_TEST_REDIS_URL",
-                redis_url()
-            )
-        });
+        let connection = orderflow_testkit::services::connect_broker().await;
+        let store = orderflow_testkit::services::connect_store(&ns).await;
         let spec = TopologySpec::from_policy(&ns, &policy).expect("a t-<uuid> namespace is valid");
         orderflow_broker::declare(&connection, &spec)
             .await

@@ -14,12 +14,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub const AMQP_URL: &str = orderflow_settings::DEFAULT_AMQP_URL;
-
-pub fn redis_url() -> String {
-    std::env::var("ORDERFLOW_TEST_REDIS_URL")
-        .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.into())
-}
+pub use orderflow_testkit::services::{amqp_url, redis_url};
 
 /// A policy with short delay tiers, so deferred copies come back quickly.
 pub fn test_policy() -> Policy {
@@ -49,16 +44,17 @@ impl Fleet {
         let store = Store::connect(redis_url, &ns).await.unwrap_or_else(|e| {
             panic!("cannot reach Redis at {redis_url}: {e}\nstart it: redis-server --daemonize yes --port 6379 --save \"\" --appendonly no")
         });
-        let conn = orderflow_broker::connect(AMQP_URL)
+        let amqp_url = amqp_url();
+        let conn = orderflow_broker::connect(&amqp_url)
             .await
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot reach RabbitMQ at {AMQP_URL}: {e}\nstart it: rabbitmq-server -detached"
+                    "cannot reach RabbitMQ at {amqp_url}: {e}\nstart it: rabbitmq-server -detached"
                 )
             });
         let spec = Arc::new(TopologySpec::from_policy(&ns, &policy).unwrap());
         orderflow_broker::declare(&conn, &spec).await.unwrap();
-        let publisher = Publisher::connect(AMQP_URL, &format!("{ns}.test"))
+        let publisher = Publisher::connect(&amqp_url, &format!("{ns}.test"))
             .await
             .unwrap();
         let env = Env {
@@ -92,7 +88,7 @@ impl Fleet {
             self.env.clone(),
         );
         let config = ConsumerConfig {
-            amqp_url: AMQP_URL.into(),
+            amqp_url: amqp_url(),
             queue: self.spec.names().work_queue(stage),
             prefetch: 20,
             concurrency: 8,

@@ -4,15 +4,7 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-pub fn amqp_url() -> String {
-    std::env::var("ORDERFLOW_TEST_AMQP_URL")
-        .unwrap_or_else(|_| orderflow_settings::DEFAULT_AMQP_URL.into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("ORDERFLOW_TEST_REDIS_URL")
-        .unwrap_or_else(|_| orderflow_settings::DEFAULT_REDIS_URL.into())
-}
+pub use orderflow_testkit::services::{amqp_url, redis_url};
 
 /// An API of the contract with no records: every status query answers the
 /// contract's `404 {"code": "not_found"}`, so a worker pointed at it passes
