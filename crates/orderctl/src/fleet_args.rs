@@ -29,35 +29,14 @@ pub struct ActorArgs {
 }
 
 /// Where the downstream APIs are, for actions that check or compensate.
-#[derive(Debug, Clone, Args)]
-pub struct ApiArgs {
-    #[arg(
-        long,
-        env = "ORDERFLOW_INVENTORY_URL",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub inventory_url: String,
-    #[arg(
-        long,
-        env = "ORDERFLOW_PAYMENT_URL",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub payment_url: String,
-    #[arg(
-        long,
-        env = "ORDERFLOW_SHIPPING_URL",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub shipping_url: String,
-}
+pub use orderflow_settings::Apis as ApiArgs;
 
-impl ApiArgs {
-    pub fn urls(&self) -> Urls {
-        Urls {
-            inventory: self.inventory_url.clone(),
-            payment: self.payment_url.clone(),
-            shipping: self.shipping_url.clone(),
-        }
+/// The APIs' URLs as the stages' clients take them.
+pub fn api_urls(apis: &ApiArgs) -> Urls {
+    Urls {
+        inventory: apis.inventory_url.clone(),
+        payment: apis.payment_url.clone(),
+        shipping: apis.shipping_url.clone(),
     }
 }
 
@@ -97,7 +76,7 @@ where
         redis_url: fleet.redis.url.clone(),
         amqp_url: fleet.amqp.url.clone(),
         policy,
-        apis: apis.map(ApiArgs::urls),
+        apis: apis.map(api_urls),
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async move {

@@ -3,8 +3,8 @@
 //! in `--help`.
 
 use crate::{
-    AMQP_URL, DEFAULT_AMQP_URL, DEFAULT_NAMESPACE, DEFAULT_POLICY, DEFAULT_REDIS_URL, NAMESPACE,
-    POLICY, REDIS_URL,
+    AMQP_URL, DEFAULT_AMQP_URL, DEFAULT_API_URL, DEFAULT_NAMESPACE, DEFAULT_POLICY,
+    DEFAULT_REDIS_URL, INVENTORY_URL, NAMESPACE, PAYMENT_URL, POLICY, REDIS_URL, SHIPPING_URL,
 };
 use clap::Args;
 
@@ -123,4 +123,37 @@ mod tests {
         }
         assert!(help.contains("--amqp-url <AMQP_URL>"), "{help}");
     }
+}
+
+/// Where the three downstream APIs are: for the stage workers, and for the
+/// operator actions that check with them or compensate.
+#[derive(Debug, Clone, Args)]
+pub struct Apis {
+    /// Base URL of the inventory API.
+    #[arg(
+        id = "inventory_url",
+        value_name = "INVENTORY_URL",
+        long = INVENTORY_URL.long,
+        env = INVENTORY_URL.env,
+        default_value = DEFAULT_API_URL
+    )]
+    pub inventory_url: String,
+    /// Base URL of the payment API.
+    #[arg(
+        id = "payment_url",
+        value_name = "PAYMENT_URL",
+        long = PAYMENT_URL.long,
+        env = PAYMENT_URL.env,
+        default_value = DEFAULT_API_URL
+    )]
+    pub payment_url: String,
+    /// Base URL of the shipping API.
+    #[arg(
+        id = "shipping_url",
+        value_name = "SHIPPING_URL",
+        long = SHIPPING_URL.long,
+        env = SHIPPING_URL.env,
+        default_value = DEFAULT_API_URL
+    )]
+    pub shipping_url: String,
 }

@@ -17,6 +17,8 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_NAMESPACE: &str = "orderflow";
 /// The built-in policy's preset name.
 pub const DEFAULT_POLICY: &str = "default";
+/// The downstream simulator's address, which plays all three APIs.
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:7070";
 
 /// A setting as operators see it: its variable and its flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +50,20 @@ pub const POLICY: Setting = Setting {
     env: "ORDERFLOW_POLICY",
     long: "policy",
 };
+pub const INVENTORY_URL: Setting = Setting {
+    env: "ORDERFLOW_INVENTORY_URL",
+    long: "inventory-url",
+};
+pub const PAYMENT_URL: Setting = Setting {
+    env: "ORDERFLOW_PAYMENT_URL",
+    long: "payment-url",
+};
+pub const SHIPPING_URL: Setting = Setting {
+    env: "ORDERFLOW_SHIPPING_URL",
+    long: "shipping-url",
+};
 
 #[cfg(feature = "clap")]
 mod flags;
 #[cfg(feature = "clap")]
-pub use flags::{Amqp, Fleet, Namespace, PolicySource, Redis};
+pub use flags::{Amqp, Apis, Fleet, Namespace, PolicySource, Redis};

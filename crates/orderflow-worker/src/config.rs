@@ -43,32 +43,7 @@ pub struct Common {
 /// Where the downstream APIs are, for the stage workers (the reconciler
 /// calls none: it asks the stages). A stage worker stays unready and takes
 /// nothing until each answers as its API (the `contract` check).
-#[derive(Debug, Clone, Args)]
-pub struct Apis {
-    /// Base URL of the inventory API.
-    #[arg(
-        long,
-        env = "ORDERFLOW_INVENTORY_URL",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub inventory_url: String,
-
-    /// Base URL of the payment API.
-    #[arg(
-        long,
-        env = "ORDERFLOW_PAYMENT_URL",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub payment_url: String,
-
-    /// Base URL of the shipping API.
-    #[arg(
-        long,
-        env = "ORDERFLOW_SHIPPING_URL",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub shipping_url: String,
-}
+pub use orderflow_settings::Apis;
 
 /// Settings of the roles that consume a work queue.
 #[derive(Debug, Clone, Args)]
@@ -290,7 +265,7 @@ impl Settings {
                 consume,
             } => Job::Stage {
                 stage: *stage,
-                downstreams: Arc::new(apis.clients(&policy)?),
+                downstreams: Arc::new(clients(apis, &policy)?),
                 consume: consume.clone(),
             },
             Work::Reconcile => Job::Reconcile,
@@ -304,26 +279,24 @@ impl Settings {
     }
 }
 
-impl Apis {
-    /// The clients, built without contacting anyone.
-    fn clients(&self, policy: &Policy) -> Result<Downstreams, Failure> {
-        let urls = Urls {
-            inventory: self.inventory_url.clone(),
-            payment: self.payment_url.clone(),
-            shipping: self.shipping_url.clone(),
-        };
-        Downstreams::new(&urls, policy).map_err(|e| match e {
-            DownstreamError::BadUrl { stage, .. } => Failure::setting(
-                downstream_url(stage),
-                e,
-                "give the API's base URL, such as http://host:7070",
-            ),
-            DownstreamError::Client(_) => Failure::Startup(format!(
-                "cannot build the HTTP client for the downstream APIs: {}",
-                orderflow_broker::chain(&e)
-            )),
-        })
-    }
+/// The clients of the APIs, built without contacting anyone.
+fn clients(apis: &Apis, policy: &Policy) -> Result<Downstreams, Failure> {
+    let urls = Urls {
+        inventory: apis.inventory_url.clone(),
+        payment: apis.payment_url.clone(),
+        shipping: apis.shipping_url.clone(),
+    };
+    Downstreams::new(&urls, policy).map_err(|e| match e {
+        DownstreamError::BadUrl { stage, .. } => Failure::setting(
+            downstream_url(stage),
+            e,
+            "give the API's base URL, such as http://host:7070",
+        ),
+        DownstreamError::Client(_) => Failure::Startup(format!(
+            "cannot build the HTTP client for the downstream APIs: {}",
+            orderflow_broker::chain(&e)
+        )),
+    })
 }
 
 /// One Redis, or a Redis Cluster by its seed nodes (orderflow-store).
@@ -340,18 +313,9 @@ const ACTOR: Setting = Setting {
 
 pub(crate) fn downstream_url(stage: Stage) -> Setting {
     match stage {
-        Stage::Inventory => Setting {
-            env: "ORDERFLOW_INVENTORY_URL",
-            long: "inventory-url",
-        },
-        Stage::Payment => Setting {
-            env: "ORDERFLOW_PAYMENT_URL",
-            long: "payment-url",
-        },
-        Stage::Shipping => Setting {
-            env: "ORDERFLOW_SHIPPING_URL",
-            long: "shipping-url",
-        },
+        Stage::Inventory => orderflow_settings::INVENTORY_URL,
+        Stage::Payment => orderflow_settings::PAYMENT_URL,
+        Stage::Shipping => orderflow_settings::SHIPPING_URL,
     }
 }
 
