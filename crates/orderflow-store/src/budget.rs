@@ -32,24 +32,29 @@ pub const TALLY_FLUSH: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub(crate) struct Tally {
     pending: [AtomicU64; Stage::ALL.len()],
-    flushed_at: Mutex<Instant>,
+    /// When each downstream's tally was last added.
+    flushed_at: [Mutex<Instant>; Stage::ALL.len()],
 }
 
 impl Default for Tally {
     fn default() -> Tally {
         Tally {
             pending: std::array::from_fn(|_| AtomicU64::new(0)),
-            flushed_at: Mutex::new(Instant::now()),
+            flushed_at: std::array::from_fn(|_| Mutex::new(Instant::now())),
         }
     }
 }
 
 impl Tally {
-    fn slot(&self, downstream: Stage) -> &AtomicU64 {
-        &self.pending[Stage::ALL
+    fn index(downstream: Stage) -> usize {
+        Stage::ALL
             .iter()
             .position(|s| *s == downstream)
-            .expect("every stage is in Stage::ALL")]
+            .expect("every stage is in Stage::ALL")
+    }
+
+    fn slot(&self, downstream: Stage) -> &AtomicU64 {
+        &self.pending[Tally::index(downstream)]
     }
 
     /// Takes the first attempts counted for `downstream`, to add them.
@@ -60,8 +65,7 @@ impl Tally {
     /// Counts one; true when the tally is due to be added.
     fn count(&self, downstream: Stage) -> bool {
         self.slot(downstream).fetch_add(1, Ordering::Relaxed);
-        let mut flushed_at = self
-            .flushed_at
+        let mut flushed_at = self.flushed_at[Tally::index(downstream)]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if flushed_at.elapsed() < TALLY_FLUSH {

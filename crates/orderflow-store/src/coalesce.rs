@@ -38,14 +38,11 @@ impl FleetWrites {
             queue
         });
         let (done, answer) = oneshot::channel();
-        match queue.send((cmds, done)) {
-            Ok(()) => answer
-                .await
-                .unwrap_or_else(|_| Err("the fleet writes' task stopped".to_owned())),
-            // The runtime that ran the task is gone (a store kept across
-            // runtimes): send them alone.
-            Err(mpsc::error::SendError((cmds, _))) => pipeline(&self.conn, cmds).await,
-        }
+        // The task stops only with the runtime it runs on, which the
+        // store's connection needs too.
+        let stopped = || "the fleet writes' task stopped".to_owned();
+        queue.send((cmds, done)).map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
     }
 }
 
@@ -59,17 +56,14 @@ async fn run(conn: Conn, mut pending: mpsc::UnboundedReceiver<(Vec<Cmd>, Done)>)
             cmds.extend(more);
             waiting.push(done);
         }
-        let answer = pipeline(&conn, cmds).await;
+        let answer = conn
+            .batch::<redis::Value>(cmds)
+            .await
+            .map(drop)
+            .map_err(|err| err.to_string());
         for done in waiting {
             // A writer that gave up no longer waits for its answer.
             let _ = done.send(answer.clone());
         }
     }
-}
-
-async fn pipeline(conn: &Conn, cmds: Vec<Cmd>) -> Result<(), String> {
-    conn.batch::<redis::Value>(cmds)
-        .await
-        .map(drop)
-        .map_err(|err| err.to_string())
 }
