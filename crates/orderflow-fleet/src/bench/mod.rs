@@ -24,10 +24,8 @@ pub use profiles::{BenchProfile, load as load_profile};
 use crate::local_fleet::figures::Outcome;
 use crate::local_fleet::{self, Children, Ground, Launch, Settled};
 use clap::Args;
-use orderflow_broker::Publisher;
 use orderflow_console::charts::plot::{self, Sample};
 use orderflow_core::OrderState;
-use orderflow_producer::Mix;
 use orderflow_settings::{Amqp, Redis};
 use orderflow_verify::Expectations;
 use profiles::{Phase, PolicyChoice};
@@ -276,17 +274,10 @@ async fn measure(
         dir.display()
     );
 
-    let orders = orderflow_producer::generate(args.orders, args.seed, Mix::Happy);
-    let placed: Vec<String> = orders
-        .iter()
-        .filter_map(|m| m.message_id.strip_prefix("placed.").map(str::to_owned))
-        .collect();
-    let publisher = Publisher::connect(
-        &args.amqp.url,
-        &format!("orderflow-fleet-bench.{namespace}"),
-    )
-    .await
-    .map_err(|e| Stop::Failed(orderflow_broker::chain(&e).to_string()))?;
+    let (orders, placed) = local_fleet::happy_load(args.orders, args.seed);
+    let publisher = local_fleet::load_publisher(&args.amqp.url, "bench", namespace)
+        .await
+        .map_err(Stop::Failed)?;
     let exchange = ground.spec.names().orders_exchange();
     let rate = args.rate.or(profile.plan.rate);
 

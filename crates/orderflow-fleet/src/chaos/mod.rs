@@ -12,8 +12,6 @@ mod broker;
 use crate::local_fleet::figures::Outcome;
 use crate::local_fleet::{self, Children, Ground, Launch, Settled, WORKERS};
 use clap::Args;
-use orderflow_broker::Publisher;
-use orderflow_producer::Mix;
 use orderflow_settings::{Amqp, Redis};
 use orderflow_verify::Expectations;
 use rand::SeedableRng;
@@ -257,17 +255,10 @@ async fn run_chaos(
         dir.display()
     );
 
-    let orders = orderflow_producer::generate(args.orders, args.seed, Mix::Happy);
-    let placed: Vec<String> = orders
-        .iter()
-        .filter_map(|m| m.message_id.strip_prefix("placed.").map(str::to_owned))
-        .collect();
-    let publisher = Publisher::connect(
-        &args.amqp.url,
-        &format!("orderflow-fleet-chaos.{namespace}"),
-    )
-    .await
-    .map_err(|e| Stop::Failed(orderflow_broker::chain(&e).to_string()))?;
+    let (orders, placed) = local_fleet::happy_load(args.orders, args.seed);
+    let publisher = local_fleet::load_publisher(&args.amqp.url, "chaos", namespace)
+        .await
+        .map_err(Stop::Failed)?;
     let exchange = ground.spec.names().orders_exchange();
     // Spread over 80% of the chaos, so orders are in flight at every strike.
     let spread = args.duration.mul_f64(0.8).as_secs_f64().max(0.001);

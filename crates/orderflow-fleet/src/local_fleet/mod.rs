@@ -321,3 +321,29 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> Result<PathBuf, String>
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path)
 }
+
+/// The load of a bench or chaos run: `count` orders that can all succeed,
+/// reproducible from `seed`, and the order ids they place.
+pub fn happy_load(count: usize, seed: u64) -> (Vec<orderflow_producer::Message>, Vec<String>) {
+    let orders = orderflow_producer::generate(count, seed, orderflow_producer::Mix::Happy);
+    let placed = orders
+        .iter()
+        .filter_map(|m| m.message_id.strip_prefix("placed.").map(str::to_owned))
+        .collect();
+    (orders, placed)
+}
+
+/// The connection a run publishes its load on, named after the command and
+/// the namespace in RabbitMQ's connection list.
+pub async fn load_publisher(
+    amqp_url: &str,
+    command: &str,
+    namespace: &str,
+) -> Result<orderflow_broker::Publisher, String> {
+    orderflow_broker::Publisher::connect(
+        amqp_url,
+        &format!("orderflow-fleet-{command}.{namespace}"),
+    )
+    .await
+    .map_err(|e| orderflow_broker::chain(&e).to_string())
+}
