@@ -10,8 +10,7 @@ use std::collections::HashSet;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const AMQP_URL: &str = orderflow_settings::DEFAULT_AMQP_URL;
-const REDIS_URL: &str = orderflow_settings::DEFAULT_REDIS_URL;
+use orderflow_testkit::services::{self, amqp_url, redis_url};
 
 fn orderctl(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_orderctl"));
@@ -19,8 +18,8 @@ fn orderctl(args: &[&str]) -> Command {
         .args(args)
         .env_remove("ORDERFLOW_NAMESPACE")
         .env_remove("ORDERFLOW_POLICY")
-        .env("ORDERFLOW_AMQP_URL", AMQP_URL)
-        .env("ORDERFLOW_REDIS_URL", REDIS_URL)
+        .env("ORDERFLOW_AMQP_URL", amqp_url())
+        .env("ORDERFLOW_REDIS_URL", redis_url())
         .env("ORDERFLOW_ACTOR", "cli-tester");
     command
 }
@@ -62,18 +61,12 @@ impl Namespace {
     async fn declared() -> Namespace {
         let name = format!("t-{}", uuid::Uuid::new_v4().simple());
         let spec = TopologySpec::from_policy(&name, &Policy::default_policy()).unwrap();
-        let conn = orderflow_broker::connect(AMQP_URL)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot reach RabbitMQ at {AMQP_URL}: {e}; start it: rabbitmq-server -detached"
-                )
-            });
+        let conn = services::connect_broker().await;
         orderflow_broker::declare(&conn, &spec).await.unwrap();
-        let store = Store::connect(REDIS_URL, &name).await.unwrap_or_else(|e| {
-            panic!("cannot reach Redis at {REDIS_URL}: {e}; start it: redis-server --daemonize yes")
-        });
-        let publisher = Publisher::connect(AMQP_URL, "orderctl-test").await.unwrap();
+        let store = services::connect_store(&name).await;
+        let publisher = Publisher::connect(&amqp_url(), "orderctl-test")
+            .await
+            .unwrap();
         Namespace {
             name,
             spec,
@@ -143,10 +136,10 @@ impl Drop for Namespace {
                 .build()
                 .expect("a runtime");
             runtime.block_on(async {
-                if let Ok(conn) = orderflow_broker::connect(AMQP_URL).await {
+                if let Ok(conn) = orderflow_broker::connect(&amqp_url()).await {
                     let _ = orderflow_broker::topology::delete(&conn, &spec).await;
                 }
-                if let Ok(store) = Store::connect(REDIS_URL, &name).await {
+                if let Ok(store) = Store::connect(&redis_url(), &name).await {
                     let _ = store.purge_namespace().await;
                 }
             });

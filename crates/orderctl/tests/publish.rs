@@ -5,8 +5,6 @@ use orderflow_broker::{Connection, TopologySpec, admin};
 use orderflow_core::{Policy, Stage};
 use std::process::{Command, Output};
 
-const AMQP_URL: &str = orderflow_settings::DEFAULT_AMQP_URL;
-
 fn orderctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_orderctl"))
         .args(args)
@@ -26,13 +24,7 @@ impl Namespace {
     async fn declared() -> Namespace {
         let name = format!("t-{}", uuid::Uuid::new_v4().simple());
         let spec = TopologySpec::from_policy(&name, &Policy::default_policy()).unwrap();
-        let conn = orderflow_broker::connect(AMQP_URL)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot reach RabbitMQ at {AMQP_URL}: {e}; start it: rabbitmq-server -detached"
-                )
-            });
+        let conn = orderflow_testkit::services::connect_broker().await;
         orderflow_broker::declare(&conn, &spec).await.unwrap();
         Namespace { name, spec, conn }
     }
