@@ -26,7 +26,6 @@ use crate::local_fleet::{self, Children, Ground, Launch, Settled};
 use clap::Args;
 use orderflow_console::charts::plot::{self, Sample};
 use orderflow_core::OrderState;
-use orderflow_settings::{Amqp, Redis};
 use orderflow_verify::Expectations;
 use profiles::{Phase, PolicyChoice};
 use report::{BenchReport, RunReport};
@@ -76,13 +75,8 @@ pub struct BenchArgs {
     /// Keep each run's namespace (queues and keys) and logs afterwards.
     #[arg(long)]
     pub keep: bool,
-    /// Where the worker and simulator binaries are [default: beside orderflow-fleet].
-    #[arg(long)]
-    pub bin_dir: Option<PathBuf>,
     #[command(flatten)]
-    pub amqp: Amqp,
-    #[command(flatten)]
-    pub redis: Redis,
+    pub place: local_fleet::Place,
 }
 
 /// Why a bench did not complete.
@@ -120,7 +114,7 @@ async fn bench(args: &BenchArgs) -> Result<(), Stop> {
     }
     let profile = profiles::load(&args.profile).map_err(Stop::Usage)?;
     let policies = profiles::policies(&args.policies, &profile).map_err(Stop::Usage)?;
-    let bin_dir = local_fleet::bin_dir(args.bin_dir.as_deref()).map_err(Stop::Failed)?;
+    let bin_dir = local_fleet::bin_dir(args.place.bin_dir.as_deref()).map_err(Stop::Failed)?;
 
     let measured = |workload: Baseline| {
         let wanted = args.baselines.contains(&workload);
@@ -129,10 +123,15 @@ async fn bench(args: &BenchArgs) -> Result<(), Stop> {
                 return Ok(None);
             }
             eprintln!("{workload:?} baseline: {} orders", args.orders);
-            baseline::measure(workload, &args.amqp.url, &args.redis.url, args.orders)
-                .await
-                .map(Some)
-                .map_err(Stop::Failed)
+            baseline::measure(
+                workload,
+                &args.place.amqp.url,
+                &args.place.redis.url,
+                args.orders,
+            )
+            .await
+            .map(Some)
+            .map_err(Stop::Failed)
         }
     };
     let raw = measured(Baseline::Raw).await?;
@@ -213,9 +212,14 @@ async fn run_once(
         jiff::Timestamp::now().as_second(),
         std::process::id()
     );
-    let ground = Ground::prepare(&namespace, &policy.policy, &args.amqp.url, &args.redis.url)
-        .await
-        .map_err(Stop::Failed)?;
+    let ground = Ground::prepare(
+        &namespace,
+        &policy.policy,
+        &args.place.amqp.url,
+        &args.place.redis.url,
+    )
+    .await
+    .map_err(Stop::Failed)?;
     let mut children = None;
     let result = measure(args, profile, policy, bin_dir, &ground, &mut children).await;
     if let Some(mut children) = children {
@@ -260,8 +264,8 @@ async fn measure(
         children,
         &Launch {
             namespace,
-            amqp_url: &args.amqp.url,
-            redis_url: &args.redis.url,
+            amqp_url: &args.place.amqp.url,
+            redis_url: &args.place.redis.url,
             policy: &worker_policy,
             profile: &profile_path,
         },
@@ -275,7 +279,7 @@ async fn measure(
     );
 
     let (orders, placed) = local_fleet::happy_load(args.orders, args.seed);
-    let publisher = local_fleet::load_publisher(&args.amqp.url, "bench", namespace)
+    let publisher = local_fleet::load_publisher(&args.place.amqp.url, "bench", namespace)
         .await
         .map_err(Stop::Failed)?;
     let exchange = ground.spec.names().orders_exchange();

@@ -12,7 +12,6 @@ mod broker;
 use crate::local_fleet::figures::Outcome;
 use crate::local_fleet::{self, Children, Ground, Launch, Settled, WORKERS};
 use clap::Args;
-use orderflow_settings::{Amqp, Redis};
 use orderflow_verify::Expectations;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -57,13 +56,8 @@ pub struct ChaosArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Where the worker and simulator binaries are [default: beside orderflow-fleet].
-    #[arg(long)]
-    pub bin_dir: Option<PathBuf>,
     #[command(flatten)]
-    pub amqp: Amqp,
-    #[command(flatten)]
-    pub redis: Redis,
+    pub place: local_fleet::Place,
 }
 
 /// Why chaos did not come to a verdict.
@@ -174,7 +168,7 @@ async fn chaos(args: &ChaosArgs) -> Result<ChaosReport, Stop> {
     let policy =
         orderflow_core::policy::parse(&profile.default_policy, &profile.default_policy_source)
             .map_err(|e| Stop::Usage(e.to_string()))?;
-    let bin_dir = local_fleet::bin_dir(args.bin_dir.as_deref()).map_err(Stop::Failed)?;
+    let bin_dir = local_fleet::bin_dir(args.place.bin_dir.as_deref()).map_err(Stop::Failed)?;
     let namespace = format!(
         "chaos-{}-{}",
         jiff::Timestamp::now().as_second(),
@@ -184,7 +178,7 @@ async fn chaos(args: &ChaosArgs) -> Result<ChaosReport, Stop> {
     let mut children = Children::new(bin_dir, dir.clone());
     let (redis_url, redis) = if args.shared_redis {
         (
-            args.redis.url.clone(),
+            args.place.redis.url.clone(),
             "shared (--shared-redis): not restarted".to_owned(),
         )
     } else {
@@ -194,7 +188,7 @@ async fn chaos(args: &ChaosArgs) -> Result<ChaosReport, Stop> {
             format!("private redis-server on port {port}, append-only file (fsync always)"),
         )
     };
-    let ground = Ground::prepare(&namespace, &policy, &args.amqp.url, &redis_url)
+    let ground = Ground::prepare(&namespace, &policy, &args.place.amqp.url, &redis_url)
         .await
         .map_err(Stop::Failed)?;
     let result = run_chaos(
@@ -241,7 +235,7 @@ async fn run_chaos(
         children,
         &Launch {
             namespace,
-            amqp_url: &args.amqp.url,
+            amqp_url: &args.place.amqp.url,
             redis_url,
             policy: &policy_path.display().to_string(),
             profile: &profile_path,
@@ -256,7 +250,7 @@ async fn run_chaos(
     );
 
     let (orders, placed) = local_fleet::happy_load(args.orders, args.seed);
-    let publisher = local_fleet::load_publisher(&args.amqp.url, "chaos", namespace)
+    let publisher = local_fleet::load_publisher(&args.place.amqp.url, "chaos", namespace)
         .await
         .map_err(Stop::Failed)?;
     let exchange = ground.spec.names().orders_exchange();
@@ -279,7 +273,7 @@ async fn run_chaos(
     let mut tally = Tally::default();
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut victims: Vec<&str> = Vec::new();
-    let broker_port = orderflow_broker::sockets::amqp_port(&args.amqp.url);
+    let broker_port = orderflow_broker::sockets::amqp_port(&args.place.amqp.url);
     let redis_port = redis_url
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse::<u16>().ok());

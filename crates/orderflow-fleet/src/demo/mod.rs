@@ -12,10 +12,8 @@ mod report;
 use crate::local_fleet::{self, Children, Ground, Launch, Settled};
 use clap::Args;
 use orderflow_broker::Publisher;
-use orderflow_settings::{Amqp, Redis};
 use orderflow_verify::Expectations;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -43,13 +41,8 @@ pub struct DemoArgs {
     /// and `orderctl exceptions` to look at.
     #[arg(long)]
     pub keep: bool,
-    /// Where the worker and simulator binaries are [default: beside orderflow-fleet].
-    #[arg(long)]
-    pub bin_dir: Option<PathBuf>,
     #[command(flatten)]
-    pub amqp: Amqp,
-    #[command(flatten)]
-    pub redis: Redis,
+    pub place: local_fleet::Place,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -73,9 +66,15 @@ async fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         .unwrap_or_else(|| format!("demo-{}", jiff::Timestamp::now().as_second()));
     let policy =
         orderflow_core::policy::parse(POLICY, "the demo policy").map_err(|e| e.to_string())?;
-    let ground = Ground::prepare(&namespace, &policy, &args.amqp.url, &args.redis.url).await?;
+    let ground = Ground::prepare(
+        &namespace,
+        &policy,
+        &args.place.amqp.url,
+        &args.place.redis.url,
+    )
+    .await?;
     let dir = local_fleet::run_dir(&namespace)?;
-    let bin_dir = local_fleet::bin_dir(args.bin_dir.as_deref())?;
+    let bin_dir = local_fleet::bin_dir(args.place.bin_dir.as_deref())?;
     let mut children = Children::new(bin_dir, dir.clone());
     let profile = local_fleet::write_file(&dir, "profile.toml", PROFILE)?;
     let policy_path = local_fleet::write_file(&dir, "policy.toml", POLICY)?;
@@ -83,8 +82,8 @@ async fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         &mut children,
         &Launch {
             namespace: &namespace,
-            amqp_url: &args.amqp.url,
-            redis_url: &args.redis.url,
+            amqp_url: &args.place.amqp.url,
+            redis_url: &args.place.redis.url,
             policy: &policy_path.display().to_string(),
             profile: &profile,
         },
@@ -98,7 +97,7 @@ async fn demo(args: DemoArgs) -> Result<ExitCode, String> {
 
     let load = load::demo_load(args.orders, args.seed);
     let started = Instant::now();
-    let publisher = Publisher::connect(&args.amqp.url, "orderflow-fleet-demo")
+    let publisher = Publisher::connect(&args.place.amqp.url, "orderflow-fleet-demo")
         .await
         .map_err(|e| orderflow_broker::chain(&e).to_string())?;
     let exchange = ground.spec.names().orders_exchange();

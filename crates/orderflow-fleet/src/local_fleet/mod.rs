@@ -21,6 +21,19 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Where a local fleet's binaries are and the RabbitMQ and Redis it runs
+/// on: what `demo`, `bench` and `chaos` all take.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Place {
+    /// Where the worker and simulator binaries are [default: beside orderflow-fleet].
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub amqp: orderflow_settings::Amqp,
+    #[command(flatten)]
+    pub redis: orderflow_settings::Redis,
+}
+
 /// The worker processes of a fleet, one of each.
 pub const WORKERS: [&str; 4] = [
     "inventory-worker",
