@@ -7,7 +7,7 @@ mod support;
 use orderflow_core::message::OrderId;
 use orderflow_core::{OrderState, Stage};
 use orderflow_runtime::{crash, noop};
-use std::process::{Child, Command, Stdio};
+use orderflow_testkit::redis::PrivateRedis;
 use std::time::Duration;
 use support::{Fleet, redis_url};
 
@@ -73,74 +73,6 @@ async fn a_crash_at_any_point_is_recovered_by_redelivery() {
     }
 }
 
-/// A Redis of this test's own (append-only, fsync always), so it can be
-/// killed and restarted without disturbing anyone else.
-struct PrivateRedis {
-    port: u16,
-    dir: std::path::PathBuf,
-    child: Child,
-}
-
-impl PrivateRedis {
-    fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("orderflow-redis-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = PrivateRedis::spawn(port, &dir);
-        PrivateRedis { port, dir, child }
-    }
-
-    fn spawn(port: u16, dir: &std::path::Path) -> Child {
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/services.sh installs it)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return child;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("private redis-server did not start on port {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// `kill -9`, then start again on the same files.
-    fn crash_and_restart(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.child = PrivateRedis::spawn(self.port, &self.dir);
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// After a Redis restart the first command on a reconnecting connection
 /// fails; the next ones work.
 async fn wait_for_store(fleet: &Fleet) {
@@ -157,7 +89,10 @@ async fn wait_for_store(fleet: &Fleet) {
 async fn a_redis_crash_mid_run_loses_nothing_and_repeats_nothing() {
     // Holds the failpoint lock: no crash point fires during this test.
     let scenario = fail::FailScenario::setup();
-    let mut redis = PrivateRedis::start();
+    // A Redis of this test's own (append-only, fsync always), so it can be
+    // killed and restarted without disturbing anyone else.
+    let dir = std::env::temp_dir().join(format!("orderflow-crash-{}", uuid::Uuid::new_v4()));
+    let mut redis = PrivateRedis::start(&dir);
     let fleet = Fleet::start(&redis.url()).await;
     let first = place_all(&fleet, "before", 15).await;
     // Crashed mid-run: once the workers have moved an order.
@@ -180,5 +115,7 @@ async fn a_redis_crash_mid_run_loses_nothing_and_repeats_nothing() {
     fleet.wait_all(&ids, OrderState::Delivered, WITHIN).await;
     assert_each_transition_once(&fleet, &ids).await;
     fleet.stop().await;
+    redis.kill();
+    let _ = std::fs::remove_dir_all(&dir);
     scenario.teardown();
 }

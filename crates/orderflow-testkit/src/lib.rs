@@ -41,6 +41,7 @@
 
 pub mod binaries;
 pub mod process;
+pub mod redis;
 pub mod services;
 
 pub use services::{amqp_url, redis_url};
@@ -63,8 +64,6 @@ pub mod observe;
 pub mod orders;
 #[cfg(feature = "fleet")]
 mod quiet;
-#[cfg(feature = "fleet")]
-pub mod redis;
 
 #[cfg(feature = "fleet")]
 pub use browser::Browser;
