@@ -525,14 +525,7 @@ impl ChaosReport {
             "{settled} {:.1} s after the first publish; time to a final state p50 {} ms, p99 {} ms",
             self.seconds, self.outcome.p50_ms, self.outcome.p99_ms
         );
-        if self.violations.is_empty() {
-            println!("invariants I1–I9 against the simulator's ledger: all hold");
-        } else {
-            println!("invariants I1–I9: {} VIOLATED", self.violations.len());
-            for violation in &self.violations {
-                println!("  {violation}");
-            }
-        }
+        local_fleet::print_verdict(&self.violations);
     }
 }
 

@@ -2,7 +2,7 @@
 //! the invariant check against the simulator's ledger, throughput and time
 //! to a final state.
 
-use crate::local_fleet::figures::Outcome;
+use crate::local_fleet::{self, figures::Outcome};
 use orderflow_store::OrderRecord;
 use orderflow_verify::Violation;
 use serde::Serialize;
@@ -64,13 +64,6 @@ impl Summary {
             "\nthroughput {:.0} orders/s · time to a final state p50 {} ms, p99 {} ms",
             self.orders_per_second, self.outcome.p50_ms, self.outcome.p99_ms
         );
-        if self.violations.is_empty() {
-            println!("invariants I1–I9 against the simulator's ledger: all hold");
-        } else {
-            println!("invariants I1–I9: {} VIOLATED", self.violations.len());
-            for violation in &self.violations {
-                println!("  {violation}");
-            }
-        }
+        local_fleet::print_verdict(&self.violations);
     }
 }

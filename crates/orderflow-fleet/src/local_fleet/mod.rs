@@ -360,3 +360,15 @@ pub async fn load_publisher(
     .await
     .map_err(|e| orderflow_broker::chain(&e).to_string())
 }
+
+/// The verdict on I1–I9, as demo and chaos print it.
+pub fn print_verdict(violations: &[String]) {
+    if violations.is_empty() {
+        println!("invariants I1–I9 against the simulator's ledger: all hold");
+    } else {
+        println!("invariants I1–I9: {} VIOLATED", violations.len());
+        for violation in violations {
+            println!("  {violation}");
+        }
+    }
+}
