@@ -97,6 +97,7 @@ rmq_start() { # boots node N in the background and waits until it serves
   rm -f "$d/beam.pid"
   (
     rmq_node_env "$n"
+    cd "$d" # where a crashing node drops its MnesiaCore dump
     setsid nohup "$RMQ_BIN/rabbitmq-server" >"$d/log/stdout.log" 2>&1 </dev/null &
   )
   local i
