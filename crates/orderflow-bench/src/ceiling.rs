@@ -14,16 +14,23 @@
 //!
 //! Ten Redis round trips, four confirmed publishes and four acks per order;
 //! at most [`WINDOW`] orders in flight.
+//!
+//! [`Load::WithEvents`] adds what a fleet's `happy` order publishes besides
+//! its work messages: six customer events ([`FLEET_EVENTS`] per hop), each
+//! confirmed through a topic exchange into a stream before the hop's ack —
+//! the fleet's contract done bare, so the cost of the events can be told
+//! apart from the cost of the fleet's own code.
 
 use crate::measure::{CpuSample, Driven};
 use crate::raw::{hop_headers, now_us};
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind, PublisherConfirm};
 use redis::aio::MultiplexedConnection;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +46,20 @@ pub const WINDOW: usize = 1000;
 pub const PREFETCH: u16 = 250;
 /// How long claims and states live if a run is cut short before its cleanup.
 const KEY_TTL_MS: u64 = 60_000;
+
+/// Customer events a fleet's `happy` order publishes at each of its four
+/// hops: received and reserved (inventory), paid, shipment accepted, then
+/// the parcel's last step and delivered (tracking).
+pub const FLEET_EVENTS: [usize; HOPS] = [2, 1, 1, 2];
+
+/// What the workload publishes per order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// The four hops alone: the bare work of a no-op stage.
+    Hops,
+    /// The hops and the fleet's customer events ([`FLEET_EVENTS`]).
+    WithEvents,
+}
 
 /// Moves the state from ARGV[1] to ARGV[2], keeping its expiry; 1 if it did.
 const COMPARE_AND_SET: &str = r"
@@ -66,8 +87,53 @@ fn events_key(base: &str) -> String {
     format!("{base}:events")
 }
 
-pub async fn declare(conn: &Connection, base: &str) -> anyhow::Result<()> {
+/// The customer events' topic exchange and the stream bound to it, as the
+/// fleet's `{ns}.events` and `{ns}.events.stream`.
+fn events_exchange(base: &str) -> String {
+    format!("{base}.events")
+}
+
+fn events_stream(base: &str) -> String {
+    format!("{base}.events.stream")
+}
+
+pub async fn declare(conn: &Connection, base: &str, load: Load) -> anyhow::Result<()> {
     let channel = conn.create_channel().await?;
+    if load == Load::WithEvents {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                events_exchange(base).as_str().into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(LongString::from("stream")),
+        );
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(events_stream(base).as_str().into(), durable, args)
+            .await?;
+        channel
+            .queue_bind(
+                events_stream(base).as_str().into(),
+                events_exchange(base).as_str().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
     for hop in 1..=HOPS {
         let mut args = FieldTable::default();
         args.insert(
@@ -85,14 +151,30 @@ pub async fn declare(conn: &Connection, base: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes the run's queues and every Redis key it wrote.
+/// Deletes the run's queues (and events' exchange and stream) and every
+/// Redis key it wrote.
 pub async fn delete(
     conn: &Connection,
     redis_url: &str,
     base: &str,
     orders: usize,
+    load: Load,
 ) -> anyhow::Result<()> {
     let channel = conn.create_channel().await?;
+    if load == Load::WithEvents {
+        channel
+            .queue_delete(
+                events_stream(base).as_str().into(),
+                QueueDeleteOptions::default(),
+            )
+            .await?;
+        channel
+            .exchange_delete(
+                events_exchange(base).as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await?;
+    }
     for hop in 1..=HOPS {
         channel
             .queue_delete(
@@ -214,9 +296,65 @@ async fn publish_confirmed(
             body,
             properties,
         )
-        .await?
         .await?;
-    anyhow::ensure!(confirm.is_ack(), "the broker nacked a publish to {to}");
+    confirmed(confirm, to).await
+}
+
+/// A confirm that counts: acked and not returned unroutable (an event with
+/// no stream behind its exchange would make the workload cheaper, not
+/// fail it).
+async fn confirmed(confirm: PublisherConfirm, to: &str) -> anyhow::Result<()> {
+    match confirm.await? {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(_)) => anyhow::bail!("a publish to {to} was unroutable"),
+        other => anyhow::bail!("the broker did not take a publish to {to}: {other:?}"),
+    }
+}
+
+/// Publishes the hop's customer events (none for [`Load::Hops`]) and
+/// awaits their confirms: JSON of a fleet event's size, persistent,
+/// mandatory, with an id and a time, as the fleet's.
+async fn publish_events(
+    channel: &Channel,
+    exchange: &str,
+    load: Load,
+    order: u64,
+    hop: usize,
+) -> anyhow::Result<()> {
+    if load == Load::Hops {
+        return Ok(());
+    }
+    let mut confirms = Vec::with_capacity(FLEET_EVENTS[hop - 1]);
+    for n in 0..FLEET_EVENTS[hop - 1] {
+        let id = format!("ord-{order}.hop{hop}.{n}");
+        let body = format!(
+            r#"{{"event_id":"{id}","order_id":"ord-{order}","version":{hop},"state":"hop{hop}","reason":null,"message":"Your order moved on: step {hop} of 4.","at":"{}"}}"#,
+            now_us()
+        );
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(id.as_str().into())
+            .with_timestamp(u64::try_from(now_us() / 1_000_000).unwrap_or(0));
+        let mandatory = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        confirms.push(
+            channel
+                .basic_publish(
+                    exchange.into(),
+                    format!("order.hop{hop}").as_str().into(),
+                    mandatory,
+                    body.as_bytes(),
+                    properties,
+                )
+                .await?,
+        );
+    }
+    for confirm in confirms {
+        confirmed(confirm, exchange).await?;
+    }
     Ok(())
 }
 
@@ -226,13 +364,14 @@ pub async fn worker(
     amqp_url: &str,
     redis_url: &str,
     base: &str,
+    load: Load,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut stages = JoinSet::new();
     for stage in 1..HOPS {
         let conn = crate::raw::connect(amqp_url).await?;
         let store = StageStore::open(redis_url, base).await?;
-        stages.spawn(forward(conn, store, stage, base.to_owned()));
+        stages.spawn(forward(conn, store, stage, base.to_owned(), load));
     }
     tokio::select! {
         _ = shutdown.cancelled() => Ok(()),
@@ -245,6 +384,7 @@ async fn forward(
     store: StageStore,
     stage: usize,
     base: String,
+    load: Load,
 ) -> anyhow::Result<()> {
     let consuming = conn.create_channel().await?;
     consuming
@@ -256,6 +396,7 @@ async fn forward(
         .await?;
     let from = queue(&base, stage);
     let to: Arc<str> = queue(&base, stage + 1).into();
+    let events: Arc<str> = events_exchange(&base).into();
     let mut deliveries = consuming
         .basic_consume(
             from.as_str().into(),
@@ -266,14 +407,25 @@ async fn forward(
         .await?;
     while let Some(delivery) = deliveries.next().await {
         let delivery = delivery?;
-        let (mut store, publishing, to) = (store.clone(), publishing.clone(), to.clone());
+        let (mut store, publishing, to, events) = (
+            store.clone(),
+            publishing.clone(),
+            to.clone(),
+            events.clone(),
+        );
         tokio::spawn(async move {
             let forwarded = async {
                 let order = order_of(&delivery.data)?;
                 store.claim(order, stage, &delivery.data).await?;
                 store.advance(order, stage).await?;
                 let headers = hop_headers(delivery.properties.headers());
-                publish_confirmed(&publishing, &to, &delivery.data, headers).await?;
+                let (next, events) = futures_lite::future::zip(
+                    publish_confirmed(&publishing, &to, &delivery.data, headers),
+                    publish_events(&publishing, &events, load, order, stage),
+                )
+                .await;
+                next?;
+                events?;
                 delivery.ack(BasicAckOptions::default()).await?;
                 anyhow::Ok(())
             };
@@ -291,6 +443,7 @@ pub async fn drive(
     redis_url: &str,
     base: &str,
     orders: usize,
+    load: Load,
     worker_pid: u32,
 ) -> anyhow::Result<Driven> {
     let conn = crate::raw::connect(amqp_url).await?;
@@ -312,11 +465,18 @@ pub async fn drive(
         )
         .await?;
     let final_store = StageStore::open(redis_url, base).await?;
+    let final_publishing = conn.create_channel().await?;
+    final_publishing
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let final_events: Arc<str> = events_exchange(base).into();
     let (final_window, final_out_of_step) = (window.clone(), out_of_step.clone());
     let finishing = tokio::spawn(async move {
         while let Some(Ok(delivery)) = deliveries.next().await {
-            let (mut store, window, out_of_step, completed_tx) = (
+            let (mut store, publishing, events, window, out_of_step, completed_tx) = (
                 final_store.clone(),
+                final_publishing.clone(),
+                final_events.clone(),
                 final_window.clone(),
                 final_out_of_step.clone(),
                 completed_tx.clone(),
@@ -328,6 +488,7 @@ pub async fn drive(
                         out_of_step.fetch_add(1, Ordering::Relaxed);
                     }
                     store.record_completion(order).await?;
+                    publish_events(&publishing, &events, load, order, HOPS).await?;
                     delivery.ack(BasicAckOptions::default()).await?;
                     anyhow::Ok(hops_of(&Some(hop_headers(delivery.properties.headers()))))
                 };

@@ -130,18 +130,26 @@ pub async fn run_ceiling(config: &BenchConfig) -> anyhow::Result<Figures> {
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let conn = raw::connect(&config.amqp_url).await?;
-    ceiling::declare(&conn, &base).await?;
+    ceiling::declare(&conn, &base, ceiling::Load::Hops).await?;
     let figures = measure_in_child(config, &["ceiling", "--base", &base], "ceiling", |pid| {
         ceiling::drive(
             &config.amqp_url,
             &config.redis_url,
             &base,
             config.orders,
+            ceiling::Load::Hops,
             pid,
         )
     })
     .await;
-    let deleted = ceiling::delete(&conn, &config.redis_url, &base, config.orders).await;
+    let deleted = ceiling::delete(
+        &conn,
+        &config.redis_url,
+        &base,
+        config.orders,
+        ceiling::Load::Hops,
+    )
+    .await;
     let figures = figures?;
     deleted?;
     Ok(figures)

@@ -123,7 +123,14 @@ async fn main() -> anyhow::Result<()> {
                     .await
                 }
                 Pipeline::Ceiling { base } => {
-                    ceiling::worker(&conn.amqp.url, &conn.redis.url, &base, shutdown).await
+                    ceiling::worker(
+                        &conn.amqp.url,
+                        &conn.redis.url,
+                        &base,
+                        ceiling::Load::Hops,
+                        shutdown,
+                    )
+                    .await
                 }
             }
         }

@@ -1,7 +1,8 @@
-//! `--baseline raw|ceiling`: a bare workload of `orderflow-bench` measured
-//! beside the fleet in the same run — the raw lapin 4-hop pipeline, or the
-//! ceiling (the same hops with the claims and compare-and-sets a stage must
-//! make, in lapin and redis directly). Its worker is a process of its own
+//! `--baseline raw|ceiling|ceiling-events`: a bare workload of
+//! `orderflow-bench` measured beside the fleet in the same run — the raw
+//! lapin 4-hop pipeline, the ceiling (the same hops with the claims and
+//! compare-and-sets a stage must make, in lapin and redis directly), or the
+//! ceiling with the fleet's six customer events per order. Its worker is a process of its own
 //! (this binary started again as `orderflow-fleet bench-baseline-worker`), driven with
 //! as many orders as the fleet, in queues (and keys) of its own removed
 //! afterwards.
@@ -26,6 +27,10 @@ pub enum Baseline {
     /// (claims and compare-and-sets), in lapin and redis directly — the
     /// bare work a stage must do, which CPU per order is judged against.
     Ceiling,
+    /// The ceiling plus the six customer events a `happy` order publishes,
+    /// each confirmed into a stream through a topic exchange before its
+    /// hop's ack: the fleet's contract done bare.
+    CeilingEvents,
 }
 
 impl Baseline {
@@ -33,6 +38,16 @@ impl Baseline {
         match self {
             Baseline::Raw => "raw",
             Baseline::Ceiling => "ceiling",
+            Baseline::CeilingEvents => "ceiling-events",
+        }
+    }
+
+    /// The ceiling's load, for the ceiling workloads.
+    fn load(self) -> Option<ceiling::Load> {
+        match self {
+            Baseline::Raw => None,
+            Baseline::Ceiling => Some(ceiling::Load::Hops),
+            Baseline::CeilingEvents => Some(ceiling::Load::WithEvents),
         }
     }
 }
@@ -69,8 +84,8 @@ pub fn run_worker(args: BaselineWorkerArgs) -> ExitCode {
             let _ = tokio::signal::ctrl_c().await;
             stop.cancel();
         });
-        match args.workload {
-            Baseline::Raw => {
+        match args.workload.load() {
+            None => {
                 raw::worker(
                     &args.amqp_url,
                     &args.base,
@@ -80,8 +95,8 @@ pub fn run_worker(args: BaselineWorkerArgs) -> ExitCode {
                 )
                 .await
             }
-            Baseline::Ceiling => {
-                ceiling::worker(&args.amqp_url, &args.redis_url, &args.base, shutdown).await
+            Some(load) => {
+                ceiling::worker(&args.amqp_url, &args.redis_url, &args.base, load, shutdown).await
             }
         }
     });
@@ -112,15 +127,15 @@ pub async fn measure(
     let conn = raw::connect(amqp_url)
         .await
         .map_err(|e| format!("{name} baseline: cannot reach RabbitMQ: {e:#}"))?;
-    match workload {
-        Baseline::Raw => raw::declare(&conn, &base, DELIVERY_LIMIT).await,
-        Baseline::Ceiling => ceiling::declare(&conn, &base).await,
+    match workload.load() {
+        None => raw::declare(&conn, &base, DELIVERY_LIMIT).await,
+        Some(load) => ceiling::declare(&conn, &base, load).await,
     }
     .map_err(fail)?;
     let result = drive(workload, amqp_url, redis_url, &base, orders).await;
-    let deleted = match workload {
-        Baseline::Raw => raw::delete(&conn, &base).await,
-        Baseline::Ceiling => ceiling::delete(&conn, redis_url, &base, orders).await,
+    let deleted = match workload.load() {
+        None => raw::delete(&conn, &base).await,
+        Some(load) => ceiling::delete(&conn, redis_url, &base, orders, load).await,
     };
     let _ = conn.close(200, "done".into()).await;
     let figures = result?;
@@ -146,9 +161,9 @@ async fn drive(
     // Let its consumers attach before the clock starts.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = CpuSample::take(worker.id());
-    let driven: anyhow::Result<Driven> = match workload {
-        Baseline::Raw => raw::drive(amqp_url, base, orders, worker.id()).await,
-        Baseline::Ceiling => ceiling::drive(amqp_url, redis_url, base, orders, worker.id()).await,
+    let driven: anyhow::Result<Driven> = match workload.load() {
+        None => raw::drive(amqp_url, base, orders, worker.id()).await,
+        Some(load) => ceiling::drive(amqp_url, redis_url, base, orders, load, worker.id()).await,
     };
     let rss = peak_rss_kib(worker.id());
     let _ = worker.kill();

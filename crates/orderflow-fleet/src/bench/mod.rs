@@ -8,6 +8,8 @@
 //! measures the raw lapin 4-hop pipeline on the same broker beside it, and
 //! `--baseline ceiling` the bare lapin + redis workload a stage is judged
 //! by, with the fleet's CPU per order as a multiple of the ceiling's;
+//! `--baseline ceiling-events` that workload with the fleet's customer
+//! events added, the bare cost of the fleet's contract, likewise;
 //! `--plot` draws orders by state over time.
 //!
 //! The bench reports; it does not judge: a run that completes exits 0 even
@@ -24,6 +26,7 @@ pub use profiles::{BenchProfile, load as load_profile};
 use crate::local_fleet::figures::Outcome;
 use crate::local_fleet::{self, Children, Ground, Launch, Settled};
 use clap::Args;
+use orderflow_bench::measure::Figures;
 use orderflow_console::charts::plot::{self, Sample};
 use orderflow_core::OrderState;
 use orderflow_verify::Expectations;
@@ -136,6 +139,7 @@ async fn bench(args: &BenchArgs) -> Result<(), Stop> {
     };
     let raw = measured(Baseline::Raw).await?;
     let ceiling = measured(Baseline::Ceiling).await?;
+    let ceiling_events = measured(Baseline::CeilingEvents).await?;
     let mut runs = Vec::new();
     let mut plots = Vec::new();
     for (index, policy) in policies.iter().enumerate() {
@@ -151,13 +155,14 @@ async fn bench(args: &BenchArgs) -> Result<(), Stop> {
         run.ratio_to_raw = raw
             .as_ref()
             .map(|raw| run.orders_per_second / raw.orders_per_second);
-        run.cpu_ratio_to_ceiling = ceiling.as_ref().map(|ceiling| {
-            run.cpu_seconds_per_1000
-                .get("total")
-                .copied()
-                .unwrap_or(0.0)
-                / ceiling.cpu_per_1000.total()
-        });
+        let fleet_cpu = run
+            .cpu_seconds_per_1000
+            .get("total")
+            .copied()
+            .unwrap_or(0.0);
+        let ratio_to = |baseline: &Figures| fleet_cpu / baseline.cpu_per_1000.total();
+        run.cpu_ratio_to_ceiling = ceiling.as_ref().map(ratio_to);
+        run.cpu_ratio_to_ceiling_events = ceiling_events.as_ref().map(ratio_to);
         plots.push((
             format!(
                 "{} · policy {} ({}) · {} orders",
@@ -174,6 +179,7 @@ async fn bench(args: &BenchArgs) -> Result<(), Stop> {
         runs,
         raw,
         ceiling,
+        ceiling_events,
     };
     if let Some(path) = &args.plot {
         let panels: Vec<(String, &[Sample<OrderState>])> = plots
@@ -366,6 +372,7 @@ async fn measure(
         orders_per_second: placed.len() as f64 / wall.as_secs_f64().max(0.001),
         ratio_to_raw: None,
         cpu_ratio_to_ceiling: None,
+        cpu_ratio_to_ceiling_events: None,
         outcome: Outcome::new(&records),
         calls,
         calls_per_order,

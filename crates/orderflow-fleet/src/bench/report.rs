@@ -29,6 +29,9 @@ pub struct BenchReport {
     /// `--baseline ceiling`: the bare lapin + redis workload, same broker
     /// and Redis, same number of orders.
     pub ceiling: Option<Figures>,
+    /// `--baseline ceiling-events`: the ceiling with the fleet's six
+    /// customer events per order.
+    pub ceiling_events: Option<Figures>,
 }
 
 /// One run of the fleet under one policy.
@@ -48,6 +51,9 @@ pub struct RunReport {
     /// The fleet's CPU per order, all processes, over the ceiling's
     /// (`--baseline ceiling`).
     pub cpu_ratio_to_ceiling: Option<f64>,
+    /// The same over the ceiling with the fleet's events
+    /// (`--baseline ceiling-events`).
+    pub cpu_ratio_to_ceiling_events: Option<f64>,
     #[serde(flatten)]
     pub outcome: Outcome,
     /// Requests the simulator received, by endpoint.
@@ -252,6 +258,12 @@ impl BenchReport {
                     .map_or("-".into(), |x| format!("{x:.1}×"))
             });
         }
+        if self.ceiling_events.is_some() {
+            row("CPU per order / ceiling+events'", &|r| {
+                r.cpu_ratio_to_ceiling_events
+                    .map_or("-".into(), |x| format!("{x:.1}×"))
+            });
+        }
         print!("{}", table.render());
         if let Some(raw) = &self.raw {
             println!(
@@ -263,6 +275,12 @@ impl BenchReport {
             println!(
                 "\nceiling (bare lapin + redis, 4 quorum hops, 10 Redis round trips per order), same broker and Redis: {}",
                 baseline_line(ceiling)
+            );
+        }
+        if let Some(with_events) = &self.ceiling_events {
+            println!(
+                "\nceiling with the fleet's 6 customer events per order (confirmed into a stream through a topic exchange): {}",
+                baseline_line(with_events)
             );
         }
         for run in &self.runs {
