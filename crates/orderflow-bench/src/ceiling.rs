@@ -544,7 +544,7 @@ pub async fn drive(
     let elapsed = started.elapsed();
     producer.abort();
     finishing.abort();
-    let _ = conn.close(200, "done".into()).await;
+    orderflow_broker::close(&conn, "done").await;
     let out_of_step = out_of_step.load(Ordering::Relaxed);
     anyhow::ensure!(
         out_of_step == 0,

@@ -89,6 +89,22 @@ impl Nodes {
     }
 }
 
+/// How long [`close`] waits for the broker's `close-ok`.
+pub const CLOSE_WITHIN: Duration = Duration::from_secs(2);
+
+/// Closes the connection, waiting at most [`CLOSE_WITHIN`] for the broker to
+/// answer. lapin's close awaits a `close-ok` that was seen never to come
+/// (the bench's driver, after a run with mandatory publishes on a
+/// confirming channel, once in four runs): a tool must not hang on its way
+/// out, nor a worker in its start-up checks. What is left of a connection
+/// that did not answer goes when its process does, or the broker's
+/// heartbeat ends it.
+pub async fn close(connection: &Connection, why: &str) {
+    if connection.status().connected() {
+        let _ = tokio::time::timeout(CLOSE_WITHIN, connection.close(200, why.into())).await;
+    }
+}
+
 async fn connect_node(url: &str, name: &str) -> Result<Connection, lapin::Error> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties)).await {

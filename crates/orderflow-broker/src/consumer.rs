@@ -394,9 +394,7 @@ async fn run_session<H: Handler>(
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     finish(&mut tasks, left, why).await;
     topology::close(&channel).await;
-    if connection.status().connected() {
-        let _ = connection.close(200, why.into()).await;
-    }
+    crate::close(&connection, why).await;
     info!(queue = %config.queue, consumer = %tag, "stopped consuming");
     Ok(end)
 }

@@ -45,7 +45,7 @@ pub mod sockets;
 pub mod stream;
 pub mod topology;
 
-pub use connection::{connect, connect_named, node_urls, without_password};
+pub use connection::{CLOSE_WITHIN, close, connect, connect_named, node_urls, without_password};
 pub use consumer::{Consumer, ConsumerConfig, Handler};
 pub use error::{Error, chain};
 pub use headers::{Death, Meta};

@@ -58,7 +58,7 @@ pub async fn find_archived(
         ControlFlow::Continue(())
     })
     .await;
-    let _ = connection.close(200, "done".into()).await;
+    orderflow_broker::close(&connection, "done").await;
     match read {
         // No archive yet (a fleet that never archived): nothing is in it.
         Err(orderflow_broker::Error::QueueNotFound { .. }) => return Ok(None),
@@ -140,7 +140,7 @@ pub async fn export(
         },
     )
     .await;
-    let _ = connection.close(200, "done".into()).await;
+    orderflow_broker::close(&connection, "done").await;
     read.map_err(Error::broker(format!("cannot read the archive `{name}`")))?;
     if let Some(err) = failed {
         return Err(err);

@@ -87,7 +87,7 @@ pub async fn broker_status(amqp_url: &str, queues: &[String]) -> BrokerStatus {
         .await;
         let answered = match connected {
             Ok(Ok(connection)) => {
-                let _ = connection.close(200, "node checked".into()).await;
+                orderflow_broker::close(&connection, "node checked").await;
                 up.push(url);
                 true
             }

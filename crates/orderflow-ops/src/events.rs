@@ -78,7 +78,7 @@ pub async fn tail(
         }
     })
     .await;
-    let _ = connection.close(200, "done".into()).await;
+    orderflow_broker::close(&connection, "done").await;
     read.map_err(Error::broker(format!(
         "cannot read the events stream `{name}`"
     )))?;

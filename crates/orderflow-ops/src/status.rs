@@ -206,7 +206,7 @@ pub async fn status(target: &Target, options: StatusOptions) -> Result<Status> {
 
     let connection = target.broker().await?;
     let stages = read_queues(target, &connection, &paused, &workers, options).await;
-    let _ = connection.close(200, "status read".into()).await;
+    orderflow_broker::close(&connection, "status read").await;
     let stages = stages?;
     let work_queues: Vec<String> = Stage::ALL
         .iter()

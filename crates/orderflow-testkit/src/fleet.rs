@@ -802,7 +802,7 @@ impl Drop for Fleet {
                         .await
                 {
                     let _ = orderflow_broker::topology::delete(&conn, &spec).await;
-                    let _ = conn.close(200, "clean-up done".into()).await;
+                    orderflow_broker::close(&conn, "clean-up done").await;
                 }
                 if let Some(url) = redis_url
                     && let Ok(store) = Store::connect(&url, &ns).await

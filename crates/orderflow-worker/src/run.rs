@@ -261,7 +261,7 @@ async fn declare_topology(role: Role, common: &Common, spec: &TopologySpec) -> R
         }
     };
     let declared = orderflow_broker::declare(&connection, spec).await;
-    let _ = connection.close(200, "start-up checks done".into()).await;
+    orderflow_broker::close(&connection, "start-up checks done").await;
     declared.map_err(|e| match e {
         BrokerError::TopologyConflict { .. } | BrokerError::ExchangeConflict { .. } => {
             Failure::Startup(format!(

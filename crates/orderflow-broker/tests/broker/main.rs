@@ -2,6 +2,7 @@
 //! test gets its own namespace). One binary, so the tests run in parallel
 //! and share the helpers.
 
+mod closing;
 mod common;
 mod consuming;
 mod delivery_limit;

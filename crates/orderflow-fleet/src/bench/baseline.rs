@@ -137,7 +137,7 @@ pub async fn measure(
         None => raw::delete(&conn, &base).await,
         Some(load) => ceiling::delete(&conn, redis_url, &base, orders, load).await,
     };
-    let _ = conn.close(200, "done".into()).await;
+    orderflow_broker::close(&conn, "done").await;
     let figures = result?;
     deleted.map_err(fail)?;
     Ok(figures)

@@ -143,9 +143,7 @@ impl ExceptionQueues {
 
     pub async fn close(&self) {
         self.publisher.close().await;
-        if self.connection.status().connected() {
-            let _ = self.connection.close(200, "done".into()).await;
-        }
+        orderflow_broker::close(&self.connection, "done").await;
     }
 
     pub(crate) fn connection(&self) -> &Connection {
