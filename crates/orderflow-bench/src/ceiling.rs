@@ -112,18 +112,7 @@ pub async fn declare(conn: &Connection, base: &str, load: Load) -> anyhow::Resul
                 FieldTable::default(),
             )
             .await?;
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString(LongString::from("stream")),
-        );
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        channel
-            .queue_declare(events_stream(base).as_str().into(), durable, args)
-            .await?;
+        declare_durable(&channel, &events_stream(base), "stream").await?;
         channel
             .queue_bind(
                 events_stream(base).as_str().into(),
@@ -135,19 +124,23 @@ pub async fn declare(conn: &Connection, base: &str, load: Load) -> anyhow::Resul
             .await?;
     }
     for hop in 1..=HOPS {
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString(LongString::from("quorum")),
-        );
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        channel
-            .queue_declare(queue(base, hop).as_str().into(), durable, args)
-            .await?;
+        declare_durable(&channel, &queue(base, hop), "quorum").await?;
     }
+    Ok(())
+}
+
+/// A durable queue of `queue_type` (`quorum`, `stream`).
+async fn declare_durable(channel: &Channel, name: &str, queue_type: &str) -> anyhow::Result<()> {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from(queue_type)),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel.queue_declare(name.into(), durable, args).await?;
     Ok(())
 }
 
