@@ -2,10 +2,10 @@
 //! `orderflow-bench` measured beside the fleet in the same run — the raw
 //! lapin 4-hop pipeline, the ceiling (the same hops with the claims and
 //! compare-and-sets a stage must make, in lapin and redis directly), or the
-//! ceiling with the fleet's six customer events per order. Its worker is a process of its own
-//! (this binary started again as `orderflow-fleet bench-baseline-worker`), driven with
-//! as many orders as the fleet, in queues (and keys) of its own removed
-//! afterwards.
+//! ceiling with the fleet's six customer events per order. Its worker is a
+//! process of its own (this binary started again as `orderflow-fleet
+//! bench-baseline-worker`), driven with as many orders as the fleet, in
+//! queues (and keys) of its own removed afterwards.
 
 use clap::{Args, ValueEnum};
 use orderflow_bench::measure::{CpuSample, Driven, Figures, peak_rss_kib};
