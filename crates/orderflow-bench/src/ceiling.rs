@@ -20,6 +20,16 @@
 //! confirmed through a topic exchange into a stream before the hop's ack —
 //! the fleet's contract done bare, so the cost of the events can be told
 //! apart from the cost of the fleet's own code.
+//!
+//! [`Load::WithRecords`] keeps the bare lapin hops but does each hop's Redis
+//! work through the runtime's store, as a no-op stage does: the order
+//! created with its audit entry and index, then per hop the lease with the
+//! message's idempotency lookup (one script) and the fenced compare-and-set
+//! with the audit entry, idempotency record and lease release (another),
+//! followed by the fleet-wide audit copy and index. That is the durability
+//! the runtime promises done without the runtime, so its cost can be told
+//! apart from the cost of the runtime's own layers. [`Load::Contract`] does
+//! both.
 
 use crate::measure::{CpuSample, Driven};
 use crate::raw::{hop_headers, now_us};
@@ -31,6 +41,9 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind, PublisherConfirm};
+use orderflow_core::message::OrderId;
+use orderflow_core::{OrderState, Policy, PolicyId, Stage};
+use orderflow_store::{Begun, Store, Transition};
 use redis::aio::MultiplexedConnection;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,7 +72,42 @@ pub enum Load {
     Hops,
     /// The hops and the fleet's customer events ([`FLEET_EVENTS`]).
     WithEvents,
+    /// The hops with the runtime's durability writes, through its store.
+    WithRecords,
+    /// The hops, the events and the records: the fleet's contract done
+    /// bare, its six HTTP calls aside.
+    Contract,
 }
+
+impl Load {
+    /// Whether the hops publish the fleet's customer events.
+    pub fn events(self) -> bool {
+        matches!(self, Load::WithEvents | Load::Contract)
+    }
+
+    /// Whether each hop writes through the runtime's store.
+    pub fn records(self) -> bool {
+        matches!(self, Load::WithRecords | Load::Contract)
+    }
+}
+
+/// The stage whose lease each hop takes and the state it moves the order
+/// to, as the runtime's no-op stages: received → reserved → paid →
+/// shipment_accepted → delivered.
+const RECORD_HOPS: [(Stage, OrderState, OrderState); HOPS] = [
+    (Stage::Inventory, OrderState::Received, OrderState::Reserved),
+    (Stage::Payment, OrderState::Reserved, OrderState::Paid),
+    (
+        Stage::Shipping,
+        OrderState::Paid,
+        OrderState::ShipmentAccepted,
+    ),
+    (
+        Stage::Inventory,
+        OrderState::ShipmentAccepted,
+        OrderState::Delivered,
+    ),
+];
 
 /// Moves the state from ARGV[1] to ARGV[2], keeping its expiry; 1 if it did.
 const COMPARE_AND_SET: &str = r"
@@ -99,7 +147,7 @@ fn events_stream(base: &str) -> String {
 
 pub async fn declare(conn: &Connection, base: &str, load: Load) -> anyhow::Result<()> {
     let channel = conn.create_channel().await?;
-    if load == Load::WithEvents {
+    if load.events() {
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..ExchangeDeclareOptions::default()
@@ -154,7 +202,7 @@ pub async fn delete(
     load: Load,
 ) -> anyhow::Result<()> {
     let channel = conn.create_channel().await?;
-    if load == Load::WithEvents {
+    if load.events() {
         channel
             .queue_delete(
                 events_stream(base).as_str().into(),
@@ -174,6 +222,12 @@ pub async fn delete(
                 queue(base, hop).as_str().into(),
                 QueueDeleteOptions::default(),
             )
+            .await?;
+    }
+    if load.records() {
+        Store::connect(redis_url, base)
+            .await?
+            .purge_namespace()
             .await?;
     }
     let mut redis = redis_connection(redis_url).await?;
@@ -203,54 +257,165 @@ async fn redis_connection(url: &str) -> anyhow::Result<MultiplexedConnection> {
 #[derive(Clone)]
 struct StageStore {
     redis: MultiplexedConnection,
-    script: Arc<redis::Script>,
+    writes: Writes,
     base: Arc<str>,
 }
 
+/// How a hop moves the order.
+#[derive(Clone)]
+enum Writes {
+    /// A claim and a compare-and-set of a bare counter.
+    Bare(Arc<redis::Script>),
+    /// The runtime's lease, compare-and-set, audit and idempotency record.
+    Records {
+        store: Store,
+        policy_id: PolicyId,
+        /// The lease holder's token, as a worker process has one.
+        token: Arc<str>,
+    },
+}
+
+/// How long a hop's stage lease lives, as the default policy's.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+
 impl StageStore {
-    async fn open(url: &str, base: &str) -> anyhow::Result<StageStore> {
+    async fn open(url: &str, base: &str, load: Load) -> anyhow::Result<StageStore> {
+        let writes = if load.records() {
+            Writes::Records {
+                store: Store::connect(url, base).await?,
+                policy_id: Policy::default_policy().id(),
+                token: format!("ceiling/{}", uuid::Uuid::new_v4().simple()).into(),
+            }
+        } else {
+            Writes::Bare(Arc::new(redis::Script::new(COMPARE_AND_SET)))
+        };
         Ok(StageStore {
             redis: redis_connection(url).await?,
-            script: Arc::new(redis::Script::new(COMPARE_AND_SET)),
+            writes,
             base: base.into(),
         })
     }
 
-    /// Moves the order's state from `stage` to `stage + 1`; false if it was
-    /// elsewhere.
+    /// Creates the order in its first state.
+    async fn create(&mut self, order: u64) -> anyhow::Result<()> {
+        match &self.writes {
+            Writes::Bare(_) => {
+                let _: Option<String> = redis::cmd("SET")
+                    .arg(state_key(&self.base, order))
+                    .arg(0)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(KEY_TTL_MS)
+                    .query_async(&mut self.redis)
+                    .await?;
+                self.advance(order, 0).await?;
+            }
+            Writes::Records {
+                store, policy_id, ..
+            } => {
+                let body = serde_json::json!({ "order_id": record_id(order).as_str() });
+                store
+                    .create_order(
+                        &record_id(order),
+                        &body,
+                        &correlation_id(order),
+                        policy_id,
+                        "ceiling",
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the order through `hop` (1 to [`HOPS`]); false if it was
+    /// elsewhere. Bare, the forwarders claim the delivery first (`claim`)
+    /// and the final stage does not; with records every hop takes the
+    /// stage lease, which finds a repeated message by its idempotency record.
+    async fn hop(&mut self, order: u64, hop: usize, claim: Option<&[u8]>) -> anyhow::Result<bool> {
+        let Writes::Records {
+            store,
+            policy_id,
+            token,
+        } = &self.writes
+        else {
+            if let Some(body) = claim {
+                let _: Option<String> = redis::cmd("SET")
+                    .arg(claim_key(&self.base, order, hop))
+                    .arg(body)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(KEY_TTL_MS)
+                    .query_async(&mut self.redis)
+                    .await?;
+            }
+            return self.advance(order, hop).await;
+        };
+        let (stage, from, to) = RECORD_HOPS[hop - 1];
+        let order_id = record_id(order);
+        let step = format!("msg:{order_id}.hop{hop}");
+        let (lease, record) = match store
+            .begin_step(&order_id, stage, token, LEASE_TTL, &step)
+            .await?
+        {
+            Begun::Ready {
+                lease,
+                order: Some(record),
+                ..
+            } if record.state == from => (lease, record),
+            Begun::Recorded { .. } => return Ok(true),
+            _ => return Ok(false),
+        };
+        // What the runtime records for a settled step: the message it
+        // publishes next, so a repeat re-emits it instead of working again.
+        let next = serde_json::json!([{
+            "exchange": "",
+            "routing_key": queue(&self.base, hop + 1),
+            "body": order.to_string(),
+            "meta": {
+                "message_id": format!("{order_id}.{stage}.v{}", record.version + 1),
+                "order_id": order_id.as_str(),
+                "order_version": record.version + 1,
+                "correlation_id": correlation_id(order),
+                "policy_id": policy_id.as_str(),
+                "attempt": 1,
+            },
+        }]);
+        store
+            .transition(
+                &order_id,
+                &Transition {
+                    expected_version: record.version,
+                    from,
+                    to,
+                    reason: None,
+                    event: format!("ceiling_{to}"),
+                    actor: token.to_string(),
+                    correlation_id: correlation_id(order),
+                    policy_id: policy_id.clone(),
+                    rule: Some("ceiling.advance".into()),
+                    fields_to_set: Vec::new(),
+                    idempotency: Some((stage, step, next)),
+                    fencing: Some((stage, lease.fencing)),
+                    release_lease: true,
+                },
+            )
+            .await?;
+        Ok(true)
+    }
+
+    /// The bare compare-and-set: the counter from `stage` to `stage + 1`.
     async fn advance(&mut self, order: u64, stage: usize) -> anyhow::Result<bool> {
-        let moved: i64 = self
-            .script
+        let Writes::Bare(script) = &self.writes else {
+            anyhow::bail!("a bare compare-and-set on a store with records");
+        };
+        let moved: i64 = script
             .key(state_key(&self.base, order))
             .arg(stage)
             .arg(stage + 1)
             .invoke_async(&mut self.redis)
             .await?;
         Ok(moved == 1)
-    }
-
-    async fn create(&mut self, order: u64) -> anyhow::Result<()> {
-        let _: Option<String> = redis::cmd("SET")
-            .arg(state_key(&self.base, order))
-            .arg(0)
-            .arg("NX")
-            .arg("PX")
-            .arg(KEY_TTL_MS)
-            .query_async(&mut self.redis)
-            .await?;
-        Ok(())
-    }
-
-    async fn claim(&mut self, order: u64, stage: usize, body: &[u8]) -> anyhow::Result<()> {
-        let _: Option<String> = redis::cmd("SET")
-            .arg(claim_key(&self.base, order, stage))
-            .arg(body)
-            .arg("NX")
-            .arg("PX")
-            .arg(KEY_TTL_MS)
-            .query_async(&mut self.redis)
-            .await?;
-        Ok(())
     }
 
     async fn record_completion(&mut self, order: u64) -> anyhow::Result<()> {
@@ -265,6 +430,15 @@ impl StageStore {
             .await?;
         Ok(())
     }
+}
+
+/// The order's id in the store (`ord-N`).
+fn record_id(order: u64) -> OrderId {
+    OrderId::parse(&format!("ord-{order}")).expect("ord-N is an order id")
+}
+
+fn correlation_id(order: u64) -> String {
+    format!("corr-{order}")
 }
 
 fn order_of(body: &[u8]) -> anyhow::Result<u64> {
@@ -304,7 +478,7 @@ async fn confirmed(confirm: PublisherConfirm, to: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Publishes the hop's customer events (none for [`Load::Hops`]) and
+/// Publishes the hop's customer events (only if the load has them) and
 /// awaits their confirms: JSON of a fleet event's size, persistent,
 /// mandatory, with an id and a time, as the fleet's.
 async fn publish_events(
@@ -314,7 +488,7 @@ async fn publish_events(
     order: u64,
     hop: usize,
 ) -> anyhow::Result<()> {
-    if load == Load::Hops {
+    if !load.events() {
         return Ok(());
     }
     let mut confirms = Vec::with_capacity(FLEET_EVENTS[hop - 1]);
@@ -363,7 +537,7 @@ pub async fn worker(
     let mut stages = JoinSet::new();
     for stage in 1..HOPS {
         let conn = crate::raw::connect(amqp_url).await?;
-        let store = StageStore::open(redis_url, base).await?;
+        let store = StageStore::open(redis_url, base, load).await?;
         stages.spawn(forward(conn, store, stage, base.to_owned(), load));
     }
     tokio::select! {
@@ -409,8 +583,7 @@ async fn forward(
         tokio::spawn(async move {
             let forwarded = async {
                 let order = order_of(&delivery.data)?;
-                store.claim(order, stage, &delivery.data).await?;
-                store.advance(order, stage).await?;
+                store.hop(order, stage, Some(&delivery.data)).await?;
                 let headers = hop_headers(delivery.properties.headers());
                 let (next, events) = futures_lite::future::zip(
                     publish_confirmed(&publishing, &to, &delivery.data, headers),
@@ -457,7 +630,7 @@ pub async fn drive(
             FieldTable::default(),
         )
         .await?;
-    let final_store = StageStore::open(redis_url, base).await?;
+    let final_store = StageStore::open(redis_url, base, load).await?;
     let final_publishing = conn.create_channel().await?;
     final_publishing
         .confirm_select(ConfirmSelectOptions::default())
@@ -477,7 +650,7 @@ pub async fn drive(
             tokio::spawn(async move {
                 let finished = async {
                     let order = order_of(&delivery.data)?;
-                    if !store.advance(order, HOPS).await? {
+                    if !store.hop(order, HOPS, None).await? {
                         out_of_step.fetch_add(1, Ordering::Relaxed);
                     }
                     store.record_completion(order).await?;
@@ -497,7 +670,7 @@ pub async fn drive(
     producing
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let producer_store = StageStore::open(redis_url, base).await?;
+    let producer_store = StageStore::open(redis_url, base, load).await?;
     let first: Arc<str> = queue(base, 1).into();
     let started = Instant::now();
     let producer = {
@@ -510,7 +683,6 @@ pub async fn drive(
                 tokio::spawn(async move {
                     let produced = async {
                         store.create(order).await?;
-                        store.advance(order, 0).await?;
                         let body = order.to_string();
                         let mut headers = FieldTable::default();
                         headers.insert("sent-us".into(), AMQPValue::LongLongInt(now_us()));

@@ -42,7 +42,8 @@ pub struct BenchConfig {
     pub orders: usize,
     pub prefetch: u16,
     pub concurrency: usize,
-    /// Also measure the ceiling workload.
+    /// Also measure the ceiling workload, bare and with the runtime's
+    /// records.
     pub ceiling: bool,
     /// The `runtime-bench` binary whose `worker` mode runs each pipeline.
     pub worker_exe: std::path::PathBuf,
@@ -58,6 +59,11 @@ pub struct Report {
     pub ceiling: Option<Figures>,
     /// The runtime's CPU per order (all processes) over the ceiling's.
     pub cpu_ratio_to_ceiling: Option<f64>,
+    /// The ceiling with the runtime's durability writes done through its
+    /// store ([`ceiling::Load::WithRecords`]).
+    pub ceiling_records: Option<Figures>,
+    /// The runtime's CPU per order over that of the ceiling with records.
+    pub cpu_ratio_to_ceiling_records: Option<f64>,
 }
 
 /// Runs both pipelines in a fresh namespace, then (unless told not to) the
@@ -96,20 +102,27 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         )
         .await?;
         let ratio = runtime.orders_per_second / raw.orders_per_second;
-        let ceiling = if config.ceiling {
-            Some(run_ceiling(config).await?)
+        let (ceiling, ceiling_records) = if config.ceiling {
+            (
+                Some(run_ceiling(config, ceiling::Load::Hops).await?),
+                Some(run_ceiling(config, ceiling::Load::WithRecords).await?),
+            )
         } else {
-            None
+            (None, None)
         };
-        let cpu_ratio_to_ceiling = ceiling
-            .as_ref()
-            .map(|ceiling| runtime.cpu_per_1000.total() / ceiling.cpu_per_1000.total());
+        let ratio_to = |yardstick: &Option<Figures>| {
+            yardstick
+                .as_ref()
+                .map(|y| runtime.cpu_per_1000.total() / y.cpu_per_1000.total())
+        };
         anyhow::Ok(Report {
+            cpu_ratio_to_ceiling: ratio_to(&ceiling),
+            cpu_ratio_to_ceiling_records: ratio_to(&ceiling_records),
             raw,
             runtime,
             ratio,
             ceiling,
-            cpu_ratio_to_ceiling,
+            ceiling_records,
         })
     }
     .await;
@@ -124,32 +137,32 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
 
 /// The ceiling workload alone, in a namespace of its own removed afterwards.
 #[cfg(feature = "runtime")]
-pub async fn run_ceiling(config: &BenchConfig) -> anyhow::Result<Figures> {
+pub async fn run_ceiling(config: &BenchConfig, load: ceiling::Load) -> anyhow::Result<Figures> {
     let base = format!(
         "ceiling-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let conn = raw::connect(&config.amqp_url).await?;
-    ceiling::declare(&conn, &base, ceiling::Load::Hops).await?;
-    let figures = measure_in_child(config, &["ceiling", "--base", &base], "ceiling", |pid| {
+    ceiling::declare(&conn, &base, load).await?;
+    let (mut args, name) = (vec!["ceiling", "--base", &base], "ceiling");
+    let name = if load == ceiling::Load::WithRecords {
+        args.push("--records");
+        "ceiling+records"
+    } else {
+        name
+    };
+    let figures = measure_in_child(config, &args, name, |pid| {
         ceiling::drive(
             &config.amqp_url,
             &config.redis_url,
             &base,
             config.orders,
-            ceiling::Load::Hops,
+            load,
             pid,
         )
     })
     .await;
-    let deleted = ceiling::delete(
-        &conn,
-        &config.redis_url,
-        &base,
-        config.orders,
-        ceiling::Load::Hops,
-    )
-    .await;
+    let deleted = ceiling::delete(&conn, &config.redis_url, &base, config.orders, load).await;
     let figures = figures?;
     deleted?;
     Ok(figures)

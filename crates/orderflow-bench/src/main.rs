@@ -48,6 +48,10 @@ enum Pipeline {
     Ceiling {
         #[arg(long)]
         base: String,
+        /// Each hop's Redis work through the runtime's store
+        /// (the ceiling with records).
+        #[arg(long)]
+        records: bool,
     },
 }
 
@@ -73,7 +77,8 @@ struct RunArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Skip the ceiling workload (measured by default, after both pipelines).
+    /// Skip the ceiling workloads, bare and with records (measured by
+    /// default, after both pipelines).
     #[arg(long)]
     no_ceiling: bool,
     #[command(flatten)]
@@ -122,15 +127,13 @@ async fn main() -> anyhow::Result<()> {
                     )
                     .await
                 }
-                Pipeline::Ceiling { base } => {
-                    ceiling::worker(
-                        &conn.amqp.url,
-                        &conn.redis.url,
-                        &base,
-                        ceiling::Load::Hops,
-                        shutdown,
-                    )
-                    .await
+                Pipeline::Ceiling { base, records } => {
+                    let load = if records {
+                        ceiling::Load::WithRecords
+                    } else {
+                        ceiling::Load::Hops
+                    };
+                    ceiling::worker(&conn.amqp.url, &conn.redis.url, &base, load, shutdown).await
                 }
             }
         }
@@ -151,10 +154,17 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 let mut rows = vec![&report.raw, &report.runtime];
                 rows.extend(&report.ceiling);
+                rows.extend(&report.ceiling_records);
                 measure::print_table(&rows, report.ratio);
-                if let (Some(ceiling), Some(ratio)) = (&report.ceiling, report.cpu_ratio_to_ceiling)
-                {
-                    measure::print_ceiling(&report.runtime, ceiling, ratio);
+                let yardsticks: Vec<_> = [
+                    (&report.ceiling, report.cpu_ratio_to_ceiling),
+                    (&report.ceiling_records, report.cpu_ratio_to_ceiling_records),
+                ]
+                .into_iter()
+                .filter_map(|(figures, ratio)| Some((figures.as_ref()?, ratio?)))
+                .collect();
+                if !yardsticks.is_empty() {
+                    measure::print_ceiling(&report.runtime, &yardsticks);
                 }
             }
             Ok(())

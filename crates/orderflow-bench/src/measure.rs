@@ -162,12 +162,12 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
 
 pub fn print_table(rows: &[&Figures], ratio: f64) {
     println!(
-        "{:<10} {:>7} {:>9} {:>10} {:>12} {:>12} {:>14}",
+        "{:<16} {:>7} {:>9} {:>10} {:>12} {:>12} {:>14}",
         "pipeline", "orders", "seconds", "orders/s", "hop p50 ms", "hop p99 ms", "worker RSS MiB"
     );
     for f in rows {
         println!(
-            "{:<10} {:>7} {:>9.2} {:>10.1} {:>12.2} {:>12.2} {:>14.1}",
+            "{:<16} {:>7} {:>9.2} {:>10.1} {:>12.2} {:>12.2} {:>14.1}",
             f.name,
             f.orders,
             f.seconds,
@@ -181,34 +181,35 @@ pub fn print_table(rows: &[&Figures], ratio: f64) {
     println!();
     println!("CPU seconds per 1,000 orders, by process:");
     println!(
-        "{:<10} {:>8} {:>9} {:>7} {:>7} {:>7}",
+        "{:<16} {:>8} {:>9} {:>7} {:>7} {:>7}",
         "pipeline", "worker", "RabbitMQ", "Redis", "driver", "total"
     );
     for f in rows {
         let c = f.cpu_per_1000;
         let total = c.total();
         println!(
-            "{:<10} {:>8.2} {:>9.2} {:>7.2} {:>7.2} {:>7.2}",
+            "{:<16} {:>8.2} {:>9.2} {:>7.2} {:>7.2} {:>7.2}",
             f.name, c.worker, c.rabbitmq, c.redis, c.driver, total
         );
     }
 }
 
 /// The ceiling block: throughput and CPU-µs per order by process for the
-/// runtime and the ceiling, and the ratio of their totals.
-pub fn print_ceiling(runtime: &Figures, ceiling: &Figures, cpu_ratio: f64) {
+/// runtime and each yardstick (the ceiling, the ceiling with records), and
+/// the ratio of the runtime's total to each.
+pub fn print_ceiling(runtime: &Figures, yardsticks: &[(&Figures, f64)]) {
     println!();
     println!("Against the ceiling (bare lapin + redis, the same hops and claims):");
     println!(
-        "{:<10} {:>10} {:>26} {:>9} {:>7} {:>7} {:>7}",
+        "{:<16} {:>10} {:>26} {:>9} {:>7} {:>7} {:>7}",
         "pipeline", "orders/s", "CPU-µs per order: worker", "RabbitMQ", "Redis", "driver", "total"
     );
-    for f in [runtime, ceiling] {
+    for f in std::iter::once(runtime).chain(yardsticks.iter().map(|(f, _)| *f)) {
         // CPU s per 1,000 orders is CPU ms per order.
         let us = |s_per_1000: f64| s_per_1000 * 1000.0;
         let c = f.cpu_per_1000;
         println!(
-            "{:<10} {:>10.1} {:>26.0} {:>9.0} {:>7.0} {:>7.0} {:>7.0}",
+            "{:<16} {:>10.1} {:>26.0} {:>9.0} {:>7.0} {:>7.0} {:>7.0}",
             f.name,
             f.orders_per_second,
             us(c.worker),
@@ -218,7 +219,9 @@ pub fn print_ceiling(runtime: &Figures, ceiling: &Figures, cpu_ratio: f64) {
             us(c.total())
         );
     }
-    println!("runtime / ceiling CPU per order = {cpu_ratio:.1}×");
+    for (yardstick, ratio) in yardsticks {
+        println!("runtime / {} CPU per order = {ratio:.1}×", yardstick.name);
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ fn a_happy_bench_reports_sane_figures_beside_the_raw_and_ceiling_baselines() {
         "ceiling",
         "--baseline",
         "ceiling-events",
+        "--baseline",
+        "ceiling-contract",
         "--plot",
         &plot_arg,
         "--json",
@@ -70,9 +72,10 @@ fn a_happy_bench_reports_sane_figures_beside_the_raw_and_ceiling_baselines() {
     let ratio = run["ratio_to_raw"].as_f64().unwrap();
     assert!((ratio - per_second / raw_per_second).abs() < 1e-9);
 
-    // Both ceilings completed every order (the one with events only if
-    // every event was confirmed into its stream), and the fleet's CPU per
-    // order is divided by each.
+    // Every ceiling completed every order (one with events only if every
+    // event was confirmed into its stream, one with records only if every
+    // hop's compare-and-set found the state it expected), and the fleet's
+    // CPU per order is divided by each.
     let fleet_total = run["cpu_seconds_per_1000"]["total"].as_f64().unwrap();
     for (key, name, ratio) in [
         ("ceiling", "ceiling", "cpu_ratio_to_ceiling"),
@@ -80,6 +83,11 @@ fn a_happy_bench_reports_sane_figures_beside_the_raw_and_ceiling_baselines() {
             "ceiling_events",
             "ceiling-events",
             "cpu_ratio_to_ceiling_events",
+        ),
+        (
+            "ceiling_contract",
+            "ceiling-contract",
+            "cpu_ratio_to_ceiling_contract",
         ),
     ] {
         let ceiling = &report[key];

@@ -1,8 +1,10 @@
-//! `--baseline raw|ceiling|ceiling-events`: a bare workload of
-//! `orderflow-bench` measured beside the fleet in the same run — the raw
-//! lapin 4-hop pipeline, the ceiling (the same hops with the claims and
-//! compare-and-sets a stage must make, in lapin and redis directly), or the
-//! ceiling with the fleet's six customer events per order. Its worker is a
+//! `--baseline raw|ceiling|ceiling-events|ceiling-contract`: a bare
+//! workload of `orderflow-bench` measured beside the fleet in the same run —
+//! the raw lapin 4-hop pipeline, the ceiling (the same hops with the claims
+//! and compare-and-sets a stage must make, in lapin and redis directly), the
+//! ceiling with the fleet's six customer events per order, or the ceiling
+//! with those events and the runtime's durability writes (the fleet's
+//! contract done bare, its HTTP calls aside). Its worker is a
 //! process of its own (this binary started again as `orderflow-fleet
 //! bench-baseline-worker`), driven with as many orders as the fleet, in
 //! queues (and keys) of its own removed afterwards.
@@ -29,8 +31,13 @@ pub enum Baseline {
     Ceiling,
     /// The ceiling plus the six customer events a `happy` order publishes,
     /// each confirmed into a stream through a topic exchange before its
-    /// hop's ack: the fleet's contract done bare.
+    /// hop's ack.
     CeilingEvents,
+    /// The ceiling with the events and, at every hop, the runtime's
+    /// durability writes through its store (lease, fenced compare-and-set
+    /// with the audit entry and idempotency record, the fleet's audit copy
+    /// and index): the fleet's contract done bare, its HTTP calls aside.
+    CeilingContract,
 }
 
 impl Baseline {
@@ -39,6 +46,7 @@ impl Baseline {
             Baseline::Raw => "raw",
             Baseline::Ceiling => "ceiling",
             Baseline::CeilingEvents => "ceiling-events",
+            Baseline::CeilingContract => "ceiling-contract",
         }
     }
 
@@ -48,6 +56,7 @@ impl Baseline {
             Baseline::Raw => None,
             Baseline::Ceiling => Some(ceiling::Load::Hops),
             Baseline::CeilingEvents => Some(ceiling::Load::WithEvents),
+            Baseline::CeilingContract => Some(ceiling::Load::Contract),
         }
     }
 }

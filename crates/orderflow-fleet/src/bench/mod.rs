@@ -9,7 +9,9 @@
 //! `--baseline ceiling` the bare lapin + redis workload a stage is judged
 //! by, with the fleet's CPU per order as a multiple of the ceiling's;
 //! `--baseline ceiling-events` that workload with the fleet's customer
-//! events added, the bare cost of the fleet's contract, likewise;
+//! events added, and `--baseline ceiling-contract` with the events and the
+//! runtime's durability writes, the bare cost of the fleet's contract,
+//! likewise;
 //! `--plot` draws orders by state over time.
 //!
 //! The bench reports; it does not judge: a run that completes exits 0 even
@@ -140,6 +142,7 @@ async fn bench(args: &BenchArgs) -> Result<(), Stop> {
     let raw = measured(Baseline::Raw).await?;
     let ceiling = measured(Baseline::Ceiling).await?;
     let ceiling_events = measured(Baseline::CeilingEvents).await?;
+    let ceiling_contract = measured(Baseline::CeilingContract).await?;
     let mut runs = Vec::new();
     let mut plots = Vec::new();
     for (index, policy) in policies.iter().enumerate() {
@@ -163,6 +166,7 @@ async fn bench(args: &BenchArgs) -> Result<(), Stop> {
         let ratio_to = |baseline: &Figures| fleet_cpu / baseline.cpu_per_1000.total();
         run.cpu_ratio_to_ceiling = ceiling.as_ref().map(ratio_to);
         run.cpu_ratio_to_ceiling_events = ceiling_events.as_ref().map(ratio_to);
+        run.cpu_ratio_to_ceiling_contract = ceiling_contract.as_ref().map(ratio_to);
         plots.push((
             format!(
                 "{} · policy {} ({}) · {} orders",
@@ -180,6 +184,7 @@ async fn bench(args: &BenchArgs) -> Result<(), Stop> {
         raw,
         ceiling,
         ceiling_events,
+        ceiling_contract,
     };
     if let Some(path) = &args.plot {
         let panels: Vec<(String, &[Sample<OrderState>])> = plots
@@ -373,6 +378,7 @@ async fn measure(
         ratio_to_raw: None,
         cpu_ratio_to_ceiling: None,
         cpu_ratio_to_ceiling_events: None,
+        cpu_ratio_to_ceiling_contract: None,
         outcome: Outcome::new(&records),
         calls,
         calls_per_order,

@@ -32,6 +32,9 @@ pub struct BenchReport {
     /// `--baseline ceiling-events`: the ceiling with the fleet's six
     /// customer events per order.
     pub ceiling_events: Option<Figures>,
+    /// `--baseline ceiling-contract`: the ceiling with those events and the
+    /// runtime's durability writes at every hop.
+    pub ceiling_contract: Option<Figures>,
 }
 
 /// One run of the fleet under one policy.
@@ -54,6 +57,9 @@ pub struct RunReport {
     /// The same over the ceiling with the fleet's events
     /// (`--baseline ceiling-events`).
     pub cpu_ratio_to_ceiling_events: Option<f64>,
+    /// The same over the ceiling with the events and the runtime's writes
+    /// (`--baseline ceiling-contract`).
+    pub cpu_ratio_to_ceiling_contract: Option<f64>,
     #[serde(flatten)]
     pub outcome: Outcome,
     /// Requests the simulator received, by endpoint.
@@ -264,6 +270,12 @@ impl BenchReport {
                     .map_or("-".into(), |x| format!("{x:.1}×"))
             });
         }
+        if self.ceiling_contract.is_some() {
+            row("CPU per order / bare contract's", &|r| {
+                r.cpu_ratio_to_ceiling_contract
+                    .map_or("-".into(), |x| format!("{x:.1}×"))
+            });
+        }
         print!("{}", table.render());
         if let Some(raw) = &self.raw {
             println!(
@@ -281,6 +293,12 @@ impl BenchReport {
             println!(
                 "\nceiling with the fleet's 6 customer events per order (confirmed into a stream through a topic exchange): {}",
                 baseline_line(with_events)
+            );
+        }
+        if let Some(contract) = &self.ceiling_contract {
+            println!(
+                "\nceiling with those events and the runtime's durability writes at every hop (the fleet's contract done bare, its HTTP calls aside): {}",
+                baseline_line(contract)
             );
         }
         for run in &self.runs {
