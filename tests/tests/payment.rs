@@ -6,8 +6,8 @@
 //! can neither deduplicate nor be asked is never charged twice.
 
 use orderflow_testkit::{
-    Endpoint, Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState, Stage,
-    fixtures,
+    Cancel, Endpoint, Fleet, FleetOptions, Order, OrderState, PaymentState, ReservationState,
+    Stage, fixtures,
 };
 use std::time::Duration;
 
@@ -116,6 +116,109 @@ async fn a_charge_answered_with_500_is_resolved_before_anything_ships() {
         ledger.calls_to(Endpoint::PaymentStatus) > fleet.contract_checks(),
         "a 5xx after sending is an unknown outcome: asked before charging again ({:?})",
         ledger.calls
+    );
+    fleet.settle_and_check(SETTLE).await;
+}
+
+/// Every charge is applied, then times out; every status query answers
+/// 503: the provider stops answering about the charge it made.
+const UNANSWERED: &str = "[faults.\"payment.charge\"]\ntimeout_after_apply = 1.0\nhang_ms = 1000\n\n[faults.\"payment.status\"]\nunavailable_503 = 1.0\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_charge_whose_status_query_goes_unanswered_is_parked_not_charged_again() {
+    let mut fleet = Fleet::start(FleetOptions::new().profile(UNANSWERED)).await;
+    let id = fleet.place(&Order::new("ord-pay-unanswered")).await;
+    // A 503 to the query is the query refused, not the charge: the
+    // charge's outcome is as unknown as before, so it is never sent again.
+    let checks = fleet.contract_checks();
+    let ledger = fleet
+        .wait_ledger("two unanswered status queries", SETTLE, |l| {
+            l.calls_to(Endpoint::PaymentStatus) >= checks + 2
+        })
+        .await;
+    assert_eq!(
+        ledger.calls_to(Endpoint::PaymentCharge),
+        1,
+        "a charge of unknown outcome sent again after a query went unanswered: {:?}",
+        ledger.calls
+    );
+    fleet
+        .wait_state(&id, &[OrderState::PaymentPending], SETTLE)
+        .await;
+    let ledger = fleet.ledger().await;
+    assert_eq!(ledger.calls_to(Endpoint::PaymentCharge), 1);
+    assert!(
+        ledger.shipments.is_empty(),
+        "nothing ships on an unknown charge"
+    );
+
+    fleet
+        .set_profile("[shipping]\nfulfilment_step_ms = 100\n")
+        .await;
+    fleet
+        .wait_state(&id, &[OrderState::Delivered], SETTLE)
+        .await;
+    let ledger = fleet.ledger().await;
+    assert_eq!(
+        ledger.calls_to(Endpoint::PaymentCharge),
+        1,
+        "{:?}",
+        ledger.calls
+    );
+    assert_eq!(payments_of(&ledger, &id).len(), 1);
+    fleet.settle_and_check(SETTLE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_meeting_an_unanswered_status_query_waits_for_the_charge_and_refunds_it() {
+    let mut fleet = Fleet::start(FleetOptions::new().profile(UNANSWERED)).await;
+    let id = fleet.place(&Order::new("ord-pay-unanswered-cancel")).await;
+    let checks = fleet.contract_checks();
+    fleet
+        .wait_ledger("an unanswered status query", SETTLE, |l| {
+            l.calls_to(Endpoint::PaymentStatus) > checks
+        })
+        .await;
+    fleet.cancel(&Cancel::new(&id)).await;
+    // The payment stage asks again with the cancel known, and again gets
+    // no answer: releasing the stock now, without a refund, would keep a
+    // charge for stock put back (I6). It parks the order and keeps the
+    // cancel for when the charge's outcome is known.
+    fleet
+        .wait_for(&id, "payment_pending with the cancel kept", SETTLE, |r| {
+            r.state == OrderState::PaymentPending && r.cancel_requested.is_some()
+        })
+        .await;
+    let noted = fleet.audit(&id).await.len();
+    fleet
+        .wait_audit(&id, "a re-check with the cancel known", SETTLE, |entries| {
+            entries.len() > noted
+        })
+        .await;
+    let record = fleet.order(&id).await.expect("the order");
+    assert_eq!(
+        record.state,
+        OrderState::PaymentPending,
+        "{id} moved on a guess: {}",
+        fleet.history(&id).await
+    );
+    let ledger = fleet.ledger().await;
+    assert_eq!(ledger.calls_to(Endpoint::InventoryRelease), 0);
+    assert_eq!(ledger.calls_to(Endpoint::PaymentRefund), 0);
+
+    // The provider answers again: the charge is found, refunded, and the
+    // stock released.
+    fleet.set_profile("").await;
+    fleet
+        .wait_state(&id, &[OrderState::Cancelled], SETTLE)
+        .await;
+    let ledger = fleet.ledger().await;
+    let payments = payments_of(&ledger, &id);
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(payments[0].state, PaymentState::Refunded);
+    assert_eq!(
+        orderflow_testkit::reservation_states(&ledger, &id),
+        [ReservationState::Released]
     );
     fleet.settle_and_check(SETTLE).await;
 }

@@ -122,6 +122,24 @@ impl Outcome {
     pub fn is_confirmed_success(&self) -> bool {
         self.class == FailureClass::Success && self.certainty == Certainty::Applied
     }
+
+    /// What a status query that went unanswered — refused, rate limited,
+    /// failed, cut off or never sent — says of the operation it asked
+    /// about: nothing. Its "not applied" is the query's, not the
+    /// operation's; taken for the operation's it would have a charge of
+    /// unknown outcome sent again, or a cancelled order's stock released
+    /// while its charge stands. The class stays (the breaker and the
+    /// in-flight limit read it); the certainty becomes unknown.
+    fn of_query(self, call: CallKind, answered: bool) -> Outcome {
+        if call == CallKind::Status && !answered {
+            Outcome {
+                certainty: Certainty::Unknown,
+                ..self
+            }
+        } else {
+            self
+        }
+    }
 }
 
 /// A transport-level failure: no HTTP response to classify.
@@ -141,9 +159,11 @@ pub enum TransportFailure {
 }
 
 impl TransportFailure {
-    /// The fixed meaning of a transport failure. Anything after the request
-    /// left is `unknown`: the downstream may have acted on it.
-    pub fn outcome(self) -> Outcome {
+    /// The fixed meaning of a transport failure of a `call`. Anything after
+    /// the request left is `unknown`: the downstream may have acted on it;
+    /// so is any failure of a status query, which leaves the operation it
+    /// asked about as unknown as it was.
+    pub fn outcome(self, call: CallKind) -> Outcome {
         use {Certainty::*, FailureClass::*};
         let (class, certainty) = match self {
             TransportFailure::Connect => (Transient, NotApplied),
@@ -152,7 +172,7 @@ impl TransportFailure {
             TransportFailure::ResetAfterSend => (Transient, Unknown),
             TransportFailure::BreakerOpen => (Overloaded, NotApplied),
         };
-        Outcome::new(class, certainty)
+        Outcome::new(class, certainty).of_query(call, false)
     }
 }
 
@@ -248,20 +268,24 @@ impl ClassifyRule {
 
 /// Classifies an HTTP response by the first matching rule. A response no
 /// rule covers is `infrastructure`/`unknown`: the fleet never guesses that an
-/// unrecognised answer means "not applied".
+/// unrecognised answer means "not applied". On a status query only the
+/// rules written for status queries (`call = "status"`) speak of the
+/// operation asked about; an answer that falls to a shared rule (a 503, a
+/// 429, a 500) is the query going unanswered, and its certainty is unknown.
 pub fn classify(rules: &[ClassifyRule], call: CallKind, response: &Response<'_>) -> Outcome {
-    let (class, certainty) = rules
-        .iter()
-        .find(|rule| rule.matches(call, response))
+    let rule = rules.iter().find(|rule| rule.matches(call, response));
+    let (class, certainty) = rule
         .map_or((FailureClass::Infrastructure, Certainty::Unknown), |rule| {
             (rule.class, rule.certainty)
         });
+    let answered = rule.is_some_and(|rule| rule.call == Some(CallKind::Status));
     Outcome {
         class,
         certainty,
         code: response.code.map(str::to_owned),
         retry_after: response.retry_after,
     }
+    .of_query(call, answered)
 }
 
 #[cfg(test)]
@@ -347,23 +371,59 @@ mod tests {
 
     #[test]
     fn anything_after_the_request_left_is_unknown() {
+        let action = |failure: TransportFailure| failure.outcome(CallKind::Action);
         assert_eq!(
-            TransportFailure::Connect.outcome().certainty,
+            action(TransportFailure::Connect).certainty,
             Certainty::NotApplied
         );
         assert_eq!(
-            TransportFailure::TimeoutBeforeSend.outcome().certainty,
+            action(TransportFailure::TimeoutBeforeSend).certainty,
             Certainty::NotApplied
         );
         assert_eq!(
-            TransportFailure::TimeoutAfterSend.outcome().certainty,
+            action(TransportFailure::TimeoutAfterSend).certainty,
             Certainty::Unknown
         );
         assert_eq!(
-            TransportFailure::ResetAfterSend.outcome().certainty,
+            action(TransportFailure::ResetAfterSend).certainty,
             Certainty::Unknown
         );
-        assert_eq!(TransportFailure::BreakerOpen.outcome().class, Overloaded);
+        assert_eq!(action(TransportFailure::BreakerOpen).class, Overloaded);
+    }
+
+    #[test]
+    fn a_status_query_that_goes_unanswered_leaves_the_operation_unknown() {
+        for failure in [
+            TransportFailure::Connect,
+            TransportFailure::TimeoutBeforeSend,
+            TransportFailure::BreakerOpen,
+        ] {
+            let outcome = failure.outcome(CallKind::Status);
+            assert_eq!(outcome.certainty, Certainty::Unknown, "{failure:?}");
+            assert_eq!(outcome.class, failure.outcome(CallKind::Action).class);
+        }
+        let mut not_found = rule("404", Some("not_found"), Transient, Certainty::NotApplied);
+        not_found.call = Some(CallKind::Status);
+        let rules = [
+            not_found,
+            rule("503", None, Overloaded, Certainty::NotApplied),
+            rule("429", None, RateLimited, Certainty::NotApplied),
+        ];
+        let status = |code, body| classify(&rules, CallKind::Status, &response(code, body));
+        assert_eq!(
+            status(404, Some("not_found")).certainty,
+            Certainty::NotApplied,
+            "the contract's answer: nothing was done"
+        );
+        for code in [503, 429, 418] {
+            assert_eq!(status(code, None).certainty, Certainty::Unknown, "{code}");
+        }
+        assert_eq!(status(503, None).class, Overloaded);
+        assert_eq!(
+            classify(&rules, CallKind::Action, &response(503, None)).certainty,
+            Certainty::NotApplied,
+            "an action refused with 503 was not applied"
+        );
     }
 
     #[test]

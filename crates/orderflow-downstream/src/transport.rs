@@ -252,7 +252,7 @@ impl Downstream {
         let Call { endpoint, kind, .. } = call;
         if self.breaker.acquire() == Permit::Refused {
             let answer =
-                Answer::without_body(TransportFailure::BreakerOpen.outcome(), Duration::ZERO);
+                Answer::without_body(TransportFailure::BreakerOpen.outcome(kind), Duration::ZERO);
             record_metrics(self.stage, endpoint, &answer.outcome, answer.latency);
             return answer;
         }
@@ -276,7 +276,7 @@ impl Downstream {
                 (self.read(call, response, started).await, client_error)
             }
             Err(err) => (
-                Answer::without_body(transport_failure(&err).outcome(), started.elapsed()),
+                Answer::without_body(transport_failure(&err).outcome(kind), started.elapsed()),
                 false,
             ),
         };
@@ -321,7 +321,7 @@ impl Downstream {
         // body now still leaves the outcome unknown.
         let Ok(body) = read_capped(response).await else {
             return Answer::without_body(
-                TransportFailure::ResetAfterSend.outcome(),
+                TransportFailure::ResetAfterSend.outcome(call.kind),
                 started.elapsed(),
             );
         };

@@ -254,6 +254,40 @@ async fn a_missing_status_query_is_unknown_not_not_applied() {
     assert_eq!(pair(&answer), (Infrastructure, Unknown));
 }
 
+/// A status query refused, rate limited, failed or cut off is the query
+/// going unanswered: it says nothing of the charge it asks about, which
+/// stays unknown whatever the query's own class (kept for the breaker and
+/// the in-flight limit). Only the contract's answers to a query — found,
+/// `not_found`, `failed` — speak of the charge.
+#[tokio::test]
+async fn a_status_query_that_goes_unanswered_says_nothing_of_the_operation() {
+    for (fault, class) in [
+        ("unavailable_503", Overloaded),
+        ("rate_limited_429", RateLimited),
+        ("error_500", Transient),
+        ("timeout_before_apply", Timeout),
+    ] {
+        let sim = Sim::start(&format!(
+            "[faults.\"payment.status\"]\n{fault} = 1.0\nhang_ms = 2000\n"
+        ))
+        .await;
+        let api = PaymentApi::new(&sim.base, &policy()).unwrap();
+        let id = order("o-unanswered");
+        let answer = api
+            .payment(&IdempotencyKey::new(&id, Operation::Charge))
+            .await;
+        assert_eq!(pair(&answer), (class, Unknown), "{fault}");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let api = PaymentApi::new(&base, &policy()).unwrap();
+    let answer = api
+        .payment(&IdempotencyKey::new(&order("o-down"), Operation::Charge))
+        .await;
+    assert_eq!(pair(&answer), (Transient, Unknown), "a refused connection");
+}
+
 #[tokio::test]
 async fn shipping_outcomes_are_classified() {
     let sim = Sim::start("[shipping]\nunsupported_countries = [\"ZZ\"]\n").await;

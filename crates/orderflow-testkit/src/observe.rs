@@ -224,6 +224,30 @@ impl Fleet {
             .collect()
     }
 
+    /// Waits until the order's audit entries satisfy `ready` (a re-check
+    /// writes an entry without moving the order); returns them.
+    pub async fn wait_audit(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        ready: impl Fn(&[AuditEntry]) -> bool,
+    ) -> Vec<AuditEntry> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let entries = self.audit(id).await;
+            if ready(&entries) {
+                return entries;
+            }
+            assert!(
+                Instant::now() <= deadline,
+                "{id}: no {what} within {timeout:?}; history: {}",
+                self.history(id).await
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Waits until the order's events satisfy `ready`; returns them.
     pub async fn wait_events(
         &self,
