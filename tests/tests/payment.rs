@@ -120,6 +120,37 @@ async fn a_charge_answered_with_500_is_resolved_before_anything_ships() {
     fleet.settle_and_check(SETTLE).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_refused_until_deferred_is_sent_again_without_asking_first() {
+    let mut fleet = Fleet::start(
+        FleetOptions::new().profile("[faults.\"payment.charge\"]\nunavailable_503 = 1.0\n"),
+    )
+    .await;
+    let id = fleet.place(&Order::new("ord-pay-refused")).await;
+    // Three refused attempts, then the deferred copy's first charge: the
+    // run that deferred knew nothing was charged, so the copy sends at
+    // once rather than ask the provider about a charge that never was.
+    let ledger = fleet
+        .wait_ledger("the deferred copy's charge", SETTLE, |l| {
+            l.calls_to(Endpoint::PaymentCharge) >= 4
+        })
+        .await;
+    assert_eq!(
+        ledger.calls_to(Endpoint::PaymentStatus),
+        fleet.contract_checks(),
+        "asked about a charge every answer had refused: {:?}",
+        ledger.calls
+    );
+    fleet
+        .set_profile("[shipping]\nfulfilment_step_ms = 100\n")
+        .await;
+    fleet
+        .wait_state(&id, &[OrderState::Delivered], SETTLE)
+        .await;
+    assert_eq!(payments_of(&fleet.ledger().await, &id).len(), 1);
+    fleet.settle_and_check(SETTLE).await;
+}
+
 /// Every charge is applied, then times out; every status query answers
 /// 503: the provider stops answering about the charge it made.
 const UNANSWERED: &str = "[faults.\"payment.charge\"]\ntimeout_after_apply = 1.0\nhang_ms = 1000\n\n[faults.\"payment.status\"]\nunavailable_503 = 1.0\n";

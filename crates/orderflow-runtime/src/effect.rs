@@ -5,7 +5,7 @@
 use crate::step::StepMessage;
 use orderflow_broker::{Meta, Names, Outgoing, TopologySpec};
 use orderflow_core::message::OrderId;
-use orderflow_core::{OrderState, Outcome, PolicyId, Stage};
+use orderflow_core::{Certainty, OrderState, Outcome, PolicyId, Stage};
 use orderflow_store::FieldUpdate;
 use serde::{Deserialize, Serialize};
 
@@ -40,8 +40,14 @@ pub enum Emission {
     /// Hand the order to the next stage's work queue.
     Next { stage: Stage },
     /// Come back to this stage through delay tier `tier` (an index into
-    /// the stage's `delay_tiers`; past the last, the last).
-    Delay { tier: u32 },
+    /// the stage's `delay_tiers`; past the last, the last). `certainty` is
+    /// what the run knew of its operation when it deferred, carried by the
+    /// copy (`orderflow-certainty`) so the next run can tell whether it
+    /// must ask before sending.
+    Delay {
+        tier: u32,
+        certainty: Option<Certainty>,
+    },
     /// Park in this stage's exception queue for a person.
     Exception {
         reason: String,
@@ -142,9 +148,10 @@ pub fn render(
                         meta,
                     }
                 }
-                Emission::Delay { tier } => {
+                Emission::Delay { tier, certainty } => {
                     meta.stage = Some(ctx.stage);
                     meta.attempt = Some(ctx.runs + 1);
+                    meta.certainty = *certainty;
                     meta.first_attempt_at = Some(ctx.first_attempt_at);
                     Rendered {
                         exchange: String::new(),

@@ -81,9 +81,12 @@ impl Shape {
     /// order: a later run, a rerun after the order moved, a pending state,
     /// or an outcome the stage reported before that may have taken effect
     /// (an operator's retry starts the run count again, but not that).
-    /// Then it asks by key before it sends again or compensates.
+    /// Then it asks by key before it sends again or compensates. A later
+    /// run that is the deferred copy of the run just before it, which
+    /// ended knowing its operation was not applied (refused, rate limited,
+    /// budget spent), has nothing to ask: no run since could have sent it.
     pub fn may_have_acted(&self, order: &OrderRecord, job: &Job) -> bool {
-        job.runs > 1
+        (job.runs > 1 && !after_nothing_done(job))
             || job.reruns > 0
             || order.state == self.pending()
             || order.may_have_applied(self.stage)
@@ -116,6 +119,13 @@ impl Shape {
     pub fn key(&self, order: &OrderRecord) -> IdempotencyKey {
         IdempotencyKey::new(&order.order_id, self.operation())
     }
+}
+
+/// The delivery is the deferred copy made by the run just before this one
+/// (its `attempt` is this run's number), and that run ended knowing its
+/// operation was not applied.
+fn after_nothing_done(job: &Job) -> bool {
+    job.meta.certainty == Some(Certainty::NotApplied) && job.meta.attempt == Some(job.runs)
 }
 
 /// Since the order's last move. A pending order re-checked by the
@@ -376,7 +386,10 @@ pub fn effect(
                     .map(|c| format!(" ({c})"))
                     .unwrap_or_default()
             );
-            let emissions = vec![Emission::Delay { tier }];
+            let emissions = vec![Emission::Delay {
+                tier,
+                certainty: Some(outcome.certainty),
+            }];
             if parks && order.state == shape.entry() {
                 let mut emissions = emissions;
                 emissions.push(order_event(shape.pending(), None));
@@ -528,6 +541,7 @@ fn later(
         transition: None,
         emissions: vec![Emission::Delay {
             tier: u32::try_from(tier).unwrap_or(u32::MAX),
+            certainty: None,
         }],
         note: Some(planned(
             order.state,

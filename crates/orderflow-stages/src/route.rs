@@ -254,7 +254,7 @@ pub fn describe_effect(from: OrderState, effect: &Effect) -> String {
         .iter()
         .map(|emission| match emission {
             orderflow_runtime::Emission::Next { stage } => format!("hands it to {stage}"),
-            orderflow_runtime::Emission::Delay { tier } => {
+            orderflow_runtime::Emission::Delay { tier, .. } => {
                 format!("looks again after delay tier {tier}")
             }
             orderflow_runtime::Emission::Exception { reason, .. } => {
@@ -379,7 +379,7 @@ mod tests {
 
     fn delay(effect: &Effect) -> Option<u32> {
         effect.emissions.iter().find_map(|e| match e {
-            Emission::Delay { tier } => Some(*tier),
+            Emission::Delay { tier, .. } => Some(*tier),
             _ => None,
         })
     }
@@ -724,6 +724,34 @@ mod tests {
                 start: Start::Query
             }
         ));
+    }
+
+    #[test]
+    fn the_deferred_copy_of_a_run_that_knew_nothing_was_done_sends_at_once() {
+        let policy = Policy::default_policy();
+        // Run 1 deferred on a refusal (nothing done): its copy is run 2.
+        let mut deferred = step(Stage::Payment, None);
+        deferred.runs = 2;
+        deferred.meta.attempt = Some(2);
+        deferred.meta.certainty = Some(Certainty::NotApplied);
+        assert!(matches!(
+            foresee(&PAYMENT_SHAPE, &policy, &order(Reserved), &deferred, None),
+            Foresight::Calls { start: Start::Act }
+        ));
+        // A run between them (a crash after sending, a duplicate) may have
+        // sent it; a deferral on an unknown outcome knows nothing: ask.
+        let mut overtaken = deferred.clone();
+        overtaken.runs = 3;
+        let mut unknown = deferred.clone();
+        unknown.meta.certainty = Some(Certainty::Unknown);
+        for job in [overtaken, unknown] {
+            assert!(matches!(
+                foresee(&PAYMENT_SHAPE, &policy, &order(Reserved), &job, None),
+                Foresight::Calls {
+                    start: Start::Query
+                }
+            ));
+        }
     }
 
     use crate::operation::{

@@ -324,7 +324,7 @@ fn summary(effect: &Effect) -> Summary {
             .iter()
             .map(|e| match e {
                 Emission::Next { stage } => format!("next {stage}"),
-                Emission::Delay { tier } => format!("delay {tier}"),
+                Emission::Delay { tier, .. } => format!("delay {tier}"),
                 Emission::Exception { reason, .. } => format!("exception {reason}"),
                 Emission::Event { routing_key, .. } => format!("event {routing_key}"),
             })
