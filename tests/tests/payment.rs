@@ -24,6 +24,26 @@ fn payments_of<'a>(
         .collect()
 }
 
+/// The provider answers again (the profile keeps only the carrier's
+/// steps): the order is delivered, charged once.
+async fn answers_again_and_delivers_charged_once(
+    fleet: &mut Fleet,
+    id: &str,
+) -> orderflow_testkit::Ledger {
+    fleet
+        .set_profile("[shipping]\nfulfilment_step_ms = 100\n")
+        .await;
+    fleet.wait_state(id, &[OrderState::Delivered], SETTLE).await;
+    let ledger = fleet.ledger().await;
+    assert_eq!(
+        payments_of(&ledger, id).len(),
+        1,
+        "charged once: {:?}",
+        ledger.calls
+    );
+    ledger
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declined_short_of_funds_and_fraud_are_rejected_and_release_the_stock() {
     let fleet = Fleet::start(FleetOptions::new()).await;
@@ -104,14 +124,7 @@ async fn a_charge_answered_with_500_is_resolved_before_anything_ships() {
         ledger.shipments.is_empty(),
         "nothing ships on an unknown charge"
     );
-    fleet
-        .set_profile("[shipping]\nfulfilment_step_ms = 100\n")
-        .await;
-    fleet
-        .wait_state(&id, &[OrderState::Delivered], SETTLE)
-        .await;
-    let ledger = fleet.ledger().await;
-    assert_eq!(payments_of(&ledger, &id).len(), 1);
+    let ledger = answers_again_and_delivers_charged_once(&mut fleet, &id).await;
     assert!(
         ledger.calls_to(Endpoint::PaymentStatus) > fleet.contract_checks(),
         "a 5xx after sending is an unknown outcome: asked before charging again ({:?})",
@@ -141,13 +154,7 @@ async fn a_charge_refused_until_deferred_is_sent_again_without_asking_first() {
         "asked about a charge every answer had refused: {:?}",
         ledger.calls
     );
-    fleet
-        .set_profile("[shipping]\nfulfilment_step_ms = 100\n")
-        .await;
-    fleet
-        .wait_state(&id, &[OrderState::Delivered], SETTLE)
-        .await;
-    assert_eq!(payments_of(&fleet.ledger().await, &id).len(), 1);
+    answers_again_and_delivers_charged_once(&mut fleet, &id).await;
     fleet.settle_and_check(SETTLE).await;
 }
 
@@ -183,20 +190,13 @@ async fn an_unknown_charge_whose_status_query_goes_unanswered_is_parked_not_char
         "nothing ships on an unknown charge"
     );
 
-    fleet
-        .set_profile("[shipping]\nfulfilment_step_ms = 100\n")
-        .await;
-    fleet
-        .wait_state(&id, &[OrderState::Delivered], SETTLE)
-        .await;
-    let ledger = fleet.ledger().await;
+    let ledger = answers_again_and_delivers_charged_once(&mut fleet, &id).await;
     assert_eq!(
         ledger.calls_to(Endpoint::PaymentCharge),
         1,
         "{:?}",
         ledger.calls
     );
-    assert_eq!(payments_of(&ledger, &id).len(), 1);
     fleet.settle_and_check(SETTLE).await;
 }
 
