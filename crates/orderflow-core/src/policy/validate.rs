@@ -2,7 +2,7 @@
 //! the message, because the person reading it is fixing a file at 3 a.m.
 
 use super::{DownstreamPolicy, Policy, PolicyProblem, StagePolicy};
-use crate::outcome::{Certainty, FailureClass};
+use crate::outcome::{CallKind, Certainty, FailureClass};
 use crate::stage::Stage;
 use std::time::Duration;
 
@@ -271,6 +271,19 @@ fn check_downstream(
             "class success with certainty not_applied contradicts itself".into(),
         );
     }
+    // Only rules written for status queries speak of the operation a query
+    // asks about (orderflow_core::outcome::classify): without one that says
+    // "done", no query could ever find an operation applied.
+    check(
+        !dp.status_query
+            || dp.classify.iter().any(|rule| {
+                rule.call == Some(CallKind::Status)
+                    && rule.class == FailureClass::Success
+                    && rule.certainty == Certainty::Applied
+            }),
+        "classify",
+        "has no rule for a status query that finds the operation done (status_query is true): add { call = \"status\", status = \"2xx\", class = \"success\", certainty = \"applied\" }".into(),
+    );
 
     // A key must outlive every way the fleet can still use it: re-checks
     // until the ambiguity window, the stuck sweep, and operator replays.
@@ -516,7 +529,7 @@ mod tests {
 
     #[test]
     fn rates_and_rules_are_checked() {
-        let text = "[downstreams.shipping]\nbudget = { ratio = 1.5, window = \"10s\", min_per_window = 3 }\nclassify = [{ status = \"2xx\", class = \"success\", certainty = \"not_applied\" }]\n";
+        let text = "[downstreams.shipping]\nbudget = { ratio = 1.5, window = \"10s\", min_per_window = 3 }\nclassify = [{ status = \"2xx\", class = \"success\", certainty = \"not_applied\" }, { call = \"status\", status = \"2xx\", class = \"success\", certainty = \"applied\" }]\n";
         assert_eq!(
             keys(text),
             [
@@ -524,6 +537,21 @@ mod tests {
                 "downstreams.shipping.classify[0]"
             ]
         );
+    }
+
+    #[test]
+    fn a_status_query_needs_a_rule_of_its_own_that_finds_the_operation_done() {
+        let shared =
+            "classify = [{ status = \"2xx\", class = \"success\", certainty = \"applied\" }]\n";
+        assert_eq!(
+            keys(&format!("[downstreams.shipping]\n{shared}")),
+            ["downstreams.shipping.classify"]
+        );
+        // Without status queries there is nothing to answer.
+        let text = format!(
+            "[downstreams.shipping]\nstatus_query = false\n{shared}[stages.shipping]\nretry_unknown = false\nstatus_poll = {{ interval = \"1s\", limit = 0 }}\n"
+        );
+        assert_eq!(keys(&text), Vec::<String>::new());
     }
 
     #[test]
