@@ -29,7 +29,6 @@ async fn the_ceiling_completes_every_order_and_measures_its_cpu() {
         assert_eq!(figures.orders, 200);
         assert!(figures.orders_per_second > 0.0, "{figures:?}");
         let cpu = figures.cpu_per_1000;
-        assert!(cpu.total() > 0.0, "{cpu:?}");
-        assert!(cpu.redis > 0.0, "{name}: {cpu:?}");
+        assert!(cpu.total() > 0.0, "{name}: {cpu:?}");
     }
 }
