@@ -144,12 +144,15 @@ pub async fn run_ceiling(config: &BenchConfig, load: ceiling::Load) -> anyhow::R
     );
     let conn = raw::connect(&config.amqp_url).await?;
     ceiling::declare(&conn, &base, load).await?;
-    let (mut args, name) = (vec!["ceiling", "--base", &base], "ceiling");
-    let name = if load == ceiling::Load::WithRecords {
+    let records = load == ceiling::Load::WithRecords;
+    let mut args = vec!["ceiling", "--base", &base];
+    if records {
         args.push("--records");
+    }
+    let name = if records {
         "ceiling+records"
     } else {
-        name
+        "ceiling"
     };
     let figures = measure_in_child(config, &args, name, |pid| {
         ceiling::drive(
