@@ -7,7 +7,8 @@
 //! never let an order reach `paid` without a payment in the simulator's
 //! ledger: the payment worker stays unready, saying which URL answered
 //! what, and a URL that goes bad after start-up leaves the order
-//! `payment_pending`, never paid on a guess.
+//! `payment_pending`, never paid on a guess. So does a status answer
+//! about another order (a cache that ignores the key).
 //!
 //! Item 10: a producer message over the size limit is parked as
 //! malformed; a password with URL-special characters never reaches the
@@ -31,6 +32,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 struct Impostor {
     url: String,
     forwarding: Arc<AtomicBool>,
+    misanswering: Arc<AtomicBool>,
     sim: Arc<OnceLock<String>>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -38,6 +40,9 @@ struct Impostor {
 #[derive(Clone)]
 struct Upstream {
     forwarding: Arc<AtomicBool>,
+    /// A cache that ignores the key: every status query gets another
+    /// order's succeeded charge.
+    misanswering: Arc<AtomicBool>,
     /// The simulator's URL, known once the fleet has started.
     sim: Arc<OnceLock<String>>,
     http: reqwest::Client,
@@ -50,9 +55,11 @@ impl Impostor {
             .expect("a free port");
         let url = format!("http://{}", listener.local_addr().expect("bound"));
         let forwarding = Arc::new(AtomicBool::new(forwarding));
+        let misanswering = Arc::new(AtomicBool::new(false));
         let sim = Arc::new(OnceLock::new());
         let upstream = Upstream {
             forwarding: forwarding.clone(),
+            misanswering: misanswering.clone(),
             sim: sim.clone(),
             http: reqwest::Client::new(),
         };
@@ -63,6 +70,7 @@ impl Impostor {
         Impostor {
             url,
             forwarding,
+            misanswering,
             sim,
             server,
         }
@@ -76,6 +84,11 @@ impl Impostor {
     /// From now on, requests go to the simulator.
     fn forward(&self, on: bool) {
         self.forwarding.store(on, Ordering::SeqCst);
+    }
+
+    /// From now on, status queries get another order's succeeded charge.
+    fn misanswer(&self, on: bool) {
+        self.misanswering.store(on, Ordering::SeqCst);
     }
 }
 
@@ -105,6 +118,15 @@ async fn answer(
             .into_response();
     };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    if method == Method::GET && upstream.misanswering.load(Ordering::SeqCst) {
+        let other = r#"{"payment_id": "pay_999999", "order_id": "ord-someone-else", "status": "succeeded"}"#;
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            other,
+        )
+            .into_response();
+    }
     let mut request = upstream
         .http
         .request(method, format!("{sim}{path}"))
@@ -268,6 +290,49 @@ async fn a_payment_url_that_turns_to_200_html_leaves_the_order_pending_not_paid(
     );
 
     impostor.forward(true);
+    fleet
+        .wait_state(&id, &[OrderState::Delivered], SETTLE)
+        .await;
+    assert_eq!(payments_of(&fleet.ledger().await, &id), 1);
+    fleet.settle_and_check(SETTLE).await;
+}
+
+/// A cache in front of the payment API that ignores the key answers every
+/// status query with another order's succeeded charge. This order's charge
+/// was answered 500 (nothing charged), so it is asked about; an answer
+/// about another order says nothing of it: the order waits
+/// `payment_pending`, never paid without a charge, and is charged once the
+/// queries reach the API again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_answer_about_another_order_never_pays_this_one() {
+    let impostor = Impostor::start(true).await;
+    let mut fleet = Fleet::start(payment_behind(&impostor)).await;
+    impostor.behind(fleet.sim_url());
+    fleet
+        .set_profile("[faults.\"payment.charge\"]\nerror_500 = 1.0\n")
+        .await;
+    fleet
+        .wait_worker_ready(WorkerKind::Payment, 0, SETTLE)
+        .await;
+
+    impostor.misanswer(true);
+    let id = fleet.place(&Order::new("ord-cached-status")).await;
+    let record = fleet
+        .wait_for(&id, "payment_pending or charged", SETTLE, |r| {
+            r.state == OrderState::PaymentPending || CHARGED.contains(&r.state)
+        })
+        .await;
+    assert_eq!(
+        (record.state, payments_of(&fleet.ledger().await, &id)),
+        (OrderState::PaymentPending, 0),
+        "{id} paid on another order's charge; history: {}",
+        fleet.history(&id).await
+    );
+
+    impostor.misanswer(false);
+    fleet
+        .set_profile("[shipping]\nfulfilment_step_ms = 100\n")
+        .await;
     fleet
         .wait_state(&id, &[OrderState::Delivered], SETTLE)
         .await;

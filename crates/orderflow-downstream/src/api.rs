@@ -14,12 +14,18 @@ use std::fmt;
 pub struct Reservation {
     pub reservation_id: String,
     pub status: String,
+    /// Named by a status query's answer, not by an action's.
+    #[serde(default)]
+    pub order_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
     pub payment_id: String,
     pub status: PaymentStatus,
+    /// Named by a status query's answer, not by an action's.
+    #[serde(default)]
+    pub order_id: Option<String>,
 }
 
 /// A charge's state as the payment API names it (docs/downstream-api.md),
@@ -59,11 +65,18 @@ pub struct Shipment {
     pub status: String,
     #[serde(default)]
     pub exception_code: Option<String>,
+    /// Named by a status query's answer, not by an action's.
+    #[serde(default)]
+    pub order_id: Option<String>,
 }
 
 impl Contract for Reservation {
     fn status(&self) -> &str {
         &self.status
+    }
+
+    fn order_id(&self) -> Option<&str> {
+        self.order_id.as_deref()
     }
 }
 
@@ -71,11 +84,19 @@ impl Contract for Payment {
     fn status(&self) -> &str {
         self.status.as_str()
     }
+
+    fn order_id(&self) -> Option<&str> {
+        self.order_id.as_deref()
+    }
 }
 
 impl Contract for Shipment {
     fn status(&self) -> &str {
         &self.status
+    }
+
+    fn order_id(&self) -> Option<&str> {
+        self.order_id.as_deref()
     }
 }
 
@@ -85,7 +106,8 @@ const RESERVATION_STATES: Expect = Expect(&["reserved", "committed", "released"]
 const COMMITTED: Expect = Expect(&["committed"]);
 const RELEASED: Expect = Expect(&["released"]);
 const CHARGED: Expect = Expect(&["succeeded", "processing"]);
-const PAYMENT_STATES: Expect = Expect(&["succeeded", "processing", "failed", "refunded"]);
+pub(crate) const PAYMENT_STATES: Expect =
+    Expect(&["succeeded", "processing", "failed", "refunded"]);
 const REFUNDED: Expect = Expect(&["refunded"]);
 const SHIPMENT_ACCEPTED: Expect = Expect(&["accepted"]);
 const SHIPMENT_STATES: Expect = Expect(&[
@@ -149,9 +171,13 @@ impl InventoryApi {
 
     /// Status query: the reservation made with `key`, if any.
     pub async fn status_of(&self, key: &IdempotencyKey) -> Answer<Reservation> {
-        let path = format!("{INVENTORY_STATUS}{key}");
         self.0
-            .status("inventory.status", &path, RESERVATION_STATES)
+            .status(
+                "inventory.status",
+                INVENTORY_STATUS,
+                key,
+                RESERVATION_STATES,
+            )
             .await
     }
 
@@ -198,8 +224,9 @@ impl PaymentApi {
 
     /// Status query: the charge made with `key`, if any.
     pub async fn payment(&self, key: &IdempotencyKey) -> Answer<Payment> {
-        let path = format!("{PAYMENT_STATUS}{key}");
-        self.0.status("payment.status", &path, PAYMENT_STATES).await
+        self.0
+            .status("payment.status", PAYMENT_STATUS, key, PAYMENT_STATES)
+            .await
     }
 
     pub async fn refund(&self, key: &IdempotencyKey, payment_id: &str) -> Answer<Payment> {
@@ -246,9 +273,8 @@ impl ShippingApi {
 
     /// Status query: the shipment made with `key`, if any, and its progress.
     pub async fn shipment(&self, key: &IdempotencyKey) -> Answer<Shipment> {
-        let path = format!("{SHIPPING_STATUS}{key}");
         self.0
-            .status("shipping.status", &path, SHIPMENT_STATES)
+            .status("shipping.status", SHIPPING_STATUS, key, SHIPMENT_STATES)
             .await
     }
 }

@@ -66,6 +66,11 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The order the key was made for (its ids hold no dots).
+    pub fn order_id(&self) -> &str {
+        self.0.split('.').next().unwrap_or_default()
+    }
 }
 
 impl fmt::Display for IdempotencyKey {
@@ -85,5 +90,6 @@ mod tests {
         assert_eq!(charge.as_str(), "ord-7.payment.charge");
         assert_eq!(charge, IdempotencyKey::new(&order, Operation::Charge));
         assert_ne!(charge, IdempotencyKey::new(&order, Operation::Refund));
+        assert_eq!(charge.order_id(), "ord-7");
     }
 }

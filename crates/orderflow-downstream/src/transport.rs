@@ -34,9 +34,11 @@ pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 /// answer to the call.
 pub const OFF_CONTRACT: &str = "off_contract";
 
-/// A success body of the contract: it names the state of what it is about.
+/// A success body of the contract: it names the state of what it is about,
+/// and (a status query's answer) the order it is about.
 pub trait Contract: DeserializeOwned {
     fn status(&self) -> &str;
+    fn order_id(&self) -> Option<&str>;
 }
 
 /// The statuses the contract's success answer to one call may name
@@ -172,24 +174,29 @@ impl Downstream {
             endpoint,
             kind: CallKind::Action,
             expect,
+            about: None,
         };
         self.call(call, Method::POST, path, Some(key.as_str()), body)
             .await
     }
 
-    /// A status query by key: GET.
+    /// A status query by key: GET `{prefix}{key}`. Its answer counts only
+    /// if it is about the key's order.
     pub async fn status<T: Contract>(
         &self,
         endpoint: &'static str,
-        path: &str,
+        prefix: &str,
+        key: &IdempotencyKey,
         expect: Expect,
     ) -> Answer<T> {
         let call = Call {
             endpoint,
             kind: CallKind::Status,
             expect,
+            about: Some(key.order_id()),
         };
-        self.call(call, Method::GET, path, None, None).await
+        let path = format!("{prefix}{key}");
+        self.call(call, Method::GET, &path, None, None).await
     }
 
     /// Whether the base URL is this API: a status query for a key that
@@ -243,7 +250,7 @@ impl Downstream {
     /// Sends one request and classifies what came back.
     async fn call<T: Contract>(
         &self,
-        call: Call,
+        call: Call<'_>,
         method: Method,
         path: &str,
         idempotency_key: Option<&str>,
@@ -309,7 +316,7 @@ impl Downstream {
 
     async fn read<T: Contract>(
         &self,
-        call: Call,
+        call: Call<'_>,
         response: reqwest::Response,
         started: Instant,
     ) -> Answer<T> {
@@ -331,7 +338,7 @@ impl Downstream {
             serde_json::from_slice(&body.bytes).ok()
         };
         if status.is_success() {
-            return match contract_answer::<T>(json, call.expect) {
+            return match contract_answer::<T>(json, call.expect, call.about) {
                 Ok(parsed) => {
                     let outcome = classify(
                         &self.rules,
@@ -392,27 +399,40 @@ impl Downstream {
 
 /// One call as the contract sees it.
 #[derive(Debug, Clone, Copy)]
-struct Call {
+struct Call<'a> {
     /// Names the call in metrics and logs (`payment.charge`).
     endpoint: &'static str,
     kind: CallKind,
     expect: Expect,
+    /// The order a status query asks about: its answer must name it.
+    about: Option<&'a str>,
 }
 
 /// The success body, if it is the contract's answer to the call; else why
-/// not.
-fn contract_answer<T: Contract>(json: Option<Value>, expect: Expect) -> Result<T, String> {
+/// not. A status query's answer about another order (a cache or proxy that
+/// ignores the key) is not the answer to this query: taken for it, another
+/// order's charge would let this one ship unpaid.
+fn contract_answer<T: Contract>(
+    json: Option<Value>,
+    expect: Expect,
+    about: Option<&str>,
+) -> Result<T, String> {
     let json = json.ok_or("not JSON")?;
     let parsed: T =
         serde_json::from_value(json).map_err(|e| format!("not the call's response ({e})"))?;
-    if expect.0.contains(&parsed.status()) {
-        Ok(parsed)
-    } else {
-        Err(format!(
+    if !expect.0.contains(&parsed.status()) {
+        return Err(format!(
             "status `{}` is not one the contract has for this call ({})",
             parsed.status(),
             expect.0.join(", ")
-        ))
+        ));
+    }
+    match about {
+        Some(order) if parsed.order_id() != Some(order) => Err(format!(
+            "it is about order {}, not {order}",
+            parsed.order_id().unwrap_or("(none named)")
+        )),
+        _ => Ok(parsed),
     }
 }
 
@@ -518,4 +538,32 @@ fn record_metrics(stage: Stage, endpoint: &'static str, outcome: &Outcome, laten
     metrics::counter!("orderflow_downstream_calls_total", &labels).increment(1);
     metrics::histogram!("orderflow_downstream_call_seconds", &labels[..3])
         .record(latency.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{PAYMENT_STATES, Payment, PaymentStatus};
+    use serde_json::json;
+
+    #[test]
+    fn a_status_answer_counts_only_for_the_order_it_names() {
+        let about = |order: &str| {
+            Some(json!({"payment_id": "pay_1", "order_id": order, "status": "succeeded"}))
+        };
+        let answer = contract_answer::<Payment>(about("ord-1"), PAYMENT_STATES, Some("ord-1"));
+        assert_eq!(answer.map(|p| p.status), Ok(PaymentStatus::Succeeded));
+        let other = contract_answer::<Payment>(about("ord-2"), PAYMENT_STATES, Some("ord-1"));
+        assert_eq!(
+            other.map(|p| p.status),
+            Err("it is about order ord-2, not ord-1".to_owned())
+        );
+        let unnamed = json!({"payment_id": "pay_1", "status": "succeeded"});
+        assert!(
+            contract_answer::<Payment>(Some(unnamed.clone()), PAYMENT_STATES, Some("ord-1"))
+                .is_err()
+        );
+        // An action's answer names no order: nothing to compare.
+        assert!(contract_answer::<Payment>(Some(unnamed), PAYMENT_STATES, None).is_ok());
+    }
 }
