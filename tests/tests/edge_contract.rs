@@ -173,6 +173,24 @@ const CHARGED: [OrderState; 5] = [
     OrderState::Blocked,
 ];
 
+/// Waits until the order is `payment_pending` or past a charge, and
+/// insists on `payment_pending` with no payment in the ledger: an order
+/// must wait for a real answer, never be paid without a charge.
+async fn waits_pending_unpaid(fleet: &Fleet, id: &str) -> orderflow_testkit::OrderRecord {
+    let record = fleet
+        .wait_for(id, "payment_pending or charged", SETTLE, |r| {
+            r.state == OrderState::PaymentPending || CHARGED.contains(&r.state)
+        })
+        .await;
+    assert_eq!(
+        (record.state, payments_of(&fleet.ledger().await, id)),
+        (OrderState::PaymentPending, 0),
+        "{id} must wait for a real answer, not be charged-less paid; history: {}",
+        fleet.history(id).await
+    );
+    record
+}
+
 /// Item 1, as reproduced: the payment URL answers every request `200
 /// text/html` from the start. The payment worker must stay unready and say
 /// why, the order must wait in `reserved` (its reservation in the ledger,
@@ -269,18 +287,7 @@ async fn a_payment_url_that_turns_to_200_html_leaves_the_order_pending_not_paid(
 
     impostor.forward(false);
     let id = fleet.place(&Order::new("ord-html-later")).await;
-    let record = fleet
-        .wait_for(&id, "payment_pending or charged", SETTLE, |r| {
-            r.state == OrderState::PaymentPending || CHARGED.contains(&r.state)
-        })
-        .await;
-    let ledger = fleet.ledger().await;
-    assert_eq!(
-        (record.state, payments_of(&ledger, &id)),
-        (OrderState::PaymentPending, 0),
-        "{id} must wait for a real answer, not be charged-less paid; history: {}",
-        fleet.history(&id).await
-    );
+    let record = waits_pending_unpaid(&fleet, &id).await;
     // What an operator sees: the order's reason says the answer was not
     // the contract's.
     let reason = record.reason.clone().unwrap_or_default();
@@ -317,17 +324,7 @@ async fn a_status_answer_about_another_order_never_pays_this_one() {
 
     impostor.misanswer(true);
     let id = fleet.place(&Order::new("ord-cached-status")).await;
-    let record = fleet
-        .wait_for(&id, "payment_pending or charged", SETTLE, |r| {
-            r.state == OrderState::PaymentPending || CHARGED.contains(&r.state)
-        })
-        .await;
-    assert_eq!(
-        (record.state, payments_of(&fleet.ledger().await, &id)),
-        (OrderState::PaymentPending, 0),
-        "{id} paid on another order's charge; history: {}",
-        fleet.history(&id).await
-    );
+    waits_pending_unpaid(&fleet, &id).await;
 
     impostor.misanswer(false);
     fleet

@@ -129,6 +129,9 @@ pub fn by_invariant(violations: &[Violation]) -> BTreeMap<String, usize> {
     out
 }
 
+/// A run's CPU per order as a multiple of one baseline's.
+type RatioOf = fn(&RunReport) -> Option<f64>;
+
 impl BenchReport {
     pub fn print(&self) {
         println!(
@@ -258,48 +261,48 @@ impl BenchReport {
                 r.ratio_to_raw.map_or("-".into(), |x| format!("{x:.3}"))
             });
         }
-        if self.ceiling.is_some() {
-            row("CPU per order / ceiling's", &|r| {
+        let ratios: [(&str, bool, RatioOf); 3] = [
+            ("CPU per order / ceiling's", self.ceiling.is_some(), |r| {
                 r.cpu_ratio_to_ceiling
-                    .map_or("-".into(), |x| format!("{x:.1}×"))
-            });
-        }
-        if self.ceiling_events.is_some() {
-            row("CPU per order / ceiling+events'", &|r| {
-                r.cpu_ratio_to_ceiling_events
-                    .map_or("-".into(), |x| format!("{x:.1}×"))
-            });
-        }
-        if self.ceiling_contract.is_some() {
-            row("CPU per order / bare contract's", &|r| {
-                r.cpu_ratio_to_ceiling_contract
-                    .map_or("-".into(), |x| format!("{x:.1}×"))
-            });
+            }),
+            (
+                "CPU per order / ceiling+events'",
+                self.ceiling_events.is_some(),
+                |r| r.cpu_ratio_to_ceiling_events,
+            ),
+            (
+                "CPU per order / bare contract's",
+                self.ceiling_contract.is_some(),
+                |r| r.cpu_ratio_to_ceiling_contract,
+            ),
+        ];
+        for (label, measured, ratio) in ratios {
+            if measured {
+                row(label, &|r| {
+                    ratio(r).map_or("-".into(), |x| format!("{x:.1}×"))
+                });
+            }
         }
         print!("{}", table.render());
-        if let Some(raw) = &self.raw {
-            println!(
-                "\nraw lapin 4-hop pipeline, same broker: {}",
-                baseline_line(raw)
-            );
-        }
-        if let Some(ceiling) = &self.ceiling {
-            println!(
-                "\nceiling (bare lapin + redis, 4 quorum hops, 10 Redis round trips per order), same broker and Redis: {}",
-                baseline_line(ceiling)
-            );
-        }
-        if let Some(with_events) = &self.ceiling_events {
-            println!(
-                "\nceiling with the fleet's 6 customer events per order (confirmed into a stream through a topic exchange): {}",
-                baseline_line(with_events)
-            );
-        }
-        if let Some(contract) = &self.ceiling_contract {
-            println!(
-                "\nceiling with those events and the runtime's durability writes at every hop (the fleet's contract done bare, its HTTP calls aside): {}",
-                baseline_line(contract)
-            );
+        let baselines = [
+            ("raw lapin 4-hop pipeline, same broker", &self.raw),
+            (
+                "ceiling (bare lapin + redis, 4 quorum hops, 10 Redis round trips per order), same broker and Redis",
+                &self.ceiling,
+            ),
+            (
+                "ceiling with the fleet's 6 customer events per order (confirmed into a stream through a topic exchange)",
+                &self.ceiling_events,
+            ),
+            (
+                "ceiling with those events and the runtime's durability writes at every hop (the fleet's contract done bare, its HTTP calls aside)",
+                &self.ceiling_contract,
+            ),
+        ];
+        for (what, baseline) in baselines {
+            if let Some(figures) = baseline {
+                println!("\n{what}: {}", baseline_line(figures));
+            }
         }
         for run in &self.runs {
             if !run.phases.is_empty() {
