@@ -29,6 +29,8 @@ use tracing::{info, warn};
 /// A server that has not answered by then is reported as unreachable: a
 /// fleet being rolled out should fail fast, not hang in start-up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a worker waits before asking a slow Redis again at start-up.
+const CONNECT_RETRY: Duration = Duration::from_millis(250);
 /// How long the health server may take to close after the work is done.
 pub(crate) const HTTP_DRAIN: Duration = Duration::from_secs(2);
 /// After the in-flight deliveries' grace, how long a stage worker may take
@@ -195,20 +197,33 @@ async fn connect_store(common: &Common, policy: &StorePolicy) -> Result<Store, F
     // Error texts may quote the URL: never with its password.
     let masked = |e: &StoreError| e.to_string().replace(&common.fleet.redis.url, &shown);
     let fix = "start Redis (`redis-server --daemonize yes`) or point the setting at a running one";
-    match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        Store::connect_with(
-            &common.fleet.redis.url,
-            StoreOptions {
-                namespace: common.fleet.namespace.name.clone(),
-                replica_acks: policy.replica_acks,
-                replica_ack_timeout: policy.replica_ack_timeout,
-                ..StoreOptions::default()
-            },
-        ),
-    )
-    .await
-    {
+    let options = StoreOptions {
+        namespace: common.fleet.namespace.name.clone(),
+        replica_acks: policy.replica_acks,
+        replica_ack_timeout: policy.replica_ack_timeout,
+        ..StoreOptions::default()
+    };
+    // A Redis that is slow to answer (busy, starting, failing over) is asked
+    // again until the start-up deadline: a worker restarted in such a moment
+    // would otherwise exit after one short timeout. The last answer is the
+    // one reported.
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let connected = loop {
+        let attempt = tokio::time::timeout_at(
+            deadline,
+            Store::connect_with(&common.fleet.redis.url, options.clone()),
+        )
+        .await;
+        match attempt {
+            Ok(Err(StoreError::Unavailable(_)))
+                if tokio::time::Instant::now() + CONNECT_RETRY < deadline =>
+            {
+                tokio::time::sleep(CONNECT_RETRY).await;
+            }
+            attempt => break attempt,
+        }
+    };
+    match connected {
         Ok(Ok(store)) => Ok(store),
         Ok(Err(e @ StoreError::InvalidNamespace(_))) => Err(Failure::setting(
             NAMESPACE,

@@ -283,6 +283,35 @@ fn unreachable_redis_exits_2_before_anything_is_consumed() {
 }
 
 #[test]
+fn a_redis_that_answers_late_at_start_up_is_waited_for() {
+    let ns = Namespace::new();
+    let dir = std::env::temp_dir().join(format!("orderflow-worker-{}", uuid::Uuid::new_v4()));
+    let redis = orderflow_testkit::redis::PrivateRedis::start(&dir);
+    // A Redis too busy to answer for 2 s (as under load, or starting):
+    // one short timeout must not end the worker's start-up.
+    let paused = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port().to_string(),
+            "client",
+            "pause",
+            "2000",
+            "all",
+        ])
+        .output()
+        .expect("redis-cli runs");
+    assert_eq!(String::from_utf8_lossy(&paused.stdout).trim(), "OK");
+    let mut command = ns.command(RECONCILER);
+    command.env("ORDERFLOW_REDIS_URL", redis.url());
+    let mut running = Running::start(command);
+    let ready = wait_until_ready(running.address());
+    assert!(ready.contains("\"ready\":true"), "{ready}");
+    drop(running);
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn unreachable_rabbitmq_exits_2_naming_the_url_without_its_password() {
     let ns = Namespace::new();
     for binary in [INVENTORY, RECONCILER] {
