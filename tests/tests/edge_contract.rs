@@ -191,6 +191,14 @@ async fn waits_pending_unpaid(fleet: &Fleet, id: &str) -> orderflow_testkit::Ord
     record
 }
 
+/// Once the payment API answers as the contract says: the order is
+/// delivered, charged once, and I1–I9 hold against the ledger.
+async fn delivered_charged_once(fleet: &Fleet, id: &str) {
+    fleet.wait_state(id, &[OrderState::Delivered], SETTLE).await;
+    assert_eq!(payments_of(&fleet.ledger().await, id), 1);
+    fleet.settle_and_check(SETTLE).await;
+}
+
 /// Item 1, as reproduced: the payment URL answers every request `200
 /// text/html` from the start. The payment worker must stay unready and say
 /// why, the order must wait in `reserved` (its reservation in the ledger,
@@ -260,11 +268,7 @@ async fn a_payment_url_answering_200_html_never_ships_an_unpaid_order() {
     fleet
         .wait_worker_ready(WorkerKind::Payment, index, SETTLE)
         .await;
-    fleet
-        .wait_state(&id, &[OrderState::Delivered], SETTLE)
-        .await;
-    assert_eq!(payments_of(&fleet.ledger().await, &id), 1);
-    fleet.settle_and_check(SETTLE).await;
+    delivered_charged_once(&fleet, &id).await;
 }
 
 /// Item 1, later: the URL passed the start-up check, then answers every
@@ -297,11 +301,7 @@ async fn a_payment_url_that_turns_to_200_html_leaves_the_order_pending_not_paid(
     );
 
     impostor.forward(true);
-    fleet
-        .wait_state(&id, &[OrderState::Delivered], SETTLE)
-        .await;
-    assert_eq!(payments_of(&fleet.ledger().await, &id), 1);
-    fleet.settle_and_check(SETTLE).await;
+    delivered_charged_once(&fleet, &id).await;
 }
 
 /// A cache in front of the payment API that ignores the key answers every
@@ -330,11 +330,7 @@ async fn a_status_answer_about_another_order_never_pays_this_one() {
     fleet
         .set_profile("[shipping]\nfulfilment_step_ms = 100\n")
         .await;
-    fleet
-        .wait_state(&id, &[OrderState::Delivered], SETTLE)
-        .await;
-    assert_eq!(payments_of(&fleet.ledger().await, &id), 1);
-    fleet.settle_and_check(SETTLE).await;
+    delivered_charged_once(&fleet, &id).await;
 }
 
 /// Item 10 (a): a producer message past `broker.max_message_bytes` (1 MiB
